@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="inpaintlab",
+    version="0.1.0",
+    description="Stable Diffusion 1.x inpainting from scratch, with fused Triton kernels",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["inpaintlab", "inpaintlab.*"]),
+    package_data={"inpaintlab.clip": ["bpe_simple_vocab_16e6.txt.gz", "LICENSE-CLIP.txt"]},
+    install_requires=[
+        "torch>=2.1",
+        "safetensors",
+        "numpy",
+        "pillow",
+        "einops",
+        "ftfy",
+        "regex",
+        "tqdm",
+        # A1111 blurs masks with cv2.GaussianBlur (8-bit fixed point); we call the same code to be bit-exact.
+        "opencv-python-headless",
+    ],
+    extras_require={
+        "triton": ["triton"],
+        "toml": ["tomli; python_version < '3.11'"],
+        # Oracles only: the models and samplers are checked against these, never imported by the library.
+        "test": ["pytest", "diffusers==0.42.1", "transformers>=5.6"],
+    },
+    entry_points={"console_scripts": ["inpaintlab = inpaintlab.inpaint:main"]},
+)
