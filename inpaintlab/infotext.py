@@ -115,3 +115,38 @@ def read_png_infotext(path: str | os.PathLike) -> str:
     if text is None:
         raise ValueError(f"{path}: no 'parameters' infotext in this PNG")
     return text
+
+
+_MASK_MODES = {"Inpaint masked": "masked", "Inpaint not masked": "not_masked"}
+_MASKED_CONTENT = {"fill": "fill", "original": "original", "latent noise": "latent_noise",
+                   "latent nothing": "latent_nothing"}
+_INPAINT_AREAS = {"Whole picture": "whole", "Only masked": "only_masked"}
+
+
+def settings_from_infotext(text: str) -> dict[str, Any]:
+    """Turn an infotext back into `Pipeline.inpaint` keyword arguments (plus prompt / negative_prompt).
+
+    Missing inpaint keys take A1111's parsing defaults: masked, original, whole picture, padding 32, clip skip 1.
+    """
+    fields = parse_infotext(text)
+    settings: dict[str, Any] = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"]}
+    converters = {
+        "Steps": ("steps", int), "Sampler": ("sampler", str), "Schedule type": ("scheduler", str),
+        "CFG scale": ("cfg_scale", float), "Seed": ("seed", int), "Denoising strength": ("denoising_strength", float),
+        "Mask blur": ("mask_blur", int), "Masked area padding": ("padding", int), "Clip skip": ("clip_skip", int),
+        "Conditional mask weight": ("inpainting_mask_weight", float),
+    }
+    for key, (name, convert) in converters.items():
+        if key in fields:
+            settings[name] = convert(fields[key])
+    if "Size" in fields:
+        width, height = fields["Size"].lower().split("x")
+        settings["width"], settings["height"] = int(width), int(height)
+    settings["mask_mode"] = _MASK_MODES[fields.get("Mask mode", "Inpaint masked")]
+    settings["masked_content"] = _MASKED_CONTENT[fields.get("Masked content", "original")]
+    settings["inpaint_area"] = _INPAINT_AREAS[fields.get("Inpaint area", "Whole picture")]
+    settings.setdefault("padding", 32)
+    settings.setdefault("clip_skip", 1)
+    if "Mask blur" not in fields and "Denoising strength" in fields:
+        settings["mask_blur"] = 0  # A1111 writes the key whenever the blur is > 0
+    return settings

@@ -1,0 +1,174 @@
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep`.
+
+Settings use A1111's names; defaults are A1111's UI defaults. `--from-png` reads the settings (and prompts) from a PNG's
+`parameters` infotext; flags given on the command line win over it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .infotext import read_png_infotext, save_png, settings_from_infotext
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# name: (flag type, default, help). Defaults = A1111 v1.10 UI defaults.
+SETTINGS: dict[str, tuple[Any, Any, str]] = {
+    "steps": (int, 20, "sampling steps"),
+    "sampler": (str, "DPM++ 2M", "sampler: 'Euler' or 'DPM++ 2M'"),
+    "scheduler": (str, "Automatic", "schedule type: Automatic, Uniform, Karras, Exponential"),
+    "cfg_scale": (float, 7.0, "classifier-free guidance scale"),
+    "seed": (int, -1, "seed (-1 = random)"),
+    "width": (int, None, "processing width (multiple of 8; default: the image's, or 512 for txt2img)"),
+    "height": (int, None, "processing height (multiple of 8; default: the image's, or 512 for txt2img)"),
+    "batch_size": (int, 1, "images per run (seeds seed, seed+1, ...)"),
+    "clip_skip": (int, 1, "CLIP layers to skip, counted as in A1111 (1 = last layer)"),
+    "denoising_strength": (float, 0.75, "denoising strength in [0, 1]"),
+    "mask_blur": (int, 4, "mask blur sigma in pixels"),
+    "mask_mode": (str, "masked", "'masked' (inpaint masked) or 'not_masked' (inpaint not masked)"),
+    "masked_content": (str, "original", "fill | original | latent_noise | latent_nothing"),
+    "inpaint_area": (str, "whole", "'whole' (whole picture) or 'only_masked'"),
+    "padding": (int, 32, "only-masked padding in pixels"),
+    "fill_space": (str, "pixel", "where 'fill' runs: 'pixel' (A1111) or 'latent'"),
+    "inpainting_mask_weight": (float, 1.0, "conditional mask weight (9-channel inpainting models)"),
+}
+TXT2IMG = ("steps", "sampler", "scheduler", "cfg_scale", "seed", "width", "height", "batch_size", "clip_skip")
+IMG2IMG = TXT2IMG + ("denoising_strength",)
+
+
+def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--model", required=required, help="single-file SD1.x checkpoint (.safetensors)")
+    parser.add_argument("--vae", help="separate VAE file (.safetensors), e.g. vae-ft-mse-840000-ema-pruned")
+    parser.add_argument("--embeddings-dir", help="directory of textual-inversion embeddings (.pt/.safetensors/.bin)")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow .ckpt pickles (loaded with weights_only)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--kernels", choices=("auto", "torch", "triton"), default="auto")
+
+
+def _add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    for name in names:
+        kind, default, text = SETTINGS[name]
+        # SUPPRESS keeps unset flags out of the namespace, so --from-png values are only overridden by explicit flags.
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS,
+                            help=f"{text} (default: {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inpaintlab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for name, settings, needs_image in (("inpaint", tuple(SETTINGS), True), ("img2img", IMG2IMG, True),
+                                        ("txt2img", TXT2IMG, False)):
+        sub = commands.add_parser(name, help=f"{name} with A1111 v1.10 semantics")
+        _add_model_args(sub)
+        if needs_image:
+            sub.add_argument("--image", required=True, help="init image")
+        if name == "inpaint":
+            sub.add_argument("--mask", required=True, help="mask image: white = repaint")
+        sub.add_argument("--prompt", default=argparse.SUPPRESS, help="prompt (A1111 attention syntax)")
+        sub.add_argument("--negative-prompt", default=argparse.SUPPRESS, help="negative prompt")
+        sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
+        sub.add_argument("--out", required=True, help="output directory")
+        sub.add_argument("--no-progress", action="store_true")
+        _add_settings(sub, settings)
+
+    demo = commands.add_parser("demo", help="the whole inpaint path on a tiny random-weight checkpoint (or --model)")
+    _add_model_args(demo, required=False)
+    demo.add_argument("--out", required=True, help="output directory")
+    demo.add_argument("--steps", type=int, default=None, help="sampling steps (default: 8 tiny, 20 with --model)")
+
+    info = commands.add_parser("info", help="print the settings stored in a PNG's infotext")
+    info.add_argument("png")
+
+    sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
+    sweep.add_argument("spec")
+    sweep.add_argument("--out", required=True)
+    return parser
+
+
+def _next_index(out: Path) -> int:
+    """A1111's 5-digit file counter: one past the highest existing prefix."""
+    numbers = [int(p.name[:5]) for p in out.glob("*.png") if p.name[:5].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def save_result(result, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    index, paths = _next_index(out), []
+    for image, infotext, seed in zip(result.images, result.infotexts, result.seeds):
+        paths.append(save_png(image, out / f"{index:05d}-{seed}.png", infotext))
+        index += 1
+    return paths
+
+
+def _load(args):
+    from .inpaint import load
+
+    return load(args.model, args.vae, device=args.device, dtype=DTYPES[args.dtype], kernels=args.kernels,
+                embeddings_dir=args.embeddings_dir, allow_pickle=args.allow_pickle)
+
+
+def _run_generation(args) -> int:
+    settings: dict[str, Any] = {}
+    if args.from_png:
+        settings.update(settings_from_infotext(read_png_infotext(args.from_png)))
+    explicit = {k: v for k, v in vars(args).items() if k in SETTINGS or k in ("prompt", "negative_prompt")}
+    settings.update(explicit)
+    allowed = {"inpaint": tuple(SETTINGS), "img2img": IMG2IMG, "txt2img": TXT2IMG}[args.command]
+    settings = {k: v for k, v in settings.items() if k in allowed or k in ("prompt", "negative_prompt")}
+    if "prompt" not in settings:
+        raise SystemExit("inpaintlab: --prompt is required (or --from-png)")
+    print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items()), flush=True)
+    prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")
+    pipe = _load(args)
+    progress = not args.no_progress
+    if args.command == "txt2img":
+        settings.setdefault("width", 512)
+        settings.setdefault("height", 512)
+        result = pipe.txt2img(prompt, negative, progress=progress, **settings)
+    else:
+        with Image.open(args.image) as image:
+            image.load()
+        if args.command == "img2img":
+            result = pipe.img2img(image, prompt, negative, progress=progress, **settings)
+        else:
+            with Image.open(args.mask) as mask:
+                mask.load()
+            result = pipe.inpaint(image, mask, prompt, negative, progress=progress, **settings)
+    for path, seed in zip(save_result(result, Path(args.out)), result.seeds):
+        print(f"wrote {path} (seed {seed})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "info":
+            for key, value in settings_from_infotext(read_png_infotext(args.png)).items():
+                print(f"{key}: {value}")
+            return 0
+        if args.command == "demo":
+            from .demo import run_demo
+
+            path = run_demo(args)
+            print(f"wrote {path}")
+            return 0
+        if args.command == "sweep":
+            from .study import sweep
+
+            sweep(args.spec, args.out)
+            return 0
+        return _run_generation(args)
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+        print(f"inpaintlab: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,404 @@
+"""The inpaint pipeline: AUTOMATIC1111 v1.10's img2img inpaint tab, step by step.
+
+`inpaintlab.load(path)` returns a `Pipeline`; `pipe.inpaint(image, mask, prompt, ...)` runs, in A1111's order
+(`spec/a1111-inpaint.md` §2): seeds → mask intake, invert, blur → whole-picture / only-masked geometry → init image
+(flatten, resize or crop, fill) → VAE encode × 0.18215 → latent mask and masked content → 9-channel image conditioning →
+text conditioning → noise → strength truncation → sampling (blend after CFG) → final latent blend → decode, truncate to
+uint8 → overlay / paste back → infotext. Each step is a function of `inpaintlab.masking`, `inpaintlab.samplers` or the
+models; this module only puts them in order.
+
+Choices where A1111 is not reproducible from its inputs:
+* VAE posterior sample: A1111 draws ε from torch's global CPU generator, whose state is left by the previous job. We draw it
+  from a CPU generator seeded with the image's seed — the state A1111 is in when the same single-image job runs twice.
+* Noise: A1111's "CPU" RNG source (one CPU generator per image seed), so a seed gives the same image on every device.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import masking
+from .checkpoint import load_models
+from .clip import Tokenizer, encode_prompts, load_embeddings
+from .infotext import build_infotext
+from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, build_sigmas,
+                       img2img_sigmas, resolve_sampler, resolve_seed)
+
+log = logging.getLogger(__name__)
+
+VERSION_TAG = "inpaintlab"
+MASKED_CONTENT = ("fill", "original", "latent_noise", "latent_nothing")
+MASK_MODES = ("masked", "not_masked")
+INPAINT_AREAS = ("whole", "only_masked")
+FILL_SPACES = ("pixel", "latent")
+_CONTENT_LABEL = {"fill": "fill", "original": "original", "latent_noise": "latent noise", "latent_nothing": "latent nothing"}
+
+
+@dataclasses.dataclass
+class Result:
+    """What a generation returns: images plus every intermediate a study needs.
+
+    images: final PIL images (after overlay / paste-back); infotexts: one A1111 infotext per image; seeds: per image.
+    init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
+    from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
+    sigmas: the (truncated) schedule that was run.
+    """
+
+    images: list[Image.Image]
+    infotexts: list[str]
+    seeds: list[int]
+    init_latent: torch.Tensor | None = None
+    start_latent: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    latent_mask: torch.Tensor | None = None
+    sigmas: torch.Tensor | None = None
+
+    @property
+    def infotext(self) -> str:
+        return self.infotexts[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    scale_factor: float
+    is_inpainting: bool
+    model_name: str | None = None
+    model_hash: str | None = None
+    vae_name: str | None = None
+    vae_hash: str | None = None
+
+
+def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
+         dtype: torch.dtype = torch.float32, kernels: str = "auto", *, embeddings_dir: str | Path | None = None,
+         allow_pickle: bool = False) -> "Pipeline":
+    """Load a single-file SD1.x checkpoint (and optionally a separate VAE) into a ready `Pipeline`."""
+    models = load_models(path, vae, device=device, dtype=dtype, kernels=kernels, allow_pickle=allow_pickle)
+    config = PipelineConfig(models.scale_factor, models.is_inpainting, models.model_name, models.model_hash,
+                            models.vae_name, models.vae_hash)
+    embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width) if embeddings_dir else None
+    return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings)
+
+
+# --- small conversions -------------------------------------------------------------------------------------------------
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image → [1,3,H,W] float32 in [-1,1] (A1111: value/255, then 2x − 1)."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0) * 2.0 - 1.0
+
+
+def tensor_to_image(x: torch.Tensor) -> Image.Image:
+    """[3,H,W] decoder output in [-1,1] → uint8 image, truncating like A1111 (no rounding)."""
+    x = torch.clamp((x.float() + 1.0) / 2.0, min=0.0, max=1.0)
+    array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def flatten(image: Image.Image, background: str = "#ffffff") -> Image.Image:
+    """RGBA → pasted over the background colour (A1111 `img2img_background_color`); anything else → RGB."""
+    if image.mode == "RGBA":
+        canvas = Image.new("RGBA", image.size, background)
+        canvas.alpha_composite(image)
+        return canvas.convert("RGB")
+    return image.convert("RGB")
+
+
+def strip_comments(text: str) -> str:
+    """A1111 prompt comments: lines starting with '#' are dropped, any other '#…' is cut to the end of its line."""
+    lines = [line.split("#", 1)[0] for line in text.split("\n") if not line.startswith("#")]
+    return "\n".join(lines)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+    return value
+
+
+def _processing_size(image: Image.Image, width: int | None, height: int | None) -> tuple[int, int]:
+    """W×H to process at. Explicit sizes must be multiples of 8 (latents are 1/8 size); None takes the image's size,
+    rounded down to a multiple of 8 (A1111's UI sliders also move in steps of 8)."""
+    sizes = []
+    for name, value, default in (("width", width, image.width), ("height", height, image.height)):
+        if value is None:
+            value = default - default % 8
+            if value != default:
+                log.info("%s %d rounded down to %d (a multiple of 8)", name, default, value)
+        if value < 8 or value % 8:
+            raise ValueError(f"{name} must be a positive multiple of 8, got {value}")
+        sizes.append(value)
+    return sizes[0], sizes[1]
+
+
+class _CastUNet(torch.nn.Module):
+    """Runs the UNet in its own dtype while the sampler keeps x in float32 (A1111 runs it under autocast)."""
+
+    def __init__(self, unet: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+        self.dtype = next(unet.parameters()).dtype
+        self.config = unet.config
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.unet(x.to(self.dtype), timesteps, context.to(self.dtype)).float()
+
+
+class Pipeline:
+    """SD1.x txt2img / img2img / inpaint with A1111 v1.10 semantics. Build it with `inpaintlab.load`."""
+
+    def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, config: PipelineConfig,
+                 tokenizer: Tokenizer | None = None, embeddings: dict[str, torch.Tensor] | None = None):
+        self.unet, self.vae, self.text_encoder, self.config = unet, vae, text_encoder, config
+        self.tokenizer = tokenizer or Tokenizer()
+        self.embeddings = embeddings or {}
+        self.schedule = DiscreteSchedule()
+        self.device = next(unet.parameters()).device
+
+    # --- conditioning ----------------------------------------------------------------------------------------------
+
+    def encode_prompt(self, text: str, clip_skip: int = 1) -> torch.Tensor:
+        """A1111 conditioning for one prompt: [1, 77·k, 768] (weights, mean restore, 75-token chunks, embeddings)."""
+        return self.encode_prompts([text], clip_skip)
+
+    def encode_prompts(self, texts: list[str], clip_skip: int = 1) -> torch.Tensor:
+        with torch.inference_mode():
+            return encode_prompts(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
+                                  embeddings=self.embeddings).float()
+
+    # --- VAE -------------------------------------------------------------------------------------------------------
+
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def encode_image(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """[B,3,H,W] in [-1,1] → posterior samples × scale factor, each image with its own seeded CPU generator."""
+        latents = []
+        with torch.inference_mode():
+            for image, seed in zip(x, seeds):
+                posterior = self.vae.encode(image[None].to(self.device, self._vae_dtype()))
+                generator = torch.Generator("cpu").manual_seed(seed)
+                latents.append(posterior.sample(generator=generator).float() * self.config.scale_factor)
+        return torch.cat(latents)
+
+    def decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
+        images = []
+        with torch.inference_mode():
+            for z in latents:
+                decoded = self.vae.decode((z[None] / self.config.scale_factor).to(self._vae_dtype()))
+                if not torch.isfinite(decoded).all():
+                    raise FloatingPointError("VAE decode produced NaN/inf (try dtype=torch.float32 for the VAE)")
+                images.append(tensor_to_image(decoded[0]))
+        return images
+
+    # --- sampling --------------------------------------------------------------------------------------------------
+
+    def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, cond: torch.Tensor, uncond: torch.Tensor,
+                cfg_scale: float, image_cond: torch.Tensor | None, init_latent: torch.Tensor | None,
+                latent_mask: torch.Tensor | None, callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
+        model: Callable = EpsDenoiser(_CastUNet(self.unet), self.schedule, image_cond=image_cond)
+        model = CFGDenoiser(model, cond, uncond, cfg_scale)
+        if latent_mask is not None:
+            model = InpaintBlend(model, init_latent, latent_mask)
+        with torch.inference_mode():
+            return SAMPLERS[sampler](model, x, sigmas.to(x.device), callback=callback, disable=not progress)
+
+    def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
+                            seeds: list[int], weight: float) -> torch.Tensor | None:
+        """9-channel models: cat[mask, VAE(masked image)] (A1111 step 11); None for ordinary 4-channel models."""
+        if not self.config.is_inpainting:
+            return None
+        batch, _, h, w = shape
+        if source is None:  # txt2img: all-repaint mask over a mid-grey image
+            cmask = torch.ones(1, 1, h * 8, w * 8)
+            source = torch.zeros(1, 3, h * 8, w * 8)
+        else:
+            # img2img without a mask regenerates everything, so the conditioning mask is all ones (as in A1111).
+            cmask = masking.conditioning_mask(image_mask) if image_mask is not None else torch.ones(1, 1, h * 8, w * 8)
+        masked = masking.masked_image(source, cmask, weight)
+        cond_latent = self.encode_image(masked.expand(batch, -1, -1, -1), seeds)
+        small = masking.downsample_conditioning_mask(cmask, (h, w)).to(cond_latent)
+        return torch.cat([small.expand(batch, -1, -1, -1), cond_latent], dim=1)
+
+    # --- public entry points ---------------------------------------------------------------------------------------
+
+    def txt2img(self, prompt: str, negative_prompt: str = "", *, steps: int = 20, sampler: str = "DPM++ 2M",
+                scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
+                height: int = 512, batch_size: int = 1, clip_skip: int = 1,
+                callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
+        """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512)."""
+        sampler, schedule_label = resolve_sampler(sampler, scheduler)
+        _processing_size(Image.new("L", (width, height)), width, height)
+        seeds = self._seeds(seed, batch_size)
+        shape = (batch_size, 4, height // 8, width // 8)
+        noise = ImageRNG(shape[1:], seeds).next().to(self.device)
+        sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
+        image_cond = self._image_conditioning(None, None, shape, seeds, 1.0)
+        samples = self._sample(noise * sigmas[0], sigmas, sampler, cond, uncond, cfg_scale, image_cond, None, None,
+                               callback, progress)
+        params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
+        return self._finish(samples, seeds, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
+                            sigmas=sigmas)
+
+    def img2img(self, image: Image.Image, prompt: str, negative_prompt: str = "", *, denoising_strength: float = 0.75,
+                **settings: Any) -> Result:
+        """Image to image: `inpaint` without a mask (every pixel regenerated at the given strength)."""
+        return self.inpaint(image, None, prompt, negative_prompt, denoising_strength=denoising_strength, **settings)
+
+    def inpaint(self, image: Image.Image, mask: Image.Image | None, prompt: str, negative_prompt: str = "", *,
+                steps: int = 20, sampler: str = "DPM++ 2M", scheduler: str = "Karras", cfg_scale: float = 7.0,
+                seed: int = -1, width: int | None = None, height: int | None = None, denoising_strength: float = 0.75,
+                mask_blur: int = 4, mask_mode: str = "masked", masked_content: str = "original",
+                inpaint_area: str = "whole", padding: int = 32, batch_size: int = 1, clip_skip: int = 1,
+                fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
+                callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
+        """Inpaint `image` where `mask` is white, as A1111 v1.10's img2img inpaint tab does.
+
+        Defaults are A1111's UI defaults (not its API's): DPM++ 2M Karras, 20 steps, CFG 7, denoising 0.75, mask blur 4,
+        "Inpaint masked", masked content "original", "Whole picture", padding 32. width/height default to the image size
+        (rounded down to a multiple of 8).
+
+        mask: L/RGB/RGBA image, 255 = repaint (RGBA with a real alpha channel: alpha > 128). A mask of another size than
+            the image is resized to the image (Lanczos) first, as A1111 effectively does. An all-black mask in "only_masked"
+            mode falls back to plain img2img (A1111 ≥ 1.9.1); in "whole" mode it leaves the image unchanged.
+        mask_mode: "masked" | "not_masked" (inverted before the blur). masked_content: "fill" | "original" |
+            "latent_noise" | "latent_nothing". inpaint_area: "whole" | "only_masked" (crop around the mask plus `padding`,
+            process at width×height, paste back). fill_space: where "fill" runs — "pixel" (A1111: on the image before
+            encoding) or "latent" (on the encoded latents). callback: gets k-diffusion's dict (x, i, sigma, sigma_hat,
+            denoised) each step.
+        """
+        _check_choice("mask_mode", mask_mode, MASK_MODES)
+        _check_choice("masked_content", masked_content, MASKED_CONTENT)
+        _check_choice("inpaint_area", inpaint_area, INPAINT_AREAS)
+        _check_choice("fill_space", fill_space, FILL_SPACES)
+        if not 0.0 <= denoising_strength <= 1.0:
+            raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
+        if mask_blur < 0 or padding < 0:
+            raise ValueError("mask_blur and padding must be >= 0")
+        sampler, schedule_label = resolve_sampler(sampler, scheduler)
+        width, height = _processing_size(image, width, height)
+        seeds = self._seeds(seed, batch_size)
+        extra: dict[str, Any] = {}
+
+        # Mask intake: binarise, invert, blur (uint8, OpenCV), all at the image's size.
+        source = flatten(image)
+        if mask is not None:
+            if mask.size != source.size:
+                log.warning("mask %s resized to the image size %s", mask.size, source.size)
+                mask = mask.resize(source.size, Image.Resampling.LANCZOS)
+            mask = masking.binary_mask(mask)
+            if mask_mode == "not_masked":
+                mask = masking.invert_mask(mask)
+                extra["Mask mode"] = "Inpaint not masked"
+            mask = masking.blur_mask(mask, mask_blur, mask_blur)
+            if mask_blur > 0:
+                extra["Mask blur"] = mask_blur
+
+        # Geometry: whole picture, or a crop around the mask processed at width×height and pasted back.
+        paste_to = None
+        if mask is not None and inpaint_area == "only_masked":
+            crop = masking.get_crop_region_v2(mask, padding)
+            if crop is None:
+                log.warning("mask is empty: 'only_masked' falls back to plain img2img (A1111 >= 1.9.1)")
+                mask = None
+            else:
+                crop = masking.expand_crop_region(crop, width, height, source.width, source.height)
+                x1, y1, x2, y2 = crop
+                overlay_mask = mask
+                image_mask = masking.resize_image(2, mask.crop(crop), width, height).convert("L")
+                paste_to = (x1, y1, x2 - x1, y2 - y1)
+                overlay = masking.make_overlay(source, overlay_mask)
+                init = masking.resize_image(2, source.crop(crop), width, height)
+                extra["Inpaint area"] = "Only masked"
+                extra["Masked area padding"] = padding
+        if mask is not None and paste_to is None:
+            image_mask = masking.resize_image(resize_mode, mask, width, height).convert("L")
+            init = masking.resize_image(resize_mode, source, width, height)
+            overlay = masking.make_overlay(init, masking.double_mask(image_mask))
+        if mask is None:
+            image_mask, overlay = None, None
+            init = masking.resize_image(resize_mode, source, width, height)
+
+        # A1111 fills the pixels for every mode but "original"; fill_space="latent" moves only "fill" to the latents.
+        pixel_fill = masked_content in ("latent_noise", "latent_nothing") or (masked_content, fill_space) == ("fill", "pixel")
+        if image_mask is not None and pixel_fill:
+            init = masking.fill(init, image_mask)
+        if masked_content == "fill" and image_mask is not None:
+            extra["Masked content"] = "fill"
+
+        # Encode, then the latent mask and the latent stage of masked content.
+        init_tensor = image_to_tensor(init)
+        init_latent = self.encode_image(init_tensor.expand(batch_size, -1, -1, -1), seeds)
+        shape = tuple(init_latent.shape)
+        noise = ImageRNG(shape[1:], seeds).next().to(self.device)
+        latent_mask = None
+        if image_mask is not None:
+            latent_mask = masking.latent_mask(image_mask, width, height).to(self.device).expand(shape).contiguous()
+            if masked_content == "fill" and fill_space == "latent":
+                init_latent = masking.apply_masked_content("fill", init_latent, latent_mask)
+            elif masked_content in ("latent_noise", "latent_nothing"):
+                # A1111 draws this from a fresh generator per image seed: the same numbers as the first sampling noise.
+                init_latent = masking.apply_masked_content(masked_content, init_latent, latent_mask, noise)
+                extra["Masked content"] = _CONTENT_LABEL[masked_content]
+        image_cond = self._image_conditioning(init_tensor, image_mask, shape, seeds, inpainting_mask_weight)
+
+        # Strength truncation, noise, sampling with the per-step blend, final blend.
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
+        sigmas = img2img_sigmas(build_sigmas(self.schedule, sampler, schedule_label, steps), steps, denoising_strength)
+        start = init_latent + noise * sigmas[0]
+        samples = self._sample(start, sigmas, sampler, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
+                               callback, progress)
+        if latent_mask is not None:
+            samples = masking.blend_latents(samples, init_latent, latent_mask)
+
+        params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
+        params["Denoising strength"] = denoising_strength
+        if self.config.is_inpainting:
+            params["Conditional mask weight"] = inpainting_mask_weight
+        result = self._finish(samples, seeds, prompt, negative_prompt, params, extra, init_latent=init_latent,
+                              start_latent=start, latent_mask=latent_mask, sigmas=sigmas)
+        if overlay is not None:
+            result.images = [masking.apply_overlay(img, overlay, paste_to) for img in result.images]
+        return result
+
+    # --- helpers ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _seeds(seed: int, batch_size: int) -> list[int]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        first = resolve_seed(seed)
+        return [first + i for i in range(batch_size)]
+
+    def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int):
+        cond = self.encode_prompts([strip_comments(prompt)] * batch, clip_skip)
+        uncond = self.encode_prompts([strip_comments(negative_prompt)] * batch, clip_skip)
+        return cond, uncond
+
+    def _params(self, steps, sampler, schedule_label, cfg_scale, width, height, clip_skip) -> dict[str, Any]:
+        return {
+            "Steps": steps, "Sampler": sampler, "Schedule type": schedule_label,
+            "CFG scale": int(cfg_scale) if float(cfg_scale).is_integer() else cfg_scale,
+            "Size": f"{width}x{height}", "Model hash": self.config.model_hash, "Model": self.config.model_name,
+            "VAE hash": self.config.vae_hash, "VAE": self.config.vae_name,
+            "Clip skip": clip_skip if clip_skip > 1 else None, "RNG": "CPU",
+        }
+
+    def _finish(self, samples, seeds, prompt, negative_prompt, params, extra, **latents) -> Result:
+        prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
+        infotexts = [build_infotext(prompt, negative_prompt, {**params, "Seed": s}, extra, version=VERSION_TAG)
+                     for s in seeds]
+        return Result(self.decode_latents(samples), infotexts, seeds, samples=samples, **latents)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `inpaintlab` command; argument parsing lives in `inpaintlab.cli`."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
