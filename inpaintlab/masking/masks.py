@@ -23,6 +23,7 @@ __all__ = [
     "blur_mask",
     "blur_kernel_size",
     "mask_for_overlay",
+    "double_mask",
     "match_overlay_mask",
     "latent_mask",
     "inpaint_sketch",
@@ -106,8 +107,12 @@ def mask_for_overlay(mask: Image.Image, only_masked: bool = False) -> Image.Imag
     RGB image that resize modes 1/2 return; its channels are equal, so converting to L is lossless.
     """
     m = _require_image(mask, "mask").convert("L")
-    if only_masked:
-        return m
+    return m if only_masked else double_mask(m)
+
+
+def double_mask(mask_L: Image.Image) -> Image.Image:
+    """``min(2*v, 255)`` per pixel: the whole-picture overlay mask. Grey masks (e.g. RGB from resize) go to L first."""
+    m = _require_image(mask_L, "mask_L").convert("L")
     doubled = np.minimum(np.array(m).astype(np.uint16) * 2, 255).astype(np.uint8)
     return Image.fromarray(doubled)
 
