@@ -1,0 +1,114 @@
+"""The SD1.x UNet, following ldm `openaimodel.UNetModel`; attribute names are the checkpoint keys after
+`model.diffusion_model.`, so a checkpoint loads with `load_state_dict(strict=True)` and no renaming."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..kernels import GroupNorm, check_backend
+from .attention import SpatialTransformer
+from .blocks import Downsample, ResBlock, Upsample, timestep_embedding
+from .config import UNetConfig
+
+
+class TimestepEmbedSequential(nn.Sequential):
+    """Sequential that hands the timestep embedding to ResBlocks and the context to SpatialTransformers."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, context)
+            else:
+                x = layer(x)
+        return x
+
+
+class UNetModel(nn.Module):
+    """Noise predictor eps(x, t, context) of SD1.x (ldm openaimodel.UNetModel, use_spatial_transformer=True).
+
+    `kernels` ("torch", "triton" or "auto") picks the GroupNorm and attention implementation for every layer.
+    """
+
+    def __init__(self, config: UNetConfig | None = None, kernels: str = "torch"):
+        super().__init__()
+        config = config or UNetConfig()
+        self.config, self.kernels = config, check_backend(kernels)
+        mc, heads, ctx = config.model_channels, config.num_heads, config.context_dim
+        emb_dim = mc * 4
+
+        def transformer(ch: int) -> SpatialTransformer:
+            return SpatialTransformer(ch, heads, ch // heads, config.transformer_depth, ctx, kernels=kernels)
+
+        # SiLU kept at time_embed.1 so the second Linear loads as time_embed.2.
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))])
+        skip_channels, ch, ds = [mc], mc, 1
+        for level, mult in enumerate(config.channel_mult):
+            for _ in range(config.num_res_blocks):
+                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc, kernels=kernels)]
+                ch = mult * mc
+                if ds in config.attention_resolutions:
+                    layers.append(transformer(ch))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_channels.append(ch)
+            if level != len(config.channel_mult) - 1:
+                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+                skip_channels.append(ch)
+                ds *= 2
+
+        self.middle_block = TimestepEmbedSequential(
+            ResBlock(ch, emb_dim, kernels=kernels), transformer(ch), ResBlock(ch, emb_dim, kernels=kernels))
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.channel_mult))):
+            for i in range(config.num_res_blocks + 1):
+                layers = [ResBlock(ch + skip_channels.pop(), emb_dim, mc * mult, kernels=kernels)]
+                ch = mc * mult
+                if ds in config.attention_resolutions:
+                    layers.append(transformer(ch))
+                if level and i == config.num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+
+        # GroupNorm + SiLU fused at out.0; Identity keeps the SiLU's index so the conv loads as out.2.
+        self.out = nn.Sequential(
+            GroupNorm(32, ch, 1e-5, silu=True, kernels=kernels),
+            nn.Identity(),
+            nn.Conv2d(mc, config.out_channels, 3, padding=1),
+        )
+
+    def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
+            raise ValueError(f"UNet input must be [B,{cfg.in_channels},H,W], got {list(x.shape)}")
+        f = cfg.downsample_factor
+        if x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(f"UNet input height and width must be multiples of {f}, got {x.shape[2]}x{x.shape[3]}")
+        b = x.shape[0]
+        if context.ndim != 3 or context.shape[0] != b or context.shape[2] != cfg.context_dim:
+            raise ValueError(f"UNet context must be [B={b},L,{cfg.context_dim}], got {list(context.shape)}")
+        timesteps = torch.as_tensor(timesteps, device=x.device)
+        if timesteps.ndim == 0 or timesteps.shape == (1,):
+            timesteps = timesteps.reshape(1).expand(b)
+        if timesteps.shape != (b,):
+            raise ValueError(f"UNet timesteps must be a scalar or [B={b}], got {list(timesteps.shape)}")
+        return timesteps
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x [B,C,H,W], timesteps [B] (float allowed), context [B,L,context_dim] -> eps [B,out_channels,H,W]."""
+        timesteps = self._check_inputs(x, timesteps, context)
+        dtype = self.time_embed[0].weight.dtype
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
+        h, context = x.to(dtype), context.to(dtype)
+        skips = []
+        for block in self.input_blocks:
+            h = block(h, emb, context)
+            skips.append(h)
+        h = self.middle_block(h, emb, context)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+        return self.out(h)
