@@ -27,17 +27,13 @@ from . import masking
 from .checkpoint import load_models
 from .clip import Tokenizer, encode_prompts, load_embeddings
 from .infotext import build_infotext
+from .prepare import prepare_inpaint, processing_size
 from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, build_sigmas,
                        img2img_sigmas, resolve_sampler, resolve_seed)
 
 log = logging.getLogger(__name__)
 
 VERSION_TAG = "inpaintlab"
-MASKED_CONTENT = ("fill", "original", "latent_noise", "latent_nothing")
-MASK_MODES = ("masked", "not_masked")
-INPAINT_AREAS = ("whole", "only_masked")
-FILL_SPACES = ("pixel", "latent")
-_CONTENT_LABEL = {"fill": "fill", "original": "original", "latent_noise": "latent noise", "latent_nothing": "latent nothing"}
 
 
 @dataclasses.dataclass
@@ -58,6 +54,8 @@ class Result:
     samples: torch.Tensor | None = None
     latent_mask: torch.Tensor | None = None
     sigmas: torch.Tensor | None = None
+    repaint_mask: Image.Image | None = None
+    overlay_mask: Image.Image | None = None
 
     @property
     def infotext(self) -> str:
@@ -100,40 +98,10 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
-def flatten(image: Image.Image, background: str = "#ffffff") -> Image.Image:
-    """RGBA → pasted over the background colour (A1111 `img2img_background_color`); anything else → RGB."""
-    if image.mode == "RGBA":
-        canvas = Image.new("RGBA", image.size, background)
-        canvas.alpha_composite(image)
-        return canvas.convert("RGB")
-    return image.convert("RGB")
-
-
 def strip_comments(text: str) -> str:
     """A1111 prompt comments: lines starting with '#' are dropped, any other '#…' is cut to the end of its line."""
     lines = [line.split("#", 1)[0] for line in text.split("\n") if not line.startswith("#")]
     return "\n".join(lines)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
-    return value
-
-
-def _processing_size(image: Image.Image, width: int | None, height: int | None) -> tuple[int, int]:
-    """W×H to process at. Explicit sizes must be multiples of 8 (latents are 1/8 size); None takes the image's size,
-    rounded down to a multiple of 8 (A1111's UI sliders also move in steps of 8)."""
-    sizes = []
-    for name, value, default in (("width", width, image.width), ("height", height, image.height)):
-        if value is None:
-            value = default - default % 8
-            if value != default:
-                log.info("%s %d rounded down to %d (a multiple of 8)", name, default, value)
-        if value < 8 or value % 8:
-            raise ValueError(f"{name} must be a positive multiple of 8, got {value}")
-        sizes.append(value)
-    return sizes[0], sizes[1]
 
 
 class _CastUNet(torch.nn.Module):
@@ -233,7 +201,7 @@ class Pipeline:
                 callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
         """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512)."""
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
-        _processing_size(Image.new("L", (width, height)), width, height)
+        processing_size((width, height), width, height)
         seeds = self._seeds(seed, batch_size)
         shape = (batch_size, 4, height // 8, width // 8)
         noise = ImageRNG(shape[1:], seeds).next().to(self.device)
@@ -273,67 +241,19 @@ class Pipeline:
             encoding) or "latent" (on the encoded latents). callback: gets k-diffusion's dict (x, i, sigma, sigma_hat,
             denoised) each step.
         """
-        _check_choice("mask_mode", mask_mode, MASK_MODES)
-        _check_choice("masked_content", masked_content, MASKED_CONTENT)
-        _check_choice("inpaint_area", inpaint_area, INPAINT_AREAS)
-        _check_choice("fill_space", fill_space, FILL_SPACES)
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
-        if mask_blur < 0 or padding < 0:
-            raise ValueError("mask_blur and padding must be >= 0")
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
-        width, height = _processing_size(image, width, height)
+        width, height = processing_size(image.size, width, height)
         seeds = self._seeds(seed, batch_size)
-        extra: dict[str, Any] = {}
 
-        # Mask intake: binarise, invert, blur (uint8, OpenCV), all at the image's size.
-        source = flatten(image)
-        if mask is not None:
-            if mask.size != source.size:
-                log.warning("mask %s resized to the image size %s", mask.size, source.size)
-                mask = mask.resize(source.size, Image.Resampling.LANCZOS)
-            mask = masking.binary_mask(mask)
-            if mask_mode == "not_masked":
-                mask = masking.invert_mask(mask)
-                extra["Mask mode"] = "Inpaint not masked"
-            mask = masking.blur_mask(mask, mask_blur, mask_blur)
-            if mask_blur > 0:
-                extra["Mask blur"] = mask_blur
-
-        # Geometry: whole picture, or a crop around the mask processed at width×height and pasted back.
-        paste_to = None
-        if mask is not None and inpaint_area == "only_masked":
-            crop = masking.get_crop_region_v2(mask, padding)
-            if crop is None:
-                log.warning("mask is empty: 'only_masked' falls back to plain img2img (A1111 >= 1.9.1)")
-                mask = None
-            else:
-                crop = masking.expand_crop_region(crop, width, height, source.width, source.height)
-                x1, y1, x2, y2 = crop
-                overlay_mask = mask
-                image_mask = masking.resize_image(2, mask.crop(crop), width, height).convert("L")
-                paste_to = (x1, y1, x2 - x1, y2 - y1)
-                overlay = masking.make_overlay(source, overlay_mask)
-                init = masking.resize_image(2, source.crop(crop), width, height)
-                extra["Inpaint area"] = "Only masked"
-                extra["Masked area padding"] = padding
-        if mask is not None and paste_to is None:
-            image_mask = masking.resize_image(resize_mode, mask, width, height).convert("L")
-            init = masking.resize_image(resize_mode, source, width, height)
-            overlay = masking.make_overlay(init, masking.double_mask(image_mask))
-        if mask is None:
-            image_mask, overlay = None, None
-            init = masking.resize_image(resize_mode, source, width, height)
-
-        # A1111 fills the pixels for every mode but "original"; fill_space="latent" moves only "fill" to the latents.
-        pixel_fill = masked_content in ("latent_noise", "latent_nothing") or (masked_content, fill_space) == ("fill", "pixel")
-        if image_mask is not None and pixel_fill:
-            init = masking.fill(init, image_mask)
-        if masked_content == "fill" and image_mask is not None:
-            extra["Masked content"] = "fill"
+        prep = prepare_inpaint(image, mask, width, height, mask_blur=mask_blur, mask_mode=mask_mode,
+                               masked_content=masked_content, inpaint_area=inpaint_area, padding=padding,
+                               resize_mode=resize_mode, fill_space=fill_space)
+        extra, image_mask = prep.extra, prep.image_mask
 
         # Encode, then the latent mask and the latent stage of masked content.
-        init_tensor = image_to_tensor(init)
+        init_tensor = image_to_tensor(prep.init)
         init_latent = self.encode_image(init_tensor.expand(batch_size, -1, -1, -1), seeds)
         shape = tuple(init_latent.shape)
         noise = ImageRNG(shape[1:], seeds).next().to(self.device)
@@ -345,7 +265,7 @@ class Pipeline:
             elif masked_content in ("latent_noise", "latent_nothing"):
                 # A1111 draws this from a fresh generator per image seed: the same numbers as the first sampling noise.
                 init_latent = masking.apply_masked_content(masked_content, init_latent, latent_mask, noise)
-                extra["Masked content"] = _CONTENT_LABEL[masked_content]
+                extra["Masked content"] = masking.MASKED_CONTENT_LABELS[masked_content]
         image_cond = self._image_conditioning(init_tensor, image_mask, shape, seeds, inpainting_mask_weight)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
@@ -362,9 +282,10 @@ class Pipeline:
         if self.config.is_inpainting:
             params["Conditional mask weight"] = inpainting_mask_weight
         result = self._finish(samples, seeds, prompt, negative_prompt, params, extra, init_latent=init_latent,
-                              start_latent=start, latent_mask=latent_mask, sigmas=sigmas)
-        if overlay is not None:
-            result.images = [masking.apply_overlay(img, overlay, paste_to) for img in result.images]
+                              start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
+                              repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask)
+        if prep.overlay is not None:
+            result.images = [masking.apply_overlay(img, prep.overlay, prep.paste_to) for img in result.images]
         return result
 
     # --- helpers ---------------------------------------------------------------------------------------------------

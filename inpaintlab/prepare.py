@@ -1,0 +1,121 @@
+"""Image-side preparation of an inpaint job (A1111 steps 2–7): everything that happens before the VAE sees the image.
+
+`prepare_inpaint` takes the user's image and mask and returns the processing-size init image, the mask at each stage
+and the overlay that will be composited back at the end. It is pure (PIL in, PIL out), so each setting's effect on the
+inputs can be inspected without a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from PIL import Image
+
+from . import masking
+
+log = logging.getLogger(__name__)
+FILL_SPACES = ("pixel", "latent")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """init: W×H RGB image to encode. image_mask: W×H blurred mask (L) for the latent mask and 9-channel conditioning.
+    overlay: RGBA original to composite over the result; paste_to: (x, y, w, h) of the crop in only-masked mode.
+    repaint_mask / overlay_mask: binary (after mask mode) and blurred composite masks at the output size.
+    extra: infotext keys in A1111's insertion order. All mask fields are None for plain img2img."""
+
+    init: Image.Image
+    image_mask: Image.Image | None = None
+    overlay: Image.Image | None = None
+    overlay_mask: Image.Image | None = None
+    repaint_mask: Image.Image | None = None
+    paste_to: tuple[int, int, int, int] | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+    return value
+
+
+def flatten(image: Image.Image, background: str = "#ffffff") -> Image.Image:
+    """RGBA → pasted over the background colour (A1111 `img2img_background_color`); anything else → RGB."""
+    if image.mode == "RGBA":
+        canvas = Image.new("RGBA", image.size, background)
+        canvas.alpha_composite(image)
+        return canvas.convert("RGB")
+    return image.convert("RGB")
+
+
+def processing_size(image_size: tuple[int, int], width: int | None, height: int | None) -> tuple[int, int]:
+    """W×H to process at. Explicit sizes must be multiples of 8 (latents are 1/8 size); None takes the image's size,
+    rounded down to a multiple of 8 (A1111's UI sliders also move in steps of 8)."""
+    sizes = []
+    for name, value, default in (("width", width, image_size[0]), ("height", height, image_size[1])):
+        if value is None:
+            value = default - default % 8
+            if value != default:
+                log.info("%s %d rounded down to %d (a multiple of 8)", name, default, value)
+        if value < 8 or value % 8:
+            raise ValueError(f"{name} must be a positive multiple of 8, got {value}")
+        sizes.append(value)
+    return sizes[0], sizes[1]
+
+
+def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, height: int, *, mask_blur: int = 4,
+                    mask_mode: str = "masked", masked_content: str = "original", inpaint_area: str = "whole",
+                    padding: int = 32, resize_mode: int = 0, fill_space: str = "pixel") -> Prepared:
+    """A1111 steps 2–7 for one init image: mask intake, invert, blur, geometry, resize/crop, overlay and pixel fill."""
+    check_choice("mask_mode", mask_mode, masking.MASK_MODES)
+    check_choice("masked_content", masked_content, masking.MASKED_CONTENT)
+    check_choice("inpaint_area", inpaint_area, masking.INPAINT_AREAS)
+    check_choice("fill_space", fill_space, FILL_SPACES)
+    if mask_blur < 0 or padding < 0:
+        raise ValueError(f"mask_blur and padding must be >= 0, got {mask_blur} and {padding}")
+    source = flatten(image)
+    if mask is None:
+        return Prepared(masking.resize_image(resize_mode, source, width, height))
+
+    # Mask intake at the image's size: binarise, invert (before the blur, as A1111), blur with OpenCV.
+    extra: dict[str, Any] = {}
+    if mask.size != source.size:
+        log.warning("mask %s resized to the image size %s", mask.size, source.size)
+        mask = mask.resize(source.size, Image.Resampling.LANCZOS)
+    binary = masking.binary_mask(mask)
+    if mask_mode == "not_masked":
+        binary = masking.invert_mask(binary)
+        extra["Mask mode"] = "Inpaint not masked"
+    blurred = masking.blur_mask(binary, mask_blur, mask_blur)
+    if mask_blur > 0:
+        extra["Mask blur"] = mask_blur
+
+    if inpaint_area == "only_masked":
+        crop = masking.get_crop_region_v2(blurred, padding)
+        if crop is None:
+            log.warning("mask is empty: 'only_masked' falls back to plain img2img (A1111 >= 1.9.1)")
+            return Prepared(masking.resize_image(resize_mode, source, width, height))
+        x1, y1, x2, y2 = masking.expand_crop_region(crop, width, height, source.width, source.height)
+        crop = (x1, y1, x2, y2)
+        prepared = Prepared(
+            init=masking.resize_image(2, source.crop(crop), width, height),
+            image_mask=masking.resize_image(2, blurred.crop(crop), width, height).convert("L"),
+            overlay_mask=masking.mask_for_overlay(blurred, only_masked=True),
+            repaint_mask=binary, paste_to=(x1, y1, x2 - x1, y2 - y1), extra=extra)
+        prepared.overlay = masking.make_overlay(source, prepared.overlay_mask)
+        extra["Inpaint area"] = "Only masked"
+        extra["Masked area padding"] = padding
+    else:
+        image_mask = masking.resize_image(resize_mode, blurred, width, height).convert("L")
+        init = masking.resize_image(resize_mode, source, width, height)
+        overlay_mask = masking.mask_for_overlay(image_mask)
+        prepared = Prepared(init, image_mask, masking.make_overlay(init, overlay_mask), overlay_mask,
+                            masking.resize_image(resize_mode, binary, width, height).convert("L"), extra=extra)
+
+    # A1111 fills the pixels for every mode but "original"; fill_space="latent" moves only "fill" to the latents.
+    if masked_content != "original" and not (masked_content == "fill" and fill_space == "latent"):
+        prepared.init = masking.fill(prepared.init, prepared.image_mask)
+    if masked_content == "fill":
+        extra["Masked content"] = "fill"
+    return prepared
