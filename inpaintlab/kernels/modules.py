@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import group_norm
+from .group_norm import group_norm
 from .dispatch import check_backend
 
 
