@@ -175,7 +175,8 @@ def _karras64(n, lo=0.0291675, hi=14.614642, rho=7.0):
 
 
 def _rel_err_to_ode(sampler, sigmas, x):
-    exact = x.double() * math.sqrt(S_DATA ** 2 + sigmas[-1].item() ** 2) / math.sqrt(S_DATA ** 2 + sigmas[0].item() ** 2)
+    start, end = sigmas[0].item(), sigmas[-1].item()
+    exact = x.double() * math.sqrt(S_DATA ** 2 + end ** 2) / math.sqrt(S_DATA ** 2 + start ** 2)
     out = sampler(gaussian_denoiser, x, sigmas, disable=True).double()
     return ((out - exact).abs().max() / exact.abs().max()).item()
 
