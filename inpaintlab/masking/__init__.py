@@ -3,6 +3,7 @@
 Conventions: inside the library masks are float tensors in [0, 1], 1 = repaint. At the edge (PIL images) masks are
 8-bit "L", 255 = repaint. Pillow and OpenCV are called wherever A1111's output depends on their exact arithmetic.
 """
+
 from .blend import apply_overlay, blend_latents, make_overlay
 from .crop import crop_for_only_masked, expand_crop_region, get_crop_region, get_crop_region_v2, uncrop
 from .fill import MASKED_CONTENT, apply_masked_content, fill, fill_latent, needs_pixel_fill

@@ -2,6 +2,7 @@
 
 The latent mask is float in [0, 1], 1 = repaint; overlay masks are 8-bit L, 255 = show the generated pixel.
 """
+
 from __future__ import annotations
 
 import torch

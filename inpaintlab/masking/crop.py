@@ -2,6 +2,7 @@
 
 Boxes are Pillow boxes ``(x1, y1, x2, y2)`` with x2/y2 exclusive. ``paste_to`` is ``(x1, y1, w, h)``.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 Masks: ``fill`` takes an 8-bit L mask (255 = repaint); the latent functions take float masks in [0, 1], 1 = repaint,
 broadcastable to the latents ([B or 1, 1 or C, h, w]).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,10 +34,11 @@ LATENT_FILL_PASSES = tuple((radius / 8, repeats) for radius, repeats in FILL_PAS
 def fill(image: Image.Image, mask_L: Image.Image) -> Image.Image:
     """Replace masked pixels with blurred colours of their surroundings (A1111 "fill", spec §4). Returns RGB.
 
-    The image becomes premultiplied RGBa with alpha = 255 - mask (masked pixels transparent), is blurred at each
-    radius of ``FILL_PASSES`` with Pillow's GaussianBlur, and the layers alpha-composited coarse to fine over a transparent
-    canvas. The last layer (radius 0) is the image itself, opaque where the mask is 0, so unmasked pixels come out
-    unchanged; a pixel that no layer reaches stays black. All steps are Pillow calls, for bit-exactness with A1111.
+    The image becomes premultiplied RGBa with alpha = 255 - mask (masked pixels transparent) and is blurred at each
+    radius of ``FILL_PASSES`` with Pillow's GaussianBlur; the layers are alpha-composited coarse to fine over a
+    transparent canvas. The last layer (radius 0) is the image itself, opaque where the mask is 0, so unmasked
+    pixels come out unchanged; a pixel that no layer reaches stays black. All steps are Pillow calls, for
+    bit-exactness with A1111.
     """
     if not isinstance(image, Image.Image) or not isinstance(mask_L, Image.Image):
         raise TypeError("image and mask_L must be PIL images")

@@ -7,6 +7,7 @@ Order in the A1111 pipeline: ``binary_mask`` (step 2/3) -> ``invert_mask`` (step
 for 9-channel models, ``conditioning_mask`` -> ``masked_image`` -> ``downsample_conditioning_mask`` (step 11).
 ``inpaint_sketch`` is the UI's sketch mode (spec §9), which produces an image and a mask before step 2.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -45,7 +46,9 @@ def _require_image(img: object, name: str) -> Image.Image:
 def _require_l(mask: object, name: str = "mask") -> Image.Image:
     _require_image(mask, name)
     if mask.mode != "L":
-        raise ValueError(f"{name} must be an 8-bit 'L' image, got mode {mask.mode!r}; convert it with binary_mask() first")
+        raise ValueError(
+            f"{name} must be an 8-bit 'L' image, got mode {mask.mode!r}; convert it with binary_mask() first"
+        )
     return mask
 
 

@@ -2,6 +2,7 @@
 
 No upscaler models: this is A1111 with ``upscaler_for_img2img`` = None, where every resize is Lanczos.
 """
+
 from __future__ import annotations
 
 from PIL import Image

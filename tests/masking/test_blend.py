@@ -1,4 +1,5 @@
 """Latent blend (steps 15/16) and the pixel overlay composite (steps 7.4, 18.3)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Crop regions, expand_crop_region, resize_image modes 0-3, crop/uncrop vs spec/a1111-inpaint.md §3, §5 and Pillow."""
+"""Crop regions, expand_crop_region, resize_image modes 0-3 and crop/uncrop vs spec/a1111-inpaint.md §3, §5."""
+
 import numpy as np
 import pytest
 from PIL import Image

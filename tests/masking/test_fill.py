@@ -1,4 +1,5 @@
 """Masked content: pixel fill (spec §4), latent fill and the latent modes of step 10."""
+
 import math
 
 import numpy as np
@@ -108,7 +109,9 @@ def _ref_fill_latent(x, m):
         colour = torch.where(ba > 0, bp / ba.clamp_min(1e-300), 0.0)
         for _ in range(repeats):
             out_a = ba + canvas_a * (1 - ba)
-            canvas_c = torch.where(out_a > 0, (colour * ba + canvas_c * canvas_a * (1 - ba)) / out_a.clamp_min(1e-300), 0.0)
+            canvas_c = torch.where(
+                out_a > 0, (colour * ba + canvas_c * canvas_a * (1 - ba)) / out_a.clamp_min(1e-300), 0.0
+            )
             canvas_a = out_a
     return torch.where(m.expand_as(x) == 0, x, canvas_c)
 

@@ -1,4 +1,5 @@
 """Mask intake, blur, overlay mask, latent mask, sketch and 9-channel conditioning helpers vs spec/a1111-inpaint.md."""
+
 import cv2
 import numpy as np
 import pytest
