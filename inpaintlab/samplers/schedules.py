@@ -82,17 +82,21 @@ class DiscreteSchedule:
         self.alphas_cumprod = alphas_cumprod
         self.sigmas = torch.sqrt((1 - alphas_cumprod) / alphas_cumprod)
         self.log_sigmas = self.sigmas.log()
+        self._copies = {}
 
     def to(self, device: Device) -> "DiscreteSchedule":
-        """A copy with the tables on ``device`` (``self`` when they are already there)."""
+        """A copy with the tables on ``device`` (``self`` when they are already there); copies are cached."""
         device = torch.device(device)
         if self.sigmas.device == device:
             return self
-        moved = self.__class__.__new__(self.__class__)
-        moved.alphas_cumprod = self.alphas_cumprod.to(device)
-        moved.sigmas = self.sigmas.to(device)
-        moved.log_sigmas = self.log_sigmas.to(device)
-        return moved
+        if device not in self._copies:
+            moved = self.__class__.__new__(self.__class__)
+            moved.alphas_cumprod = self.alphas_cumprod.to(device)
+            moved.sigmas = self.sigmas.to(device)
+            moved.log_sigmas = self.log_sigmas.to(device)
+            moved._copies = {}
+            self._copies[device] = moved
+        return self._copies[device]
 
     @property
     def num_timesteps(self) -> int:
