@@ -33,9 +33,9 @@ import logging
 import os
 import pickle
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 

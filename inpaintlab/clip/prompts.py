@@ -26,7 +26,7 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE,
 )
-_BREAK_RE = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK_RE = re.compile(r"\s*\bBREAK\b\s*", re.DOTALL)
 
 
 def parse_prompt_attention(text: str) -> list[list[str | float]]:

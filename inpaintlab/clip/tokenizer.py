@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import itertools
 from pathlib import Path
 
 import regex
@@ -47,7 +48,7 @@ _SPACE_RE = regex.compile(r"\s+")
 _CACHE_LIMIT = 200_000  # distinct pieces remembered before the cache is cleared
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def byte_symbols() -> tuple[str, ...]:
     """The printable character standing for each byte value 0..255 (GPT-2/CLIP's reversible byte alphabet).
 
@@ -141,7 +142,7 @@ class Tokenizer:
         ranks = self._ranks
         while len(word) > 1:
             best, best_rank = None, None
-            for pair in zip(word, word[1:]):
+            for pair in itertools.pairwise(word):
                 rank = ranks.get(pair)
                 if rank is not None and (best_rank is None or rank < best_rank):
                     best, best_rank = pair, rank

@@ -512,3 +512,28 @@ def test_corrupt_files(tmp_path):
         load_embedding_file(tmp_path / "x.txt")
     with pytest.raises(NotADirectoryError):
         load_embeddings(tmp_path / "missing")
+
+
+def test_clip_text_transformer_against_transformers(tok, tiny_clip):
+    """End to end against transformers' CLIPTextModel carrying the same weights (the stack diffusers uses)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = tiny_clip.config
+    hf = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_dim, num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads, max_position_embeddings=cfg.max_positions, hidden_act="quick_gelu",
+        layer_norm_eps=1e-5)).eval()
+    hf.load_state_dict(tiny_clip.state_dict())
+    text = "(blue eyes:1.3), portrait of a young woman, [freckles]"
+    # blue eyes | , portrait of a young woman , | freckles
+    ids = [row([1746, 3095, COMMA, 5352, OF, A, 1888, 2308, COMMA, 48036])]
+    weights = [wrow([1.3, 1.3] + [1.0] * 7 + [S])]
+    (chunk,) = tokenize_prompt(tok, text)
+    assert chunk.tokens == ids[0] and chunk.multipliers == weights[0]
+    with torch.no_grad():
+        out = hf(input_ids=torch.tensor(ids), output_hidden_states=True)
+        by_skip = {1: out.last_hidden_state.double(), 2: hf.final_layer_norm(out.hidden_states[-2]).double()}
+    for clip_skip, z in by_skip.items():
+        w = torch.tensor(weights, dtype=torch.float64)[:, :, None]
+        expected = z * w * (z.mean() / (z * w).mean())
+        got = encode_prompt(tiny_clip, tok, text, clip_skip=clip_skip)
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)

@@ -79,7 +79,8 @@ def hf_tokenizer():
         lines = f.read().split("\n")[1 : 1 + 48894]
     merges = [tuple(line.split()) for line in lines]
     symbols = list(byte_symbols())
-    order = sorted((s for s in symbols if ord(s) < 256), key=ord) + sorted((s for s in symbols if ord(s) >= 256), key=ord)
+    # the visible byte characters in byte order, then the remapped ones (code points 256+)
+    order = sorted(s for s in symbols if ord(s) < 256) + sorted(s for s in symbols if ord(s) >= 256)
     strings = order + [s + "</w>" for s in order] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     tok = transformers.CLIPTokenizer(vocab={s: i for i, s in enumerate(strings)}, merges=merges)
     assert len(tok) == VOCAB_SIZE and tok.bos_token_id == BOS and tok.eos_token_id == EOS and tok.pad_token_id == EOS
