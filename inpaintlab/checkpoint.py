@@ -70,7 +70,7 @@ _SDXL_MARKERS = ("conditioner.embedders.", UNET_PREFIX + "label_emb.")
 
 _SD2_MESSAGE = "unsupported architecture: SD2.x (OpenCLIP-H text encoder, context 1024) detected"
 _SDXL_MESSAGE = "unsupported architecture: SDXL (two text encoders, label_emb) detected"
-_SUPPORTED = "inpaintlab supports Stable Diffusion 1.x single-file checkpoints (including the 9-channel inpainting UNet)"
+_SUPPORTED = "inpaintlab supports Stable Diffusion 1.x single-file checkpoints (the 9-channel inpainting UNet included)"
 
 
 class CheckpointError(ValueError):
@@ -242,7 +242,8 @@ def split_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "checkpoin
             if name == CLIP_POSITION_IDS:
                 ignored.append(key)
             elif name in clip:
-                raise CheckpointError(f"{source}: text encoder key {name!r} appears both with and without 'text_model.'")
+                raise CheckpointError(
+                    f"{source}: text encoder key {name!r} appears both with and without 'text_model.'")
             else:
                 clip[name] = value
         elif key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):

@@ -1,0 +1,153 @@
+"""Tiny random-weight SD 1.x checkpoints in the real file layout, for tests and the `--tiny` smoke mode.
+
+The three networks keep the SD1 structure (UNet with spatial transformers, a 4-level VAE so latents are image/8,
+a 77-position CLIP text transformer over the full 49408-token vocabulary) at small widths. Weights are re-drawn
+deterministically from a seed so that outputs are non-trivial (visible textures, no content): ~1/sqrt(fan_in)
+weights, norm affines away from (1, 0), q/k scaled x1.5 so attention is not uniform, and non-zero proj_out /
+output convs where training would start from zero. The checkpoint is written with the real prefixes plus a few
+allow-listed extras, so loading it runs the same path as a real file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import CLIP_POSITION_IDS, CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from .clip.model import CLIPTextConfig, CLIPTextTransformer
+from .kernels import GroupNorm
+from .unet import UNetConfig, UNetModel
+from .vae import AutoencoderKL, VAEConfig
+
+# Attention at both UNet levels, 8 heads as in SD1 (head dims 4 and 8), context width = CLIP width.
+TINY_UNET = UNetConfig(in_channels=4, model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+                       attention_resolutions=(1, 2), num_heads=8, context_dim=64)
+# Four levels like SD1 (downscale 8); widths 32/64/64/64 stay multiples of the 32 GroupNorm groups.
+TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1)
+# One 64-wide head (SD1's head dim), full vocabulary and 77 positions so real token ids work.
+TINY_CLIP = CLIPTextConfig(vocab_size=49408, max_positions=77, width=64, layers=2, mlp_dim=256)
+
+# Per-component offsets of the seed, so each network (and the standalone VAE) gets its own weights.
+_SEED_OFFSETS = {"unet": 0, "vae": 1, "text_encoder": 2, "vae_file": 3}
+_NORMS = (GroupNorm, nn.GroupNorm, nn.LayerNorm)
+_QK_SUFFIXES = ("to_q.weight", "to_k.weight", "q_proj.weight", "k_proj.weight", "attn_1.q.weight", "attn_1.k.weight")
+
+
+def tiny_unet_config(inpainting: bool = False) -> UNetConfig:
+    return dataclasses.replace(TINY_UNET, in_channels=9 if inpainting else 4)
+
+
+@torch.no_grad()
+def reinit_(module: nn.Module, seed: int) -> nn.Module:
+    """Overwrite every parameter of `module` deterministically from `seed` (see the module docstring)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(p: torch.Tensor, scale: float, base: float = 0.0) -> None:
+        p.copy_(base + scale * torch.randn(p.shape, generator=g, dtype=torch.float32))
+
+    for mod_name, mod in module.named_modules():
+        is_norm = isinstance(mod, _NORMS)
+        for p_name, p in mod.named_parameters(recurse=False):
+            name = f"{mod_name}.{p_name}" if mod_name else p_name
+            if is_norm:
+                draw(p, 0.2, 1.0 if p_name == "weight" else 0.0)
+            elif p.ndim == 1:
+                draw(p, 0.1)
+            else:
+                draw(p, 1.0 / math.sqrt(math.prod(p.shape[1:])))
+                if name.endswith(_QK_SUFFIXES):
+                    p.mul_(1.5)
+    return module
+
+
+def _build(model_cls: type, config: object, seed: int, component: str, kernels: str) -> nn.Module:
+    # fork_rng: the models' default initialisation must not advance the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        module = model_cls(config, kernels=kernels)
+    return reinit_(module, 1000 * seed + _SEED_OFFSETS[component]).eval().requires_grad_(False)
+
+
+def build_tiny_models(*, inpainting: bool = False, seed: int = 0,
+                      kernels: str = "torch") -> tuple[UNetModel, AutoencoderKL, CLIPTextTransformer]:
+    """The (unet, vae, text_encoder) that `make_tiny_checkpoint` saves for the same `inpainting` and `seed`."""
+    return (
+        _build(UNetModel, tiny_unet_config(inpainting), seed, "unet", kernels),
+        _build(AutoencoderKL, TINY_VAE, seed, "vae", kernels),
+        _build(CLIPTextTransformer, TINY_CLIP, seed, "text_encoder", kernels),
+    )
+
+
+def build_tiny_vae(*, seed: int = 0, kernels: str = "torch") -> AutoencoderKL:
+    """The VAE that `make_tiny_vae_file` saves (different weights from the checkpoint's own VAE)."""
+    return _build(AutoencoderKL, TINY_VAE, seed, "vae_file", kernels)
+
+
+def _schedule_alphas_cumprod() -> torch.Tensor:
+    # SD1 "scaled_linear" schedule (linear_start 0.00085, linear_end 0.012, 1000 steps), stored as ldm does.
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+def tiny_state_dict(unet: nn.Module, vae: nn.Module, text_encoder: nn.Module, *,
+                    dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Single-file LDM state dict of the three modules, with real prefixes and allow-listed extras."""
+    sd: dict[str, torch.Tensor] = {}
+    for prefix, module in ((UNET_PREFIX, unet), (VAE_PREFIX, vae), (CLIP_PREFIX, text_encoder)):
+        sd.update({prefix + k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()})
+    positions = text_encoder.config.max_positions
+    sd[CLIP_PREFIX + CLIP_POSITION_IDS] = torch.arange(positions, dtype=torch.int64)[None]  # as in real files
+    sd["alphas_cumprod"] = _schedule_alphas_cumprod()
+    sd["model_ema.decay"] = torch.tensor(0.9999)
+    sd["model_ema.num_updates"] = torch.tensor(0, dtype=torch.int32)
+    return sd
+
+
+def make_tiny_checkpoint(path: str | Path, *, inpainting: bool = False, seed: int = 0,
+                         dtype: torch.dtype = torch.float32) -> Path:
+    """Write a tiny single-file SD1 checkpoint (`.safetensors`, 4- or 9-channel UNet) and return its path.
+
+    Same `inpainting`/`seed` -> the same bytes; `build_tiny_models` returns the saved networks in memory.
+    `dtype` is the storage dtype of the floating-point weights (fp16/bf16 exercise cast-on-load).
+    """
+    unet, vae, text_encoder = build_tiny_models(inpainting=inpainting, seed=seed)
+    return _save(tiny_state_dict(unet, vae, text_encoder, dtype=dtype), path)
+
+
+def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool = False, *, prefix: str = "",
+                       dtype: torch.dtype = torch.float32) -> Path:
+    """Write a standalone tiny VAE file (keys `prefix` + ldm VAE names, like vae-ft-mse-840000) and return its path.
+
+    linear_attention: store the mid-attention q/k/v/proj_out weights as Linear [C,C] instead of conv [C,C,1,1],
+        as some converted community files do.
+    """
+    vae = build_tiny_vae(seed=seed)
+    sd = {}
+    for key, value in vae.state_dict().items():
+        value = value.detach().to("cpu", dtype).contiguous()
+        if linear_attention and ".mid.attn_1." in key and value.ndim == 4:
+            value = value[:, :, 0, 0].contiguous()
+        sd[prefix + key] = value
+    return _save(sd, path)
+
+
+def _save(sd: dict[str, torch.Tensor], path: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: tiny checkpoints are written as .safetensors")
+    # Written to a temporary file and renamed, so an interrupted run never leaves a truncated checkpoint behind.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(sd, tmp, metadata={"format": "pt"})  # one entry: safetensors orders metadata arbitrarily
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
