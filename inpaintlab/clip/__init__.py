@@ -1,5 +1,6 @@
 """CLIP text side of SD1: tokenizer, A1111 prompt syntax and conditioning, text encoder."""
 from .conditioning import encode_prompt, encode_prompts, load_embeddings, tokenize_prompt
+from .model import CLIPTextConfig, CLIPTextTransformer
 from .prompts import parse_prompt_attention
 from .tokenizer import Tokenizer
 
@@ -13,12 +14,3 @@ __all__ = [
     "parse_prompt_attention",
     "tokenize_prompt",
 ]
-
-
-def __getattr__(name: str):
-    # The text encoder is imported on first use (it lives in .model).
-    if name in ("CLIPTextConfig", "CLIPTextTransformer"):
-        from . import model
-
-        return getattr(model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
