@@ -56,7 +56,8 @@ class VAEConfig:
 
         def shape(key: str) -> tuple[int, ...]:
             if key not in sd:
-                raise KeyError(f"VAEConfig.from_state_dict: missing key {key!r} (expected a prefix-free VAE state dict)")
+                raise KeyError(f"VAEConfig.from_state_dict: missing key {key!r} "
+                               "(expected a prefix-free VAE state dict)")
             return tuple(sd[key].shape)
 
         ch, in_channels = shape("encoder.conv_in.weight")[:2]

@@ -22,7 +22,8 @@ def _norm(channels: int, kernels: str, silu: bool = False) -> GroupNorm:
 
 
 class ResnetBlock(nn.Module):
-    """ldm ResnetBlock without time embedding (temb_channels=0) or dropout (0 in SD1); `nin_shortcut` when widths differ.
+    """ldm ResnetBlock without time embedding (temb_channels=0) or dropout (0 in SD1); 1x1 `nin_shortcut` when the
+    widths differ.
 
     ldm applies `nonlinearity()` as a function right after norm1/norm2, so the SiLU is fused into the norms here
     without moving any checkpoint key.

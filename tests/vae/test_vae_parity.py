@@ -1,6 +1,6 @@
 """Tiny VAE vs diffusers 0.42.1 after diffusers' own ldm converter (spec checkpoints.md §6).
 
-The weights are re-initialised (conftest.reinit_), written to safetensors in the layouts found in the wild, converted
+The weights are re-initialised (vae_helpers.reinit_), written to safetensors in the layouts found in the wild, converted
 with `create_vae_diffusers_config_from_ldm` + `convert_ldm_vae_checkpoint`, and loaded strictly into diffusers'
 AutoencoderKL. Tolerance: fp32 round-off, max|Δ| <= 1e-5 * max|reference| (measured about 7e-7 relative for the
 moments and 1.6e-6 for the decoded image, with outputs of magnitude about 3).
@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from inpaintlab.vae import AutoencoderKL, VAEConfig, conv_attention_weights
+from vae_helpers import tiny_config, tiny_vae  # noqa: F401  (fixtures)
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers.loaders.single_file_utils import (  # noqa: E402

@@ -1,4 +1,8 @@
-"""Tiny-VAE fixtures: fresh configs and weights re-initialised so that mapping mistakes change the output."""
+"""Tiny-VAE helpers: a fresh config and weights re-initialised so that mapping mistakes change the output.
+
+A uniquely named module rather than conftest.py, so that `import` from a test file cannot pick up another directory's
+conftest. Test modules import the fixtures from here.
+"""
 import pytest
 import torch
 from torch import nn

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from inpaintlab.kernels import GroupNorm
 from inpaintlab.vae import AutoencoderKL, DiagonalGaussian, VAEConfig, conv_attention_weights
 from inpaintlab.vae.model import AttnBlock, Decoder, Downsample, Encoder, ResnetBlock, Upsample
+from vae_helpers import reinit_, tiny_config, tiny_vae  # noqa: F401  (fixtures)
 
-from conftest import reinit_
 
 
 def test_construct_and_repr_every_module(tiny_vae):
