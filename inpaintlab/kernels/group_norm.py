@@ -55,12 +55,19 @@ try:
     import triton
     import triton.language as tl
 
-    _jit = triton.jit
 except ImportError:  # torch-only installs keep the reference path; dispatch refuses backend="triton"
     triton = tl = None
 
-    def _jit(fn):
-        return fn
+
+def _jit(**kwargs):
+    """triton.jit(**kwargs), or no decoration when triton is missing."""
+    return (lambda fn: fn) if triton is None else triton.jit(**kwargs)
+
+
+# Scalars whose divisibility by 16 (or equality to 1) tells the compiler nothing useful: not specialising on them
+# keeps one compiled variant per tile shape instead of one per shape. HW and the strides stay specialised, since
+# their divisibility is what makes rows 16-byte aligned and the loads 128-bit.
+_NO_SPECIALIZE = ["G", "CG", "TILES_HW", "TILES_PER_CHUNK", "NUM_CHUNKS"]
 
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -82,7 +89,7 @@ def group_norm_ref(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None
     return y.to(x.dtype)
 
 
-@_jit
+@_jit(do_not_specialize=_NO_SPECIALIZE)
 def _group_norm_stats_kernel(
     x_ptr,  # [B, C, HW] input (strided), fp32/fp16/bf16
     part_ptr,  # [3, B*G, NUM_CHUNKS] fp32 workspace: count, mean, M2 per chunk
@@ -137,7 +144,7 @@ def _group_norm_stats_kernel(
     tl.store(part + 2 * plane, m2)
 
 
-@_jit
+@_jit(do_not_specialize=_NO_SPECIALIZE)
 def _group_norm_apply_kernel(
     x_ptr,  # [B, C, HW] input (strided)
     y_ptr,  # [B, C, HW] output (strided), x's dtype
@@ -154,7 +161,7 @@ def _group_norm_apply_kernel(
     SILU: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_HW: tl.constexpr,
-    BLOCK_CHUNKS: tl.constexpr,  # next power of two >= NUM_CHUNKS
+    BLOCK_CHUNKS: tl.constexpr,  # power of two >= NUM_CHUNKS
 ):
     pid_bg = tl.program_id(0)
     chunk = tl.program_id(1)
@@ -260,7 +267,8 @@ def launch_params(batch: int, channels: int, hw: int, num_groups: int, *, channe
     num_chunks = _cdiv(num_tiles, tiles_per_chunk)
     tile = block_c * block_hw
     num_warps = 4 if tile >= 1024 else max(1, tile // 256)
-    return LaunchParams(block_c, block_hw, tiles_hw, tiles_per_chunk, num_chunks, _next_pow2(num_chunks), num_warps)
+    block_chunks = max(32, _next_pow2(num_chunks))  # a floor of 32 keeps the number of compiled variants small
+    return LaunchParams(block_c, block_hw, tiles_hw, tiles_per_chunk, num_chunks, block_chunks, num_warps)
 
 
 @functools.lru_cache(maxsize=None)
@@ -325,25 +333,73 @@ def group_norm_triton(x: torch.Tensor, num_groups: int, weight: torch.Tensor | N
         target_programs = PROGRAMS_PER_SM * (_num_sms(x.device.index or 0) if x.is_cuda else 2)
     p = launch_params(batch, channels, hw, num_groups, channels_last=(sxc == 1 and hw > 1),
                       target_programs=target_programs)
-    bg = batch * num_groups
-    need = 3 * bg * p.num_chunks
+    need = 3 * batch * num_groups * p.num_chunks
     if workspace is None:
         workspace = torch.empty(need, device=x.device, dtype=torch.float32)
     elif workspace.dtype != torch.float32 or workspace.numel() < need or not workspace.is_contiguous():
         raise ValueError(f"group_norm: workspace must be a contiguous fp32 buffer of >= {need} elements")
-    grid = (bg, p.num_chunks)
-    cg = channels // num_groups
-    _group_norm_stats_kernel[grid](
-        x, workspace, hw, num_groups, cg, sxb, sxc, sxhw, p.tiles_hw, p.tiles_per_chunk, p.num_chunks,
-        BLOCK_C=p.block_c, BLOCK_HW=p.block_hw, num_warps=p.num_warps, num_stages=1,
-    )
-    _group_norm_apply_kernel[grid](
-        x, out, x if weight is None else weight, x if bias is None else bias, workspace,
-        hw, num_groups, cg, sxb, sxc, sxhw, syb, syc, syhw, p.tiles_hw, p.tiles_per_chunk, p.num_chunks, float(eps),
-        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, SILU=bool(silu),
-        BLOCK_C=p.block_c, BLOCK_HW=p.block_hw, BLOCK_CHUNKS=p.block_chunks, num_warps=p.num_warps, num_stages=1,
-    )
+    stats_args, apply_args = _kernel_args(x, out, weight, bias, workspace, num_groups, eps, silu, p)
+    grid = (batch * num_groups, p.num_chunks)
+    _group_norm_stats_kernel[grid](**stats_args, num_warps=p.num_warps, num_stages=1)
+    _group_norm_apply_kernel[grid](**apply_args, num_warps=p.num_warps, num_stages=1)
     return out
+
+
+def _kernel_args(x: torch.Tensor, out: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                 workspace: torch.Tensor, num_groups: int, eps: float, silu: bool,
+                 p: LaunchParams) -> tuple[dict, dict]:
+    """Keyword arguments of the two kernels (shared by the launcher and `kernel_configs`)."""
+    sxb, sxc, sxhw = _strides_3d(x, "x")
+    syb, syc, syhw = _strides_3d(out, "out")
+    common = dict(HW=x[0, 0].numel(), G=num_groups, CG=x.shape[1] // num_groups, stride_xb=sxb, stride_xc=sxc,
+                  stride_xhw=sxhw)
+    tiles = dict(TILES_HW=p.tiles_hw, TILES_PER_CHUNK=p.tiles_per_chunk, NUM_CHUNKS=p.num_chunks)
+    stats = dict(x_ptr=x, part_ptr=workspace, **common, **tiles, BLOCK_C=p.block_c, BLOCK_HW=p.block_hw)
+    apply = dict(x_ptr=x, y_ptr=out, w_ptr=x if weight is None else weight, b_ptr=x if bias is None else bias,
+                 part_ptr=workspace, **common, stride_yb=syb, stride_yc=syc, stride_yhw=syhw, **tiles, eps=float(eps),
+                 HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, SILU=bool(silu),
+                 BLOCK_C=p.block_c, BLOCK_HW=p.block_hw, BLOCK_CHUNKS=p.block_chunks)
+    return stats, apply
+
+
+# SD1.5 GroupNorms at 512x512 (performance.md §1.3): (network, batch, channels, side, SiLU variants used). The UNet
+# runs at CFG batch 2; GroupNorm without SiLU occurs only as SpatialTransformer.norm (UNet) and AttnBlock.norm (VAE).
+SD15_SHAPES = (
+    ("unet", 2, 320, 64, (True, False)), ("unet", 2, 640, 64, (True,)), ("unet", 2, 960, 64, (True,)),
+    ("unet", 2, 320, 32, (True,)), ("unet", 2, 640, 32, (True, False)), ("unet", 2, 960, 32, (True,)),
+    ("unet", 2, 1280, 32, (True,)), ("unet", 2, 1920, 32, (True,)),
+    ("unet", 2, 640, 16, (True,)), ("unet", 2, 1280, 16, (True, False)), ("unet", 2, 1920, 16, (True,)),
+    ("unet", 2, 2560, 16, (True,)), ("unet", 2, 1280, 8, (True, False)), ("unet", 2, 2560, 8, (True,)),
+    ("vae", 1, 512, 64, (True, False)), ("vae", 1, 512, 128, (True,)), ("vae", 1, 512, 256, (True,)),
+    ("vae", 1, 256, 256, (True,)), ("vae", 1, 256, 512, (True,)), ("vae", 1, 128, 512, (True,)),
+)
+
+
+def kernel_configs(num_sms: int = 132) -> list[dict]:
+    """The launches the SD1.5 GroupNorms make on an H100 (fp16, NCHW, affine; SiLU where ldm has it).
+
+    One dict per (shape, kernel) for benchmarks/kernel_report.py, which specialises the arguments the way Triton's
+    JIT does and compiles each distinct result once. Keys: kernel, fn, args (name -> value; tensors on the meta
+    device), num_warps, num_stages, label, and the report's expectations: max_spill_bytes, min_warps_per_sm
+    (a memory-bound kernel wants >= 32 resident warps per SM to keep enough loads in flight).
+    """
+    configs = []
+    for net, batch, channels, side, silu_variants in SD15_SHAPES:
+        x = torch.empty(batch, channels, side, side, dtype=torch.float16, device="meta")
+        affine = torch.empty(channels, dtype=torch.float16, device="meta")
+        p = launch_params(batch, channels, side * side, 32, channels_last=False,
+                          target_programs=PROGRAMS_PER_SM * num_sms)
+        ws = torch.empty(3 * batch * 32 * p.num_chunks, dtype=torch.float32, device="meta")
+        label = f"{net} {batch}x{channels}x{side}x{side}"
+        common = dict(num_warps=p.num_warps, num_stages=1, max_spill_bytes=0, min_warps_per_sm=32)
+        for silu in silu_variants:
+            stats, apply = _kernel_args(x, x, affine, affine, ws, 32, 1e-6, silu, p)
+            if silu:
+                configs.append(dict(kernel="group_norm_stats", fn=_group_norm_stats_kernel, args=stats,
+                                    label=label, **common))
+            configs.append(dict(kernel="group_norm_apply", fn=_group_norm_apply_kernel, args=apply,
+                                label=label + (" silu" if silu else ""), **common))
+    return configs
 
 
 def group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
