@@ -220,7 +220,7 @@ class Pipeline:
         return self.inpaint(image, None, prompt, negative_prompt, denoising_strength=denoising_strength, **settings)
 
     def inpaint(self, image: Image.Image, mask: Image.Image | None, prompt: str, negative_prompt: str = "", *,
-                steps: int = 20, sampler: str = "DPM++ 2M", scheduler: str = "Karras", cfg_scale: float = 7.0,
+                steps: int = 20, sampler: str = "DPM++ 2M", scheduler: str = "Automatic", cfg_scale: float = 7.0,
                 seed: int = -1, width: int | None = None, height: int | None = None, denoising_strength: float = 0.75,
                 mask_blur: int = 4, mask_mode: str = "masked", masked_content: str = "original",
                 inpaint_area: str = "whole", padding: int = 32, batch_size: int = 1, clip_skip: int = 1,
@@ -228,8 +228,9 @@ class Pipeline:
                 callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
         """Inpaint `image` where `mask` is white, as A1111 v1.10's img2img inpaint tab does.
 
-        Defaults are A1111's UI defaults (not its API's): DPM++ 2M Karras, 20 steps, CFG 7, denoising 0.75, mask blur 4,
-        "Inpaint masked", masked content "original", "Whole picture", padding 32. width/height default to the image size
+        Defaults are A1111's UI defaults (not its API's): DPM++ 2M with schedule "Automatic" (= Karras for DPM++ 2M, the
+        model's uniform schedule for Euler), 20 steps, CFG 7, denoising 0.75, mask blur 4, "Inpaint masked", masked
+        content "original", "Whole picture", padding 32. width/height default to the image size
         (rounded down to a multiple of 8).
 
         mask: L/RGB/RGBA image, 255 = repaint (RGBA with a real alpha channel: alpha > 128). A mask of another size than
@@ -323,3 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     from .cli import main as cli_main
 
     return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,6 +12,9 @@ Under `torchrun --nproc_per_node=N` the cells are dealt out by index (cell i to 
 cells, rank 0 waits for all, then merges and draws. Every file is written under a temporary name and renamed, so a
 killed run leaves no half-written file and loses only the cells in flight; a rerun skips cells whose row exists (the
 key is a hash of the model, image, mask, settings and seed).
+
+On the CPU, float reductions depend on the number of intra-op threads; torchrun starts each process with one
+(OMP_NUM_THREADS=1), so a single-process sweep reproduces a torchrun sweep bit for bit when run with one thread too.
 """
 from __future__ import annotations
 

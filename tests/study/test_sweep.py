@@ -1,0 +1,123 @@
+"""Sweeps: two axes × two seeds, single process and under torchrun with 2 processes, resume, grids, metrics."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from inpaintlab.study import load_spec, sweep
+from inpaintlab.study.metrics import compute_metrics, edge_band
+
+
+@pytest.fixture(scope="module")
+def spec_file(tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep-spec")
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "image.png")
+    mask = Image.new("L", (32, 32))
+    ImageDraw.Draw(mask).rectangle((8, 8, 23, 23), fill=255)
+    mask.save(folder / "mask.png")
+    spec = {
+        "model": str(tiny_checkpoint), "image": "image.png", "mask": "mask.png", "kernels": "torch",
+        "base": {"prompt": "a ball", "steps": 2, "mask_blur": 1},
+        "x": {"masked_content": ["original", "latent_nothing"]},
+        "y": {"denoising_strength": [0.5, 1.0]},
+        "seeds": [3, 4],
+        "intermediates": True,
+    }
+    (folder / "spec.json").write_text(json.dumps(spec))
+    return folder / "spec.json"
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_single_process_sweep_rows_grids_and_resume(spec_file, tmp_path):
+    out = tmp_path / "single"
+    rows = sweep(spec_file, out)
+    assert len(rows) == 8 and rows == _rows(out)
+    assert [r["index"] for r in rows] == list(range(8))
+    assert {(r["seed"], r["x"]["masked_content"], r["y"]["denoising_strength"]) for r in rows} == {
+        (s, m, d) for s in (3, 4) for m in ("original", "latent_nothing") for d in (0.5, 1.0)}
+    for row in rows:
+        assert row["metrics"]["change_outside"] == 0.0  # whole-picture overlay: the regression alarm stays silent
+        assert row["metrics"]["change_in_mask"] > 0
+        assert (out / row["image"]).exists() and len(row["intermediates"]["steps"]) >= 1
+    for seed in (3, 4):
+        grid = Image.open(out / f"grid-seed{seed}.png")
+        assert grid.width >= 2 * 32 and grid.height >= 2 * 32
+    # Rerunning computes nothing new: every row is found by its key.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert sweep(spec_file, out) == rows
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+
+
+def test_partial_run_resumes(spec_file, tmp_path):
+    out = tmp_path / "partial"
+    assert sweep(spec_file, out, limit=3) is None  # stopped early: no merge yet
+    assert len(list((out / "cells").glob("*.json"))) == 3 and not (out / "results.jsonl").exists()
+    rows = sweep(spec_file, out)
+    reference = sweep(spec_file, tmp_path / "clean")
+    assert [(r["key"], r["metrics"]) for r in rows] == [(r["key"], r["metrics"]) for r in reference]
+
+
+def test_torchrun_two_processes_match_single_process(spec_file, tmp_path):
+    # torchrun gives each process one intra-op thread; CPU float reductions depend on the thread count, so the
+    # single-process reference runs with one thread too.
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["OMP_NUM_THREADS"] = "1"
+    command = ["-m", "inpaintlab.inpaint", "sweep", str(spec_file), "--out"]
+    for runner, out in (([torchrun, "--standalone", "--nproc_per_node=2"], tmp_path / "dist"),
+                        ([sys.executable], tmp_path / "single")):
+        result = subprocess.run(runner + command + [str(out)], env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert _rows(tmp_path / "dist") == _rows(tmp_path / "single")
+    assert len(list((tmp_path / "dist").glob("grid-seed*.png"))) == 2
+
+
+def test_killed_run_loses_only_cells_in_flight(spec_file, tmp_path):
+    out = tmp_path / "killed"
+    code = ("import sys, os; from inpaintlab.study import sweep; sweep(sys.argv[1], sys.argv[2], limit=2); "
+            "os._exit(9)")  # dies abruptly after two cells, as a killed job would
+    subprocess.run([sys.executable, "-c", code, str(spec_file), str(out)], timeout=600)
+    done = list((out / "cells").glob("*.json"))
+    assert len(done) == 2
+    for path in done:
+        json.loads(path.read_text())  # complete rows only
+    assert not list(out.rglob("*.tmp"))
+    assert len(sweep(spec_file, out)) == 8
+
+
+def test_spec_errors(tmp_path, spec_file):
+    raw = json.loads(spec_file.read_text())
+    for change, message in (({"x": {"colour": [1]}}, "unknown setting"), ({"y": None}, "'y' is required"),
+                            ({"seeds": [-1]}, "seeds"), ({"bogus": 1}, "unknown keys"),
+                            ({"z": {"masked_content": ["fill"]}}, "different settings")):
+        with pytest.raises(ValueError, match=message):
+            load_spec({**raw, **change}, root=spec_file.parent)
+    toml = tmp_path / "s.toml"
+    toml.write_text('model = "m.safetensors"\nimage = "i.png"\nmask = "k.png"\nseeds = [1]\n'
+                    '[x]\nsteps = [1, 2]\n[y]\ncfg_scale = [3.0]\n')
+    spec = load_spec(toml)
+    assert spec.x == ("steps", [1, 2]) and spec.model == (tmp_path / "m.safetensors").resolve()
+
+
+def test_metrics_formulas():
+    a = Image.fromarray(np.full((16, 16, 3), 100, np.uint8))
+    b_arr = np.full((16, 16, 3), 100, np.uint8)
+    b_arr[4:12, 4:12] = 151
+    mask = Image.new("L", (16, 16))
+    ImageDraw.Draw(mask).rectangle((4, 4, 11, 11), fill=255)
+    metrics = compute_metrics(a, Image.fromarray(b_arr), mask)
+    assert metrics["change_in_mask"] == pytest.approx(51 / 255)
+    assert metrics["change_outside"] == 0.0
+    assert metrics["seam"] > 0
+    band = edge_band(mask, band=1)
+    assert band[4, 4] and band[3, 3] and not band[8, 8] and not band[0, 0]
