@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
 
@@ -405,10 +406,18 @@ def _build_and_load(model_cls: type, config_cls: type, sd: dict[str, torch.Tenso
             raise
         detail = str(e.args[0]) if e.args else repr(e)
         raise CheckpointError(f"{component}: cannot infer the architecture from the weights: {detail}") from e
-    # Built on the target device so no full-size fp32 copy is made on the CPU first.
-    with torch.device(device):
+    # Built on the meta device and given uninitialised storage in the target dtype: random initialisation of the
+    # full UNet costs seconds on a CPU and would be overwritten anyway. That is only safe when every tensor of the
+    # module is in its state dict (the strict load below then fills all of them); modules with non-persistent
+    # buffers (CLIP's position_ids) are built normally on the target device.
+    with torch.device("meta"):
         module = model_cls(config, kernels=kernels)
-    module.to(dtype=dtype)
+    persistent = module.state_dict().keys()
+    if all(name in persistent for name, _ in chain(module.named_parameters(), module.named_buffers())):
+        module = module.to(dtype=dtype).to_empty(device=device)
+    else:
+        with torch.device(device):
+            module = model_cls(config, kernels=kernels).to(dtype=dtype)
     load_component(module, sd, component, prefix=prefix)
     module.eval().requires_grad_(False)
     return module
