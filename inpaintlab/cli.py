@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         if needs_image:
             sub.add_argument("--image", required=True, help="init image")
         if name == "inpaint":
-            sub.add_argument("--mask", required=True, help="mask image: white = repaint")
+            source = sub.add_mutually_exclusive_group(required=True)
+            source.add_argument("--mask", help="mask image: white = repaint")
+            source.add_argument("--sketch", help="inpaint sketch: the image with coloured strokes painted over it")
+            sub.add_argument("--mask-alpha", type=float, default=0.0, help="sketch mask transparency in percent")
         sub.add_argument("--prompt", default=argparse.SUPPRESS, help="prompt (A1111 attention syntax)")
         sub.add_argument("--negative-prompt", default=argparse.SUPPRESS, help="negative prompt")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
@@ -140,6 +143,11 @@ def _run_generation(args) -> int:
             image.load()
         if args.command == "img2img":
             result = pipe.img2img(image, prompt, negative, progress=progress, **settings)
+        elif args.sketch:
+            with Image.open(args.sketch) as sketch:
+                sketch.load()
+            result = pipe.inpaint_sketch(image, sketch, prompt, negative, mask_alpha=args.mask_alpha, progress=progress,
+                                         **settings)
         else:
             with Image.open(args.mask) as mask:
                 mask.load()

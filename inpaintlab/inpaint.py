@@ -289,6 +289,13 @@ class Pipeline:
             result.images = [masking.apply_overlay(img, prep.overlay, prep.paste_to) for img in result.images]
         return result
 
+    def inpaint_sketch(self, image: Image.Image, sketch: Image.Image, prompt: str, negative_prompt: str = "", *,
+                       mask_alpha: float = 0.0, mask_blur: int = 4, **settings: Any) -> Result:
+        """A1111's "Inpaint sketch": the mask is wherever `sketch` differs from `image`, and the strokes (blurred by
+        `mask_blur`) are composited into the image before inpainting. `mask_alpha` is the UI's mask transparency (%)."""
+        composited, mask = masking.inpaint_sketch(image, sketch, mask_blur, mask_alpha)
+        return self.inpaint(composited, mask, prompt, negative_prompt, mask_blur=mask_blur, **settings)
+
     # --- helpers ---------------------------------------------------------------------------------------------------
 
     @staticmethod

@@ -74,6 +74,10 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
     check_choice("fill_space", fill_space, FILL_SPACES)
     if mask_blur < 0 or padding < 0:
         raise ValueError(f"mask_blur and padding must be >= 0, got {mask_blur} and {padding}")
+    if resize_mode not in (0, 1, 2):
+        # Mode 3 resizes latents instead of pixels; A1111's overlay then no longer matches the output's size.
+        raise ValueError(f"resize_mode must be 0 (just resize), 1 (crop and resize) or 2 (resize and fill), got "
+                         f"{resize_mode!r}; 3 (latent upscale) is not supported")
     source = flatten(image)
     if mask is None:
         return Prepared(masking.resize_image(resize_mode, source, width, height))

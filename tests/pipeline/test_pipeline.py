@@ -195,3 +195,14 @@ def test_inputs_are_not_modified(pipe):
     before = (image.tobytes(), mask.tobytes())
     pipe.inpaint(image, mask, "x", masked_content="fill", **FAST)
     assert (image.tobytes(), mask.tobytes()) == before
+
+
+def test_inpaint_sketch_derives_the_mask_from_strokes(pipe):
+    image = picture()
+    sketch = image.copy()
+    ImageDraw.Draw(sketch).rectangle((20, 20, 40, 40), fill=(255, 0, 0))
+    result = pipe.inpaint_sketch(image, sketch, "x", mask_blur=0, **FAST)
+    repaint = np.asarray(result.repaint_mask) == 255
+    assert repaint[30, 30] and not repaint[5, 5] and repaint.sum() == 21 * 21
+    untouched = np.asarray(result.overlay_mask) == 0
+    np.testing.assert_array_equal(np.asarray(result.images[0])[untouched], np.asarray(image)[untouched])

@@ -100,3 +100,8 @@ def test_processing_size_rules():
         processing_size((100, 67), 500, None)
     with pytest.raises(ValueError, match="height"):
         processing_size((100, 4), None, None)
+
+
+def test_latent_upscale_resize_mode_is_refused():
+    with pytest.raises(ValueError, match="latent upscale"):
+        prepare_inpaint(_picture(), None, 96, 64, resize_mode=3)
