@@ -4,7 +4,9 @@ Tolerance (flash-attn's rule): |kernel - ref64| <= 2 * |torch same dtype - ref64
 1e-2 fp16, 5e-2 bf16. ref64 is torch's F.group_norm in float64 on a contiguous copy (torch's CPU channels_last
 GroupNorm loses ~2e-3 to cancellation on inputs offset by +100, even in float64, so it is never the oracle).
 """
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,6 +188,21 @@ def test_sd_shapes_fill_an_h100():
             assert batch * 32 * p.num_chunks >= 132, (batch, c, hw, cl, p)
             assert p.num_chunks <= p.block_chunks <= MAX_CHUNKS
             assert (p.num_chunks - 1) * p.tiles_per_chunk < math.ceil(c // 32 / p.block_c) * p.tiles_hw
+
+
+def test_benchmark_quick_runs():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_group_norm.py"
+    spec = importlib.util.spec_from_file_location("bench_group_norm", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(DEVICE, quick=True, reps=1)
+    assert not [r for r in rows if "error" in r]
+    assert {r["provider"] for r in rows} == set(bench.PROVIDERS)
+    assert len(rows) == len(bench.PROVIDERS) * len(bench.QUICK_CPU if DEVICE == "cpu" else bench.QUICK_CUDA)
+    assert all(r["p50"] > 0 and r["gbps"] > 0 and r["device"] for r in rows)
+    assert all(r["max_err"] < 1e-2 for r in rows if r["provider"] == "triton")
+    assert "| triton |" in bench.table(rows)
+    assert bench.hbm_peak("NVIDIA H100 80GB HBM3") == 3.35e12 and bench.hbm_peak("NVIDIA H100 PCIe") == 2.0e12
 
 
 @pytest.mark.cuda
