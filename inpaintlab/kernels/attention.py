@@ -295,8 +295,6 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
         raise RuntimeError("attention (triton): triton is not installed (pip install triton)")
     if not (q.is_cuda or interpreting()):
         raise RuntimeError(f"attention (triton): needs CUDA tensors or TRITON_INTERPRET=1, got {q.device.type}")
-    B, H, N, D = q.shape
-    M = k.shape[2]
     if out is None:
         out = torch.empty_like(q)  # keeps q's layout when q is dense
     elif out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
@@ -305,6 +303,17 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     if out.numel() == 0:
         return out
 
+    grid, args, launch = _launch_params(q, k, v, out, scale, block_m, block_n, num_warps, num_stages)
+    _attention_fwd_kernel[grid](**args, **launch)
+    return out
+
+
+def _launch_params(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float | None,
+                   block_m: int | None = None, block_n: int | None = None, num_warps: int | None = None,
+                   num_stages: int | None = None) -> tuple[tuple[int, int], dict, dict]:
+    """(grid, kernel arguments by name, num_warps/num_stages) for validated inputs; shared with kernel_configs()."""
+    B, H, N, D = q.shape
+    M = k.shape[2]
     cfg_m, cfg_n, block_d, cfg_warps, cfg_stages = block_config(D, q.dtype)
     block_m = block_m or cfg_m
     block_n = block_n or cfg_n
@@ -316,20 +325,19 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
         raise ValueError(f"attention: scale must be finite, got {scale}")
     if B * H > 65535:
         raise ValueError(f"attention (triton): B·H = {B * H} exceeds the grid limit 65535")
-
-    grid = (triton_cdiv(N, block_m), B * H)
-    _attention_fwd_kernel[grid](
-        q, k, v, out,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        H, N, M, scale * LOG2E,
+    args = dict(q_ptr=q, k_ptr=k, v_ptr=v, o_ptr=out)
+    for t, name in ((q, "q"), (k, "k"), (v, "v"), (out, "o")):
+        args.update(zip((f"stride_{name}b", f"stride_{name}h", f"stride_{name}n", f"stride_{name}d"), t.stride()))
+    args.update(
+        num_heads=H, seqlen_q=N, seqlen_k=M, qk_scale=scale * LOG2E,
         HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         EVEN_M=N % block_m == 0, EVEN_N=M % block_n == 0, EVEN_D=D == block_d,
         ALIGN=_stride_alignment(q, k, v, out),
         UPCAST_DOT=interpreting() and q.dtype == torch.bfloat16,
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        num_warps=num_warps or cfg_warps, num_stages=num_stages or cfg_stages,
     )
-    return out
+    grid = (triton_cdiv(N, block_m), B * H)
+    return grid, args, dict(num_warps=num_warps or cfg_warps, num_stages=num_stages or cfg_stages)
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -346,6 +354,37 @@ def _stride_alignment(*tensors: torch.Tensor) -> int:
             while align > 1 and st % align:
                 align //= 2
     return align
+
+
+def sd15_attention_shapes() -> list[tuple[str, int, int, int, int, int]]:
+    """(label, B, H, N, M, D) of the SD1.5 UNet's attention calls at 512² and 768² with CFG (spec/performance.md §1.1).
+
+    Self-attention at the three attention levels (head dims 40/80/160) and the 8×8-latent mid block, and
+    cross-attention over the 77 text tokens at each of them; B = 2 (cond + uncond), 8 heads.
+    """
+    shapes = []
+    for res, tokens in ((512, 4096), (768, 9216)):
+        for level, (n, d) in enumerate(((tokens, 40), (tokens // 4, 80), (tokens // 16, 160), (tokens // 64, 160))):
+            where = "mid" if level == 3 else f"level{level}"
+            shapes.append((f"{res}px {where} self", 2, 8, n, n, d))
+            shapes.append((f"{res}px {where} cross", 2, 8, n, 77, d))
+    return shapes
+
+
+def kernel_configs() -> list[dict]:
+    """The launches the SD1.5 UNet makes (fp16, q/k/v as [B,N,H,D].transpose(1,2) views, as CrossAttention passes
+    them), for benchmarks/kernel_report.py: it compiles each distinct specialisation for sm_90 and checks the
+    expectations — no spills, tensor-core MMA, and at least 8 resident warps per SM (two 4-warp or one 8-warp CTA).
+    """
+    configs = []
+    for label, B, H, N, M, D in sd15_attention_shapes():
+        q = torch.empty(B, N, H, D, dtype=torch.float16, device="meta").transpose(1, 2)
+        k = torch.empty(B, M, H, D, dtype=torch.float16, device="meta").transpose(1, 2)
+        v = torch.empty(B, M, H, D, dtype=torch.float16, device="meta").transpose(1, 2)
+        _, args, launch = _launch_params(q, k, v, torch.empty_like(q), None)
+        configs.append(dict(kernel="attention_fwd", fn=_attention_fwd_kernel, args=args, label=label, **launch,
+                            max_spill_bytes=0, expect_mma=True, min_warps_per_sm=8))
+    return configs
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float | None = None,
