@@ -262,3 +262,26 @@ def test_vae_file_as_model_and_bad_arguments(tmp_path, tiny_checkpoint):
         load_models(tmp_path / "missing.safetensors")
     with pytest.raises(FileNotFoundError):
         load_models(tiny_checkpoint, tmp_path / "missing-vae.safetensors")
+
+
+def test_file_without_known_prefixes(tmp_path):
+    path = tmp_path / "lora.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.alpha": torch.zeros(()), "weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match=r"lora.safetensors: not a Stable Diffusion 1.x checkpoint: no key "
+                                              r"starts with 'model.diffusion_model.'"):
+        load_models(path)
+
+
+@pytest.mark.cuda
+def test_load_on_cuda_in_fp16(tiny_inpainting_checkpoint):
+    models = load_models(tiny_inpainting_checkpoint, device="cuda", dtype=torch.float16, kernels="auto")
+    assert models.device == torch.device("cuda") and models.dtype == torch.float16
+    for loaded, ref in zip((models.unet, models.vae, models.text_encoder), reference(True)):
+        ref_sd = ref.state_dict()
+        for k, v in loaded.state_dict().items():
+            assert v.is_cuda and v.dtype == (torch.float16 if ref_sd[k].is_floating_point() else ref_sd[k].dtype)
+            assert torch.equal(v.cpu(), ref_sd[k].to(v.dtype)), k
+    with torch.no_grad():
+        eps = models.unet(torch.randn(1, 9, 8, 8, device="cuda", dtype=torch.float16), torch.tensor([500.0]),
+                          torch.randn(1, 77, TINY_CLIP.width, device="cuda", dtype=torch.float16))
+    assert eps.dtype == torch.float16 and torch.isfinite(eps).all()
