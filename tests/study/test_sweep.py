@@ -121,3 +121,11 @@ def test_metrics_formulas():
     assert metrics["seam"] > 0
     band = edge_band(mask, band=1)
     assert band[4, 4] and band[3, 3] and not band[8, 8] and not band[0, 0]
+
+
+@pytest.mark.parametrize("name", ["masked_content_vs_denoising.json", "mask_blur_vs_mask_mode.json",
+                                  "inpaint_area_vs_padding.toml"])
+def test_example_specs_are_valid(name):
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    spec = load_spec(examples / name)
+    assert len(spec.cells()) >= 6 and spec.model.name == "v1-5-pruned-emaonly.safetensors"
