@@ -209,3 +209,28 @@ def test_triton_on_cpu_without_interpreter_errors_in_fresh_process():
 def test_sd15_shapes_cuda(N, M, D, dtype):
     q, k, v = _qkv(2, 8, N, M, D, dtype, seed=N + M + D)
     _check(attention(q, k, v, backend="triton"), q, k, v)
+
+
+def test_benchmark_quick_runs():
+    """benchmarks/bench_attention.py's run() on tiny shapes (CPU: torch providers + the interpreter for one shape)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_attention.py"
+    spec = importlib.util.spec_from_file_location("bench_attention", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(DEVICE, quick=True, reps=1)
+    assert {"op", "provider", "shape", "dtype", "ms_p50", "p20", "p80", "tflops"} <= set(rows[0])
+    timed = [r for r in rows if "ms_p50" in r]
+    assert {"triton", "torch", "ref"} <= {r["provider"] for r in timed}
+    for r in timed:
+        assert r["p20"] <= r["ms_p50"] <= r["p80"] and r["tflops"] > 0
+        assert r["tflops"] == pytest.approx(r["flops"] / (r["ms_p50"] * 1e-3) / 1e12)
+    assert all(r["max_err"] < 1e-2 for r in timed if r["provider"] == "triton")
+    assert bench.flops(2, 8, 4096, 4096, 40) == 4 * 2 * 8 * 4096 * 4096 * 40
+    assert "| triton |" in bench.table(rows)
+    common = sys.modules["common"]
+    assert common.peak_tflops("NVIDIA H100 80GB HBM3", torch.float16) == 989.0
+    assert common.peak_tflops("NVIDIA H100 PCIe", torch.bfloat16) == 756.0
+    assert common.peak_tflops("NVIDIA H100 80GB HBM3", torch.float32) is None
