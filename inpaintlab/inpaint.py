@@ -15,6 +15,7 @@ Choices where A1111 is not reproducible from its inputs:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -166,15 +167,20 @@ class Pipeline:
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
-    def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, cond: torch.Tensor, uncond: torch.Tensor,
-                cfg_scale: float, image_cond: torch.Tensor | None, init_latent: torch.Tensor | None,
-                latent_mask: torch.Tensor | None, callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
+    def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, rng: ImageRNG, cond: torch.Tensor,
+                uncond: torch.Tensor, cfg_scale: float, image_cond: torch.Tensor | None,
+                init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
+                callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
         model: Callable = EpsDenoiser(_CastUNet(self.unet), self.schedule, image_cond=image_cond)
         model = CFGDenoiser(model, cond, uncond, cfg_scale)
         if latent_mask is not None:
             model = InpaintBlend(model, init_latent, latent_mask)
         with torch.inference_mode():
-            return SAMPLERS[sampler](model, x, sigmas.to(x.device), callback=callback, disable=not progress)
+            function = SAMPLERS[sampler]
+            # Samplers that draw noise continue each image's seeded generator, as A1111's ImageRNG does.
+            takes_noise = "noise_sampler" in inspect.signature(function).parameters
+            extra = {"noise_sampler": rng.noise_sampler} if takes_noise else {}
+            return function(model, x, sigmas.to(x.device), callback=callback, disable=not progress, **extra)
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
                             seeds: list[int], weight: float) -> torch.Tensor | None:
@@ -204,11 +210,12 @@ class Pipeline:
         processing_size((width, height), width, height)
         seeds = self._seeds(seed, batch_size)
         shape = (batch_size, 4, height // 8, width // 8)
-        noise = ImageRNG(shape[1:], seeds).next().to(self.device)
+        rng = ImageRNG(shape[1:], seeds, device=self.device)
+        noise = rng.next()
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
         image_cond = self._image_conditioning(None, None, shape, seeds, 1.0)
-        samples = self._sample(noise * sigmas[0], sigmas, sampler, cond, uncond, cfg_scale, image_cond, None, None,
+        samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
                                callback, progress)
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
         return self._finish(samples, seeds, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
@@ -257,7 +264,8 @@ class Pipeline:
         init_tensor = image_to_tensor(prep.init)
         init_latent = self.encode_image(init_tensor.expand(batch_size, -1, -1, -1), seeds)
         shape = tuple(init_latent.shape)
-        noise = ImageRNG(shape[1:], seeds).next().to(self.device)
+        rng = ImageRNG(shape[1:], seeds, device=self.device)
+        noise = rng.next()
         latent_mask = None
         if image_mask is not None:
             latent_mask = masking.latent_mask(image_mask, width, height).to(self.device).expand(shape).contiguous()
@@ -273,7 +281,7 @@ class Pipeline:
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
         sigmas = img2img_sigmas(build_sigmas(self.schedule, sampler, schedule_label, steps), steps, denoising_strength)
         start = init_latent + noise * sigmas[0]
-        samples = self._sample(start, sigmas, sampler, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
+        samples = self._sample(start, sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
                                callback, progress)
         if latent_mask is not None:
             samples = masking.blend_latents(samples, init_latent, latent_mask)

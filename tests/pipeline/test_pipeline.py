@@ -206,3 +206,12 @@ def test_inpaint_sketch_derives_the_mask_from_strokes(pipe):
     assert repaint[30, 30] and not repaint[5, 5] and repaint.sum() == 21 * 21
     untouched = np.asarray(result.overlay_mask) == 0
     np.testing.assert_array_equal(np.asarray(result.images[0])[untouched], np.asarray(image)[untouched])
+
+
+def test_ancestral_sampler_noise_follows_the_seed(pipe):
+    image, mask = picture(), rect_mask((64, 64), (16, 16, 47, 47))
+    a = pipe.inpaint(image, mask, "x", sampler="Euler a", **FAST)
+    torch.manual_seed(0)  # the global generator must not matter
+    b = pipe.inpaint(image, mask, "x", sampler="Euler a", **FAST)
+    assert a.images[0].tobytes() == b.images[0].tobytes()
+    assert "Sampler: Euler a, Schedule type: Automatic" in a.infotext
