@@ -178,12 +178,17 @@ def collect(modules: tuple[str, ...]) -> tuple[list[dict], list[str]]:
     return configs, notes
 
 
-def config_name(cfg: dict, signature: dict, constexprs: dict) -> str:
+def config_name(cfg: dict, signature: dict, constexprs: dict, attrs: dict) -> str:
+    """dtype, UPPER_CASE constexprs, non-stride ints specialised as ==1 or %16==0, warps and stages (the JSON
+    lists every specialised argument)."""
     names = {(i,): p.name for i, p in enumerate(cfg["fn"].params)}
-    consts = [f"{names[k]}={v}" for k, v in constexprs.items() if signature[names[k]] == "constexpr"
-              and names[k].isupper()]
+    consts = [f"{names[k]}={v}" for k, v in constexprs.items() if names[k].isupper()]
+    ones = [names[k] for k in constexprs if not names[k].isupper() and not names[k].startswith("stride")]
+    div16 = [names[k] for k, a in attrs.items()
+             if a and not signature[names[k]].startswith("*") and not names[k].startswith("stride")]
     dtypes = sorted({t[1:] for t in signature.values() if t.startswith("*") and t != "*fp32"}) or ["fp32"]
-    return " ".join(["/".join(dtypes), *consts, f"w{cfg['num_warps']}", f"s{cfg['num_stages']}"])
+    return " ".join(["/".join(dtypes), *consts, *([f"=1:{','.join(ones)}"] if ones else []),
+                     *([f"%16:{','.join(div16)}"] if div16 else []), f"w{cfg['num_warps']}", f"s{cfg['num_stages']}"])
 
 
 def build_report(modules: tuple[str, ...] = MODULES) -> dict:
@@ -198,12 +203,13 @@ def build_report(modules: tuple[str, ...] = MODULES) -> dict:
             continue
         entry = {
             "module": cfg["module"], "kernel": cfg["kernel"], "function": cfg["fn"].__name__,
-            "config": config_name(cfg, signature, constexprs), "num_warps": cfg["num_warps"],
+            "config": config_name(cfg, signature, constexprs, attrs), "num_warps": cfg["num_warps"],
             "num_stages": cfg["num_stages"], "labels": [cfg.get("label", "")],
             "max_spill_bytes": cfg.get("max_spill_bytes", 0), "min_warps_per_sm": cfg.get("min_warps_per_sm"),
             "expect_mma": bool(cfg.get("expect_mma", False)),
             "signature": signature, "constexprs": {cfg["fn"].params[k[0]].name: repr(v) for k, v in constexprs.items()},
             "divisible_by_16": [cfg["fn"].params[k[0]].name for k in attrs if attrs[k]],
+            "equal_to_1": [cfg["fn"].params[k[0]].name for k in constexprs if not cfg["fn"].params[k[0]].is_constexpr],
         }
         t0 = time.perf_counter()
         try:
