@@ -98,7 +98,7 @@ def tiny_state_dict(unet: nn.Module, vae: nn.Module, text_encoder: nn.Module, *,
     """Single-file LDM state dict of the three modules, with real prefixes and allow-listed extras."""
     sd: dict[str, torch.Tensor] = {}
     for prefix, module in ((UNET_PREFIX, unet), (VAE_PREFIX, vae), (CLIP_PREFIX, text_encoder)):
-        sd.update({prefix + k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()})
+        sd.update({prefix + k: _stored(v, dtype) for k, v in module.state_dict().items()})
     positions = text_encoder.config.max_positions
     sd[CLIP_PREFIX + CLIP_POSITION_IDS] = torch.arange(positions, dtype=torch.int64)[None]  # as in real files
     sd["alphas_cumprod"] = _schedule_alphas_cumprod()
@@ -114,6 +114,7 @@ def make_tiny_checkpoint(path: str | Path, *, inpainting: bool = False, seed: in
     Same `inpainting`/`seed` -> the same bytes; `build_tiny_models` returns the saved networks in memory.
     `dtype` is the storage dtype of the floating-point weights (fp16/bf16 exercise cast-on-load).
     """
+    path = _check_suffix(path)
     unet, vae, text_encoder = build_tiny_models(inpainting=inpainting, seed=seed)
     return _save(tiny_state_dict(unet, vae, text_encoder, dtype=dtype), path)
 
@@ -125,22 +126,32 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
     linear_attention: store the mid-attention q/k/v/proj_out weights as Linear [C,C] instead of conv [C,C,1,1],
         as some converted community files do.
     """
+    path = _check_suffix(path)
     vae = build_tiny_vae(seed=seed)
     sd = {}
     for key, value in vae.state_dict().items():
-        value = value.detach().to("cpu", dtype).contiguous()
+        value = _stored(value, dtype)
         if linear_attention and ".mid.attn_1." in key and value.ndim == 4:
             value = value[:, :, 0, 0].contiguous()
         sd[prefix + key] = value
     return _save(sd, path)
 
 
-def _save(sd: dict[str, torch.Tensor], path: str | Path) -> Path:
-    from safetensors.torch import save_file
+def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """CPU copy for saving; only floating-point tensors take the storage dtype."""
+    return t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
 
+
+def _check_suffix(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: tiny checkpoints are written as .safetensors")
+    return path
+
+
+def _save(sd: dict[str, torch.Tensor], path: Path) -> Path:
+    from safetensors.torch import save_file
+
     # Written to a temporary file and renamed, so an interrupted run never leaves a truncated checkpoint behind.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
