@@ -96,8 +96,8 @@ def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Triton kernel. triton.jit decides compiled vs interpreted when it decorates, i.e. when this module is imported;
-# kernels/__init__.py imports it on first use, so TRITON_INTERPRET set before the first attention call is honoured.
+# Triton kernel. triton.jit decides compiled vs interpreted when it decorates, i.e. when this module is imported
+# (with inpaintlab.kernels): TRITON_INTERPRET=1 must be set before that to run the kernel on CPU tensors.
 
 
 def _jit(fn):
