@@ -12,10 +12,11 @@ Algorithm (split statistics, so a batch of 1 or 2 still fills the GPU)
        (count, mean, M2) to a small fp32 workspace [3, B*G, NUM_CHUNKS]. Inside a chunk every tile is reduced
        exactly (mean, then the sum of squared deviations from that mean, from registers) and merged into the
        running statistics with Chan et al.'s pairwise update, so a large mean against a small spread (x + 100)
-       loses nothing to cancellation, unlike E[x^2] - E[x]^2.
+       loses nothing to cancellation, unlike E[x^2] - E[x]^2. Values are taken relative to a pivot, the group's
+       first element, so even the fp32 sums behind the means stay of the order of the spread.
     2. `_group_norm_apply_kernel`, same grid: each program merges its group's NUM_CHUNKS partials (the parallel form
-       of Chan's formula, from L2), then normalises its chunk: y = x * scale[c] + shift[c], with
-       scale = weight * rstd and shift = bias - mean * scale, optional SiLU, store.
+       of Chan's formula, from L2), then normalises its chunk: y = ((x - pivot) - mean) * scale[c] + bias[c] with
+       scale = weight * rstd, optional SiLU, store.
     The old one-program-per-(batch, group) design gives 64 programs for the UNet and 32 for the VAE on a 132-SM
     H100 (performance.md §1.3, §4.3); here the launcher aims at ~8 programs per SM.
 
@@ -92,7 +93,7 @@ def group_norm_ref(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None
 @_jit(do_not_specialize=_NO_SPECIALIZE)
 def _group_norm_stats_kernel(
     x_ptr,  # [B, C, HW] input (strided), fp32/fp16/bf16
-    part_ptr,  # [3, B*G, NUM_CHUNKS] fp32 workspace: count, mean, M2 per chunk
+    part_ptr,  # [3, B*G, NUM_CHUNKS] fp32 workspace: count, mean - pivot, M2 per chunk
     HW,  # spatial size (H*W)
     G,  # groups
     CG,  # channels per group
@@ -108,6 +109,8 @@ def _group_norm_stats_kernel(
     b = pid_bg // G
     g = pid_bg % G
     x_base = x_ptr + b.to(tl.int64) * stride_xb + (g * CG).to(tl.int64) * stride_xc
+    # every program of the group subtracts the group's first element, so sums stay small when mean >> spread
+    pivot = tl.load(x_base).to(tl.float32)
     offs_c = tl.arange(0, BLOCK_C)
     offs_hw = tl.arange(0, BLOCK_HW)
     num_tiles = tl.cdiv(CG, BLOCK_C) * TILES_HW
@@ -124,7 +127,7 @@ def _group_norm_stats_kernel(
         hh = hw0 + offs_hw
         mask = (cc < CG)[:, None] & (hh < HW)[None, :]
         x = tl.load(x_base + cc[:, None] * stride_xc + hh[None, :] * stride_xhw, mask=mask, other=0.0)
-        x = x.to(tl.float32)
+        x = tl.where(mask, x.to(tl.float32) - pivot, 0.0)
         # exact statistics of this tile from registers: its mean, then squared deviations from it
         n_t = (tl.minimum(CG - c0, BLOCK_C) * tl.minimum(HW - hw0, BLOCK_HW)).to(tl.float32)
         mean_t = tl.sum(x) / n_t
@@ -177,12 +180,13 @@ def _group_norm_apply_kernel(
     mean_k = tl.load(part + plane, mask=k_mask, other=0.0)
     m2_k = tl.load(part + 2 * plane, mask=k_mask, other=0.0)
     n = tl.sum(n_k)
-    mean = tl.sum(n_k * mean_k) / n
+    mean = tl.sum(n_k * mean_k) / n  # relative to the pivot, like the partials
     dev = mean_k - mean
     var = tl.maximum(tl.sum(m2_k + n_k * dev * dev) / n, 0.0)
     rstd = 1.0 / tl.sqrt_rn(var + eps)
 
     x_base = x_ptr + b.to(tl.int64) * stride_xb + (g * CG).to(tl.int64) * stride_xc
+    pivot = tl.load(x_base).to(tl.float32)  # the statistics kernel's pivot
     y_base = y_ptr + b.to(tl.int64) * stride_yb + (g * CG).to(tl.int64) * stride_yc
     offs_c = tl.arange(0, BLOCK_C)
     offs_hw = tl.arange(0, BLOCK_HW)
@@ -201,11 +205,12 @@ def _group_norm_apply_kernel(
         else:
             scale = tl.zeros([BLOCK_C], dtype=tl.float32) + rstd
         if HAS_BIAS:
-            shift = tl.load(b_ptr + g * CG + cc, mask=c_mask, other=0.0).to(tl.float32) - mean * scale
+            shift = tl.load(b_ptr + g * CG + cc, mask=c_mask, other=0.0).to(tl.float32)
         else:
-            shift = -mean * scale
+            shift = tl.zeros([BLOCK_C], dtype=tl.float32)
         x = tl.load(x_base + cc[:, None] * stride_xc + hh[None, :] * stride_xhw, mask=mask, other=0.0)
-        y = x.to(tl.float32) * scale[:, None] + shift[:, None]
+        # (x - pivot) is exact near the mean; folding the mean into a bias instead would cost ulp(mean) accuracy
+        y = ((x.to(tl.float32) - pivot) - mean) * scale[:, None] + shift[:, None]
         if SILU:
             y = y * tl.sigmoid(y)
         tl.store(y_base + cc[:, None] * stride_yc + hh[None, :] * stride_yhw, y.to(y_ptr.dtype.element_ty), mask=mask)
