@@ -59,7 +59,7 @@ def hbm_peak(device_name: str) -> float | None:
 
 
 def _git_commit() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
     return res.stdout.strip() or "unknown"
 
 

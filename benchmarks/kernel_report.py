@@ -248,7 +248,7 @@ def problems(entry: dict) -> list[str]:
 
 
 def _git_commit() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
     return res.stdout.strip() or "unknown"
 
 
@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--json", type=Path, help="write the full report here")
-    ap.add_argument("--csv", type=Path, help="append one row per config here (e.g. benchmarks/results/kernel_report.csv)")
+    ap.add_argument("--csv", type=Path,
+                    help="append one row per config here (e.g. benchmarks/results/kernel_report.csv)")
     ap.add_argument("--module", action="append", help="kernel module(s) to report (default: all shipped)")
     args = ap.parse_args(argv)
     if str(REPO) not in sys.path:

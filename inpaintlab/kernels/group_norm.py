@@ -17,8 +17,9 @@ Algorithm (split statistics, so a batch of 1 or 2 still fills the GPU)
     2. `_group_norm_apply_kernel`, same grid: each program merges its group's NUM_CHUNKS partials (the parallel form
        of Chan's formula, from L2), then normalises its chunk: y = ((x - pivot) - mean) * scale[c] + bias[c] with
        scale = weight * rstd, optional SiLU, store.
-    The old one-program-per-(batch, group) design gives 64 programs for the UNet and 32 for the VAE on a 132-SM
-    H100 (performance.md §1.3, §4.3); here the launcher aims at ~8 programs per SM.
+    One program per (batch, group), the usual design, gives only 64 programs for the UNet and 32 for the VAE on a
+    132-SM H100 (performance.md §1.3, §4.3); here the launcher aims at ~8 programs per SM, shrinking tiles for
+    small HW, so every SD1.5 shape launches >= 640 programs (>= 256 channels_last).
 
 Constraints
     x: [B, C, *spatial] with fp32, fp16 or bf16 elements; the spatial dims must merge into one strided axis, which
@@ -34,17 +35,20 @@ Memory traffic (the model behind the benchmark's GB/s)
     hits the 50 MB L2, that of the large VAE-decoder tensors does not.
 
 Tested on
-    CPU under Triton's interpreter (correctness only); sm_90 code is checked ahead of time by
-    benchmarks/kernel_report.py (registers, spills, vectorised loads). Timings need a GPU: bench_group_norm.py.
+    No GPU yet: CPU under Triton's interpreter (correctness only). The sm_90 code of every SD1.5 launch is checked
+    ahead of time by benchmarks/kernel_report.py (Triton 3.9): 31-47 registers, no spills, >= 32 resident warps
+    per SM, 128-bit loads wherever a thread holds >= 8 fp16 elements of a row. Timings: bench_group_norm.py.
 
 Caveats
     channels_last tiles pad the channels of a group to a power of two (10 -> 16 for C = 320), wasting lanes, and
     their rows are only C/G elements long, so they coalesce worse than NCHW. The group count (and so the mean
-    weights) is carried in fp32: exact up to 2^24 elements per chunk.
+    weights) is carried in fp32: exact up to 2^24 elements per chunk. Two launches plus a small workspace
+    allocation per call: the 8x8 UNet GroupNorms (~0.3 MB) are bound by launch latency, not bandwidth.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +59,6 @@ from .dispatch import resolve
 try:
     import triton
     import triton.language as tl
-
 except ImportError:  # torch-only installs keep the reference path; dispatch refuses backend="triton"
     triton = tl = None
 
@@ -276,7 +279,7 @@ def launch_params(batch: int, channels: int, hw: int, num_groups: int, *, channe
     return LaunchParams(block_c, block_hw, tiles_hw, tiles_per_chunk, num_chunks, block_chunks, num_warps)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _num_sms(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
@@ -284,7 +287,7 @@ def _num_sms(device_index: int) -> int:
 def _strides_3d(t: torch.Tensor, name: str) -> tuple[int, int, int]:
     """(batch, channel, spatial) element strides of [B, C, *spatial] with the spatial dims merged into one axis."""
     dims = [d for d in range(2, t.dim()) if t.shape[d] > 1]
-    for outer, inner in zip(dims, dims[1:]):
+    for outer, inner in itertools.pairwise(dims):
         if t.stride(outer) != t.stride(inner) * t.shape[inner]:
             raise ValueError(f"group_norm: the spatial dims of {name} (shape {tuple(t.shape)}, stride {t.stride()}) "
                              "cannot be merged into one axis; pass a contiguous or channels_last tensor")
@@ -295,7 +298,8 @@ def _check_affine(p: torch.Tensor | None, name: str, x: torch.Tensor) -> None:
     if p is None:
         return
     if p.shape != (x.shape[1],):
-        raise ValueError(f"group_norm: {name} has shape {tuple(p.shape)}, expected ({x.shape[1]},) for x {tuple(x.shape)}")
+        raise ValueError(f"group_norm: {name} has shape {tuple(p.shape)}, expected ({x.shape[1]},) "
+                         f"for x {tuple(x.shape)}")
     if p.device != x.device:
         raise ValueError(f"group_norm: {name} is on {p.device} but x is on {x.device}")
     if p.dtype not in DTYPES:
@@ -329,8 +333,8 @@ def group_norm_triton(x: torch.Tensor, num_groups: int, weight: torch.Tensor | N
     if x.numel() == 0:
         return out
     hw = x[0, 0].numel()
-    sxb, sxc, sxhw = _strides_3d(x, "x")
-    syb, syc, syhw = _strides_3d(out, "out")
+    _, sxc, sxhw = _strides_3d(x, "x")
+    _, syc, syhw = _strides_3d(out, "out")
     for t, (sc, shw) in ((x, (sxc, sxhw)), (out, (syc, syhw))):
         if (channels - 1) * sc + (hw - 1) * shw >= 2**31:
             raise ValueError(f"group_norm: one sample of shape {tuple(t.shape[1:])} is too large for int32 offsets")
