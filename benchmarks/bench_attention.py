@@ -34,7 +34,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:  # `common` when this file is loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+import common  # noqa: E402  (after the sys.path line above)
 
 PROVIDERS = ("triton", "torch", "ref", "sdpa_flash", "sdpa_efficient", "sdpa_math", "sdpa_cudnn")
 CPU_PROVIDERS = ("triton", "torch", "ref", "sdpa_math")

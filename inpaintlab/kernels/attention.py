@@ -19,11 +19,11 @@ Constraints:
     masked — SD1.5's 40/80/160 run as 64/128/256, so 37.5 % of the MMA work is padding (spec/performance.md §4.2).
     D is a compile-time constant (one compiled kernel per head dim), so the head-dim masks vectorise.
   * any N >= 0 and M >= 1 (77 keys for cross-attention, odd N).
-  * arbitrary strides: strides are passed to the kernel, nothing is copied. A unit stride on D gives vectorised
-    loads (the launcher also passes the strides' common power-of-two divisor, ALIGN, so 80-byte rows of D = 40
-    are known to be 16-byte aligned); other layouts are correct but slower. The output gets q's memory layout when q is dense
-    (``torch.empty_like``), so a [B,N,H,D].transpose(1,2) view comes back as one and the caller's reshape to
-    [B,N,H·D] is free.
+  * arbitrary strides (including 0, for broadcast k/v): strides are passed to the kernel, nothing is copied. A
+    unit stride on D gives vectorised loads (the launcher also passes the strides' common power-of-two divisor,
+    ALIGN, so the 80-byte rows of D = 40 are known to be 16-byte aligned); other layouts are correct but slower.
+    The output gets q's memory layout when q is dense (``torch.empty_like``), so a [B,N,H,D].transpose(1,2) view
+    comes back as one and the caller's reshape to [B,N,H·D] is free.
   * batch/head offsets are 64-bit; offsets inside one (batch, head) slice are 32-bit (< 2**31 elements).
 
 Block sizes (``block_config``), chosen so nothing spills when compiled for sm_90 (Triton 3.9 offline compile of

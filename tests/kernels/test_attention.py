@@ -93,6 +93,26 @@ def test_strided_views_and_layout(dtype):
         assert torch.equal(t, b), "inputs must not be modified"
 
 
+def test_broadcast_keys():
+    """Stride-0 (expanded) k/v, e.g. one context shared by the batch, need no copy."""
+    q, k, v = _qkv(2, 2, 37, 77, 40, torch.float16, seed=2)
+    k, v = k[:1].expand(2, -1, -1, -1), v[:1].expand(2, -1, -1, -1)
+    assert k.stride(0) == 0
+    _check(attention_triton(q, k, v, out=_poisoned_out(q)), q, k, v)
+
+
+def test_bf16_upcast_only_when_interpreting(monkeypatch):
+    """The triton#11584 workaround is a constexpr of the interpreter run only; compiled kernels keep bf16 dots."""
+    import importlib
+
+    att = importlib.import_module("inpaintlab.kernels.attention")
+    q = torch.empty(2, 8, 64, 40, dtype=torch.bfloat16, device="meta")
+    for interp, expected in ((True, True), (False, False)):
+        monkeypatch.setattr(att, "interpreting", lambda interp=interp: interp)
+        assert att._launch_params(q, q, q, torch.empty_like(q), None)[1]["UPCAST_DOT"] is expected
+    assert att._launch_params(q.half(), q.half(), q.half(), q.half(), None)[1]["UPCAST_DOT"] is False
+
+
 def test_head_dim_not_last_contiguous():
     """A unit stride elsewhere than on D is still correct (slow path)."""
     q, k, v = (t.transpose(2, 3).contiguous().transpose(2, 3) for t in _qkv(1, 2, 37, 77, 40, torch.float16))
@@ -198,7 +218,8 @@ def test_triton_on_cpu_without_interpreter_errors_in_fresh_process():
     code = ("import torch\nfrom inpaintlab.kernels import attention\nq = torch.randn(1, 1, 4, 32)\n"
             "try:\n    attention(q, q, q, backend='triton')\nexcept RuntimeError as e:\n    print('ERR', e)\n")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
     assert res.returncode == 0, res.stderr
     assert "ERR" in res.stdout and "CUDA tensors" in res.stdout
 
