@@ -14,7 +14,8 @@ EVEN_M = N % BLOCK_M == 0 (no query-row masks), EVEN_N = M % BLOCK_N == 0 (no ke
 runs over full tiles unmasked and one masked tail tile), EVEN_D = D == BLOCK_D (no head-dim masks).
 
 Constraints:
-  * dtypes fp16, bf16, fp32 (q, k, v the same). fp32 dots use IEEE fp32 (not TF32), matching torch's default.
+  * dtypes fp16, bf16, fp32 (q, k, v the same). fp32 dots use IEEE fp32 (not TF32), matching torch's default;
+    that path is for exactness, so backend="auto" sends fp32 to SDPA.
   * head dim 1 <= D <= 256; BLOCK_D = next_power_of_2(D) (at least 16, the smallest tl.dot K), padded lanes are
     masked — SD1.5's 40/80/160 run as 64/128/256, so 37.5 % of the MMA work is padding (spec/performance.md §4.2).
     D is a compile-time constant (one compiled kernel per head dim), so the head-dim masks vectorise.
@@ -387,17 +388,25 @@ def kernel_configs() -> list[dict]:
     return configs
 
 
+def _auto_prefers_torch(q: torch.Tensor) -> str | None:
+    """Why backend="auto" should run SDPA for these inputs even where the kernel could run, or None."""
+    why = _triton_unsupported(q)
+    if why is None and q.dtype == torch.float32:
+        why = "fp32 inputs: the kernel's IEEE-fp32 FMA path is reference-grade, SDPA is faster"
+    return why
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float | None = None,
               backend: str = "auto") -> torch.Tensor:
     """softmax(q·kᵀ·scale)·v for q [B,H,N,D], k/v [B,H,M,D] -> [B,H,N,D] in q's dtype; scale defaults to D**-0.5.
 
-    backend "torch" runs SDPA, "triton" the fused kernel (errors if it cannot), "auto" the kernel for CUDA tensors
-    it supports and SDPA otherwise (e.g. the VAE's single 512-wide head), logged at debug level.
+    backend "torch" runs SDPA; "triton" the fused kernel (an error if it cannot); "auto" the kernel for fp16/bf16
+    CUDA tensors with D <= 256 and SDPA otherwise (fp32, the VAE's single 512-wide head, CPU), logged at debug level.
     """
     check_backend(backend)
     _check_inputs(q, k, v)
     if backend == "auto" and q.is_cuda:
-        why = _triton_unsupported(q)
+        why = _auto_prefers_torch(q)
         if why is not None:
             log.debug("attention: auto -> torch because %s", why)
             return attention_ref(q, k, v, scale)

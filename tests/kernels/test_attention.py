@@ -158,6 +158,20 @@ def test_auto_backend_on_cpu_is_torch():
     assert torch.equal(attention(q, k, v), attention_ref(q, k, v))
 
 
+def test_auto_choice_on_cuda_tensors():
+    """What backend="auto" does with CUDA tensors (decided from dtype and head dim; checked here without a GPU)."""
+    from inpaintlab.kernels.attention import _auto_prefers_torch
+
+    def q(dtype, D):
+        return torch.empty(1, 1, 4, D, dtype=dtype, device="meta")
+
+    assert _auto_prefers_torch(q(torch.float16, 40)) is None
+    assert _auto_prefers_torch(q(torch.bfloat16, 256)) is None
+    assert "fp32" in _auto_prefers_torch(q(torch.float32, 40))
+    assert "head dim" in _auto_prefers_torch(q(torch.float16, 512))
+    assert "dtype" in _auto_prefers_torch(q(torch.float64, 40))
+
+
 def test_empty_queries():
     q, k, v = _qkv(1, 2, 0, 77, 40, torch.float16)
     assert attention_triton(q, k, v).shape == (1, 2, 0, 40)
