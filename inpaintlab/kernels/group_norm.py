@@ -116,7 +116,7 @@ def _group_norm_stats_kernel(
     pivot = tl.load(x_base).to(tl.float32)
     offs_c = tl.arange(0, BLOCK_C)
     offs_hw = tl.arange(0, BLOCK_HW)
-    num_tiles = tl.cdiv(CG, BLOCK_C) * TILES_HW
+    num_tiles = (CG + BLOCK_C - 1) // BLOCK_C * TILES_HW
     t_start = chunk * TILES_PER_CHUNK
     t_stop = tl.minimum(t_start + TILES_PER_CHUNK, num_tiles)
 
@@ -193,7 +193,7 @@ def _group_norm_apply_kernel(
     y_base = y_ptr + b.to(tl.int64) * stride_yb + (g * CG).to(tl.int64) * stride_yc
     offs_c = tl.arange(0, BLOCK_C)
     offs_hw = tl.arange(0, BLOCK_HW)
-    num_tiles = tl.cdiv(CG, BLOCK_C) * TILES_HW
+    num_tiles = (CG + BLOCK_C - 1) // BLOCK_C * TILES_HW
     t_start = chunk * TILES_PER_CHUNK
     t_stop = tl.minimum(t_start + TILES_PER_CHUNK, num_tiles)
     for t in range(t_start, t_stop):
@@ -215,7 +215,7 @@ def _group_norm_apply_kernel(
         # (x - pivot) is exact near the mean; folding the mean into a bias instead would cost ulp(mean) accuracy
         y = ((x.to(tl.float32) - pivot) - mean) * scale[:, None] + shift[:, None]
         if SILU:
-            y = y * tl.sigmoid(y)
+            y = y / (1.0 + tl.exp(-y))  # SiLU; exp overflows to inf for y < -88, giving -0
         tl.store(y_base + cc[:, None] * stride_yc + hh[None, :] * stride_yhw, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
