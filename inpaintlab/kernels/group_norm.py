@@ -311,7 +311,7 @@ def group_norm_triton(x: torch.Tensor, num_groups: int, weight: torch.Tensor | N
                       workspace: torch.Tensor | None = None, target_programs: int | None = None) -> torch.Tensor:
     """Run the two Triton kernels (no backend resolution; see `group_norm`).
 
-    out: optional preallocated output (x's shape and dtype); workspace: optional fp32 buffer with at least
+    out: optional preallocated output (x's shape and dtype, not sharing memory with x); workspace: optional fp32 buffer with at least
     3 * B * G * MAX_CHUNKS elements; target_programs: override the grid-size goal (tests use it to force one or
     many chunks).
     """
@@ -330,6 +330,9 @@ def group_norm_triton(x: torch.Tensor, num_groups: int, weight: torch.Tensor | N
         out = torch.empty_like(x)
     elif out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
         raise ValueError(f"group_norm: out must match x ({tuple(x.shape)}, {x.dtype}, {x.device})")
+    elif out.numel() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        # the apply programs re-read each group's first element (the pivot) while others overwrite theirs
+        raise ValueError("group_norm: out must not share memory with x (no in-place GroupNorm)")
     if x.numel() == 0:
         return out
     hw = x[0, 0].numel()

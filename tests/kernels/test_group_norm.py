@@ -171,6 +171,8 @@ def test_bad_inputs_raise():
         group_norm_triton(x.transpose(2, 3), 32, None, None, 1e-5)
     with pytest.raises(ValueError, match="out must match"):
         group_norm_triton(x, 32, None, None, 1e-5, out=torch.empty_like(x, dtype=torch.float16))
+    with pytest.raises(ValueError, match="must not share memory"):
+        group_norm_triton(x, 32, None, None, 1e-5, out=x)
 
 
 def test_backend_errors(monkeypatch):
