@@ -179,15 +179,15 @@ def collect(modules: tuple[str, ...]) -> tuple[list[dict], list[str]]:
 
 
 def config_name(cfg: dict, signature: dict, constexprs: dict, attrs: dict) -> str:
-    """dtype, UPPER_CASE constexprs, non-stride ints specialised as ==1 or %16==0, warps and stages (the JSON
+    """Input dtype, UPPER_CASE constexprs, non-stride ints specialised as ==1 or %16==0, warps and stages (the JSON
     lists every specialised argument)."""
     names = {(i,): p.name for i, p in enumerate(cfg["fn"].params)}
     consts = [f"{names[k]}={v}" for k, v in constexprs.items() if names[k].isupper()]
     ones = [names[k] for k in constexprs if not names[k].isupper() and not names[k].startswith("stride")]
     div16 = [names[k] for k, a in attrs.items()
              if a and not signature[names[k]].startswith("*") and not names[k].startswith("stride")]
-    dtypes = sorted({t[1:] for t in signature.values() if t.startswith("*") and t != "*fp32"}) or ["fp32"]
-    return " ".join(["/".join(dtypes), *consts, *([f"=1:{','.join(ones)}"] if ones else []),
+    dtype = next((t[1:] for t in signature.values() if t.startswith("*")), "-")  # the first pointer's, the input's
+    return " ".join([dtype, *consts, *([f"=1:{','.join(ones)}"] if ones else []),
                      *([f"%16:{','.join(div16)}"] if div16 else []), f"w{cfg['num_warps']}", f"s{cfg['num_stages']}"])
 
 
