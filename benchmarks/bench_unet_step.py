@@ -1,0 +1,318 @@
+"""Benchmark: one SD1.5 UNet call (a CFG step, batch 2) with our torch ops, our Triton kernels, and diffusers.
+
+    python benchmarks/bench_unet_step.py [--device cuda|cpu] [--quick] [--json PATH] [--md PATH]
+    (the same as `python benchmarks/run.py --only unet ...`)
+
+Providers, all with the same random weights (inpaintlab.tiny.reinit_: ~1/sqrt(fan_in) weights, norm affines away
+from (1, 0)) and the same inputs:
+    torch      UNetModel(UNetConfig(), kernels="torch"): eager torch, SDPA for attention
+    triton     UNetModel(UNetConfig(), kernels="triton"): our GroupNorm(+SiLU) and flash-attention kernels, sharing
+               the torch model's tensors
+    diffusers  diffusers' UNet2DConditionModel loaded from our state dict through diffusers' own
+               convert_ldm_unet_checkpoint (its default attention processor, SDPA)
+
+Shapes: CUDA fp16, latents 2x4x64x64 (512x512) and 2x4x96x96 (768x768), context 2x77x768, one timestep for both
+halves of the CFG batch; --quick keeps 512x512. CPU fp32 uses inpaintlab.tiny's UNet config (a smoke run of the
+code path, not an SD1.5 timing) at latents 16x16 (--quick) or 32x32; the Triton provider runs on CPU only under
+TRITON_INTERPRET=1 (the interpreter: correctness of the path, not speed).
+
+Timing: CUDA from triton.testing.do_bench (CUDA events, L2 flushed between calls, median and 20th/80th percentile);
+CPU from a perf_counter loop after a warm-up call. TFLOP/s use performance.md §2's FLOP model (convolutions,
+linears and attention matmuls; norms and elementwise excluded): 1.607 TFLOP per CFG step at 512x512, 4.30 at
+768x768; other shapes are counted with torch.utils.flop_counter on the meta device, which reproduces both figures.
+Every row also carries the largest difference of the provider's output from the torch provider's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+LDM_UNET_PREFIX = "model.diffusion_model."
+LDM_VAE_PREFIX = "first_stage_model."
+# performance.md §2: (config, latent side, batch) -> FLOP of one call
+SPEC_FLOP = {("sd15", 64, 2): 1.607e12, ("sd15", 96, 2): 4.30e12, ("sd15", 128, 2): 9.35e12}
+CUDA_IMAGES = (512, 768)
+CUDA_REPS_MS = (200, 2000)  # do_bench warm-up and measuring time per provider (ms): ~100+ calls at 512x512
+TRITON_CPU_SKIP = ("skipped: the Triton kernels need CUDA on this device; set TRITON_INTERPRET=1 to run them on the "
+                   "CPU under Triton's interpreter")
+TRITON_CPU_NOTE = "Triton interpreter on CPU, one call: shows the kernels run inside the model, not their speed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    config_name: str  # "sd15" or "tiny"
+    latent: int  # latent side; the image side is 8x
+    batch: int = 2
+    tokens: int = 77
+
+
+def row(op: str, provider: str, shape: str, dtype: str, **extra) -> dict:
+    """A result row with every key of run.py's schema present (None where not defined)."""
+    base = dict(op=op, provider=provider, shape=shape, dtype=dtype, ms_p50=None, ms_p20=None, ms_p80=None,
+                tflops=None, gb_s=None, pct_peak=None, status="ok", error=None, note=None)
+    base.update(extra)
+    return base
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def build_weights_model(model_cls: type, config, device: str, dtype, seed: int, kernels: str = "torch"):
+    """model_cls(config, kernels) on `device` with inpaintlab.tiny.reinit_ weights (drawn in fp32, then cast)."""
+    import torch
+
+    from inpaintlab.tiny import reinit_
+
+    with torch.device("meta"):
+        model = model_cls(config, kernels=kernels)
+    model = model.to_empty(device=device)
+    reinit_(model, seed)
+    return model.to(dtype).eval().requires_grad_(False)
+
+
+def share_weights(model_cls: type, config, source, kernels: str):
+    """A second model of the same class and config whose parameters are `source`'s tensors (no copy)."""
+    import torch
+
+    with torch.device("meta"):
+        model = model_cls(config, kernels=kernels)
+    model.load_state_dict(source.state_dict(), strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def ldm_original_config(unet_cfg=None, vae_cfg=None) -> dict:
+    """The parts of v1-inference.yaml (as a dict) that diffusers' single-file converters read."""
+    from inpaintlab.unet import UNetConfig
+    from inpaintlab.vae import VAEConfig
+
+    unet_cfg, vae_cfg = unet_cfg or UNetConfig(), vae_cfg or VAEConfig()
+    unet = dict(in_channels=unet_cfg.in_channels, out_channels=unet_cfg.out_channels,
+                model_channels=unet_cfg.model_channels, attention_resolutions=list(unet_cfg.attention_resolutions),
+                num_res_blocks=unet_cfg.num_res_blocks, channel_mult=list(unet_cfg.channel_mult),
+                num_heads=unet_cfg.num_heads, use_spatial_transformer=True,
+                transformer_depth=unet_cfg.transformer_depth, context_dim=unet_cfg.context_dim, use_checkpoint=True,
+                legacy=False)
+    ddconfig = dict(double_z=True, z_channels=vae_cfg.z_channels, resolution=256, in_channels=vae_cfg.in_channels,
+                    out_ch=vae_cfg.out_ch, ch=vae_cfg.ch, ch_mult=list(vae_cfg.ch_mult),
+                    num_res_blocks=vae_cfg.num_res_blocks, attn_resolutions=[], dropout=0.0)
+    return {"model": {"params": {
+        "linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000, "image_size": 64, "channels": 4,
+        "conditioning_key": "hybrid" if unet_cfg.in_channels == 9 else "crossattn",
+        "scale_factor": vae_cfg.scale_factor,
+        "unet_config": {"params": unet},
+        "first_stage_config": {"params": {"embed_dim": vae_cfg.embed_dim, "ddconfig": ddconfig}}}}}
+
+
+def diffusers_unet(ours):
+    """diffusers' UNet2DConditionModel holding `ours`' weights, converted by diffusers' own ldm converter."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm
+
+    checkpoint = {LDM_UNET_PREFIX + k: v for k, v in ours.state_dict().items()}
+    dconfig = create_unet_diffusers_config_from_ldm(ldm_original_config(unet_cfg=ours.config), checkpoint)
+    converted = convert_ldm_unet_checkpoint(checkpoint, dconfig)
+    with torch.device("meta"):
+        theirs = UNet2DConditionModel(**dconfig)
+    theirs.load_state_dict(converted, strict=True, assign=True)
+    return theirs.eval().requires_grad_(False)
+
+
+def count_flop(fn: Callable[[], object]) -> float:
+    """FLOP of fn() as torch.utils.flop_counter counts them (matmuls, convolutions, attention), meta tensors OK."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn()
+    return float(counter.get_total_flops())
+
+
+def unet_config(name: str):
+    from inpaintlab.tiny import TINY_UNET
+    from inpaintlab.unet import UNetConfig
+
+    return UNetConfig() if name == "sd15" else TINY_UNET
+
+
+def unet_flop(case: Case) -> tuple[float, str]:
+    """FLOP of one UNet call and where the figure comes from."""
+    key = (case.config_name, case.latent, case.batch)
+    if key in SPEC_FLOP and case.tokens == 77:
+        return SPEC_FLOP[key], "performance.md §2"
+    import torch
+
+    from inpaintlab.unet import UNetModel
+
+    cfg = unet_config(case.config_name)
+    with torch.device("meta"):
+        model = UNetModel(cfg)
+        x = torch.empty(case.batch, cfg.in_channels, case.latent, case.latent)
+        t = torch.empty(case.batch)
+        context = torch.empty(case.batch, case.tokens, cfg.context_dim)
+    return count_flop(lambda: model(x, t, context)), "torch.utils.flop_counter"
+
+
+def time_ms(fn: Callable[[], object], device: str, cpu_reps: int) -> tuple[float, float, float]:
+    """(p50, p20, p80) in ms: do_bench on CUDA (CUDA events), a perf_counter loop on CPU (the caller has already
+    made one call, which serves as the warm-up)."""
+    if device == "cuda":
+        import triton.testing
+
+        p50, p20, p80 = triton.testing.do_bench(fn, warmup=CUDA_REPS_MS[0], rep=CUDA_REPS_MS[1],
+                                                quantiles=[0.5, 0.2, 0.8])
+        return p50, p20, p80
+    times = []
+    for _ in range(cpu_reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    if len(times) == 1:
+        return times[0], times[0], times[0]
+    q = statistics.quantiles(times, n=10, method="inclusive")
+    return statistics.median(times), q[1], q[7]
+
+
+def error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], base: dict, *, device: str, flop: float,
+                   peak_tflops: float | None, cpu_reps: int, notes: dict[str, str] | None = None,
+                   skip: dict[str, str] | None = None, single_call: frozenset[str] = frozenset()) -> list[dict]:
+    """Time each provider; a failing provider gets an error row and the others still run.
+
+    providers: name -> builder; the builder returns the zero-argument call to time (its output is compared with the
+    "torch" provider's output, which must come first). base: the row fields shared by all providers. skip: name ->
+    the reason it is not run. single_call: providers timed by their first call alone (the Triton interpreter, whose
+    single call of a small model takes tens of seconds).
+    """
+    import torch
+
+    notes, skip = notes or {}, skip or {}
+    rows, reference = [], None
+    for name, build in providers.items():
+        r = row(provider=name, **base, note=notes.get(name))
+        if name in skip:
+            r.update(status="skipped", note=skip[name])
+            rows.append(r)
+            continue
+        try:
+            with torch.inference_mode():
+                call = build()
+                start = time.perf_counter()
+                out = call()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                first_ms = (time.perf_counter() - start) * 1e3
+                out = out.float()
+                r["finite"] = bool(torch.isfinite(out).all())
+                if reference is None and name == "torch":
+                    reference = out
+                if reference is not None:
+                    scale = reference.abs().max().item()
+                    r["max_abs_diff"] = (out - reference).abs().max().item()
+                    r["max_rel_diff"] = r["max_abs_diff"] / scale if scale else None
+                del out
+                if name in single_call:
+                    (p50, p20, p80), r["timing"] = (first_ms,) * 3, "one call"
+                else:
+                    p50, p20, p80 = time_ms(call, device, cpu_reps)
+                    r["timing"] = "triton.testing.do_bench" if device == "cuda" else f"perf_counter x{cpu_reps}"
+        except Exception as exc:  # one provider failing (missing package, kernel error, OOM) must not end the suite
+            r.update(status="error", error=error_text(exc))
+            rows.append(r)
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        tflops = flop / (p50 * 1e-3) / 1e12
+        r.update(ms_p50=p50, ms_p20=p20, ms_p80=p80, tflops=tflops,
+                 pct_peak=None if peak_tflops is None else 100 * tflops / peak_tflops)
+        rows.append(r)
+    return rows
+
+
+def model_providers(ours, cfg, x, t, context) -> dict[str, Callable[[], Callable[[], object]]]:
+    """Builders of the three UNet calls on the same inputs (run by time_providers, torch first)."""
+    from inpaintlab.unet import UNetModel
+
+    def build_triton():
+        model = share_weights(UNetModel, cfg, ours, "triton")
+        return lambda: model(x, t, context)
+
+    def build_diffusers():
+        theirs = diffusers_unet(ours)
+        return lambda: theirs(x, t, encoder_hidden_states=context, return_dict=False)[0]
+
+    return {"torch": lambda: (lambda: ours(x, t, context)), "triton": build_triton, "diffusers": build_diffusers}
+
+
+def single_call_providers(device: str) -> frozenset[str]:
+    return frozenset({"triton"}) if device == "cpu" else frozenset()
+
+
+def cases(device: str, quick: bool) -> list[Case]:
+    if device == "cuda":
+        return [Case("sd15", image // 8) for image in (CUDA_IMAGES[:1] if quick else CUDA_IMAGES)]
+    return [Case("tiny", 16 if quick else 32)]
+
+
+def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: int | None = None) -> list[dict]:
+    """Rows for the UNet-step section (one per case x provider), run.py's row schema."""
+    import torch
+
+    from inpaintlab.unet import UNetModel
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("bench_unet_step: --device cuda needs a GPU (use --device cpu for a smoke run)")
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    cpu_reps = cpu_reps or (3 if quick else 5)
+    peak = common.peak_tflops(common.device_name(device), dtype) if device == "cuda" else None
+    skip = {} if device == "cuda" or interpreting() else {"triton": TRITON_CPU_SKIP}
+    notes = {"triton": TRITON_CPU_NOTE} if device == "cpu" else {}
+    rows: list[dict] = []
+    by_config: dict[str, object] = {}
+    for case in cases(device, quick):
+        cfg = unet_config(case.config_name)
+        shape = f"{case.batch}x{cfg.in_channels}x{case.latent}x{case.latent}"
+        base = dict(op="unet_step", shape=shape, dtype=str(dtype).removeprefix("torch."), config=case.config_name,
+                    image=f"{8 * case.latent}x{8 * case.latent}",
+                    context=f"{case.batch}x{case.tokens}x{cfg.context_dim}")
+        try:
+            flop, flop_source = unet_flop(case)
+            base.update(flop=flop, flop_source=flop_source)
+            if case.config_name not in by_config:  # one set of models per config, reused across image sizes
+                by_config.clear()
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+                by_config[case.config_name] = build_weights_model(UNetModel, cfg, device, dtype, seed)
+            ours = by_config[case.config_name]
+            g = torch.Generator(device=device).manual_seed(seed + 1)
+            x = torch.randn(case.batch, cfg.in_channels, case.latent, case.latent, generator=g, device=device).to(dtype)
+            context = torch.randn(case.batch, case.tokens, cfg.context_dim, generator=g, device=device).to(dtype)
+            t = torch.full((case.batch,), 981.0, device=device)  # one timestep for both halves of the CFG batch
+        except Exception as exc:
+            rows.append(row(provider="torch", **base, status="error", error=error_text(exc)))
+            continue
+
+        providers = model_providers(ours, cfg, x, t, context)
+        rows += time_providers(providers, base, device=device, flop=flop, peak_tflops=peak, cpu_reps=cpu_reps,
+                               notes=notes, skip=skip, single_call=single_call_providers(device))
+    return rows
+
+
+if __name__ == "__main__":
+    import run as suite
+
+    sys.exit(suite.main(["--only", "unet", *sys.argv[1:]]))
