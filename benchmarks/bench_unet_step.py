@@ -145,10 +145,10 @@ def unet_config(name: str):
     return UNetConfig() if name == "sd15" else TINY_UNET
 
 
-def unet_flop(case: Case) -> tuple[float, str]:
-    """FLOP of one UNet call and where the figure comes from."""
+def unet_flop(case: Case, use_spec: bool = True) -> tuple[float, str]:
+    """FLOP of one UNet call and where the figure comes from (performance.md's table when it has the case)."""
     key = (case.config_name, case.latent, case.batch)
-    if key in SPEC_FLOP and case.tokens == 77:
+    if use_spec and key in SPEC_FLOP and case.tokens == 77:
         return SPEC_FLOP[key], "performance.md §2"
     import torch
 

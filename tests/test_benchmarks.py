@@ -1,0 +1,166 @@
+"""The benchmark suite end to end on the CPU (benchmarks/run.py --device cpu --quick), its row schema, its markdown,
+the FLOP model it divides by, and the --assert-speedup gate.
+
+The subprocess runs with TRITON_INTERPRET=0: the Triton providers of the model sections are then skipped (under the
+interpreter one call of even the tiny UNet takes tens of seconds), which is itself checked. The UNet and VAE rows must
+agree with diffusers to fp32 round-off (max relative difference <= 1e-4; measured about 1.4e-6 for the UNet and
+1e-6 for the VAE): diffusers loads our weights through its own ldm converter, so this shows the suite times the
+same network three ways rather than three unrelated ones.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+SECTIONS = ("attention", "group_norm", "unet", "vae")
+ROW_KEYS = ("section", "op", "provider", "shape", "dtype", "ms_p50", "ms_p20", "ms_p80", "tflops", "gb_s",
+            "pct_peak", "status", "error", "note")
+DIFFUSERS_REL_TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/run.py and bench_unet_step.py imported as modules (they import their folder's `common`)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_unet_step
+        import bench_vae_decode
+        import run
+
+        yield run, bench_unet_step, bench_vae_decode
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    json_path, md_path = out / "results.json", out / "results.md"
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--device", "cpu", "--quick", "--json",
+                           str(json_path), "--md", str(md_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(json_path.read_text()), md_path.read_text(), proc.stdout
+
+
+def test_metadata(quick_run):
+    data, _, _ = quick_run
+    meta = data["metadata"]
+    assert meta["device"] == "cpu" and meta["device_name"].startswith("cpu")
+    for key in ("torch", "triton", "diffusers", "git_commit", "python"):
+        assert isinstance(meta[key], str) and meta[key], key
+    assert meta["peak_fp16_tflops"] is None and meta["peak_hbm_gb_s"] is None  # no peaks for a CPU
+    assert datetime.datetime.fromisoformat(meta["timestamp"]).tzinfo is not None
+    assert meta["sections"] == list(SECTIONS) and meta["quick"] is True and meta["triton_interpret"] is False
+
+
+def test_every_row_has_the_schema(quick_run):
+    rows = quick_run[0]["rows"]
+    assert {r["section"] for r in rows} == set(SECTIONS)
+    for r in rows:
+        assert set(ROW_KEYS) <= set(r), r
+        assert r["status"] in ("ok", "error", "skipped"), r
+        if r["status"] == "ok":
+            assert r["error"] is None
+            assert 0 < r["ms_p20"] <= r["ms_p50"] <= r["ms_p80"], r
+            assert r["tflops"] is not None or r["gb_s"] is not None, r
+            assert r["pct_peak"] is None  # no peak on a CPU
+        elif r["status"] == "error":
+            assert isinstance(r["error"], str) and r["error"], r
+            assert r["ms_p50"] is None
+        else:
+            assert isinstance(r["note"], str) and r["note"].startswith("skipped"), r
+            assert r["ms_p50"] is None
+
+
+@pytest.mark.parametrize("section, op", [("unet", "unet_step"), ("vae", "vae_decode")])
+def test_model_sections(quick_run, section, op):
+    rows = {r["provider"]: r for r in quick_run[0]["rows"] if r["section"] == section}
+    assert list(rows) == ["torch", "triton", "diffusers"]
+    for provider in ("torch", "diffusers"):
+        r = rows[provider]
+        assert r["status"] == "ok" and r["op"] == op and r["dtype"] == "float32" and r["finite"], r
+        assert r["flop"] > 0 and r["flop_source"] == "torch.utils.flop_counter"  # tiny config: counted, not spec
+        assert math.isclose(r["tflops"], r["flop"] / (r["ms_p50"] * 1e-3) / 1e12, rel_tol=1e-9)
+    assert rows["torch"]["max_abs_diff"] == 0.0
+    assert rows["diffusers"]["max_rel_diff"] <= DIFFUSERS_REL_TOL, rows["diffusers"]
+    triton = rows["triton"]
+    assert triton["status"] == "skipped" and "TRITON_INTERPRET" in triton["note"]
+
+
+def test_markdown_tables(quick_run):
+    data, md, stdout = quick_run
+    device = data["metadata"]["device_name"]
+    assert md.strip() in stdout  # the tables are printed too
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(SECTIONS) and all(h.endswith(f"— {device}") for h in headings)
+    for block in md.split("\n## ")[1:]:
+        lines = [line for line in block.splitlines() if line.startswith("|")]
+        assert lines[0].startswith("| op | provider | shape | dtype | p50 ms | p20 ms | p80 ms |")
+        assert set(lines[1]) <= set("|-")
+        assert all(line.count("|") == lines[0].count("|") for line in lines[2:]), block
+    table_rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| op |")]
+    assert len(table_rows) == len(data["rows"])
+
+
+def test_flop_model_matches_the_spec(bench):
+    """torch's FLOP counter over the real architectures (meta tensors) reproduces performance.md §2's figures that
+    the CUDA rows divide by: 1.607 / 4.30 TFLOP per CFG step at 512²/768², 2.51 TFLOP per 512² VAE decode."""
+    _, unet, vae = bench
+    for (name, latent, batch), spec in unet.SPEC_FLOP.items():
+        counted, source = unet.unet_flop(unet.Case(name, latent, batch), use_spec=False)
+        assert source == "torch.utils.flop_counter"
+        assert math.isclose(counted, spec, rel_tol=2e-3), (latent, counted, spec)
+    for (name, latent, batch), spec in vae.SPEC_FLOP.items():
+        counted, source = vae.vae_flop(name, latent, batch, use_spec=False)
+        assert source == "torch.utils.flop_counter"
+        assert math.isclose(counted, spec, rel_tol=2e-3), (latent, counted, spec)
+
+
+def test_assert_speedup_gate(bench):
+    run = bench[0]
+
+    def rows(torch_ms, triton_ms):
+        return [{"section": "unet", "shape": "2x4x64x64", "provider": "torch", "ms_p50": torch_ms},
+                {"section": "unet", "shape": "2x4x64x64", "provider": "triton", "ms_p50": triton_ms},
+                {"section": "vae", "shape": "1x4x64x64", "provider": "triton", "ms_p50": 99.0}]
+
+    assert run.check_speedup(rows(10.0, 8.0), 1.0) == []
+    assert run.check_speedup(rows(10.0, 8.0), 1.3)  # 1.25x is below a 1.3x threshold
+    assert run.check_speedup(rows(10.0, 11.0), 1.0)  # slower
+    assert run.check_speedup(rows(10.0, None), 1.0)  # no triton time (error or skipped) cannot pass
+    assert run.parse_args(["--assert-speedup"]).assert_speedup == 1.0
+    assert run.parse_args([]).assert_speedup is None  # off by default
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "vae", "--assert-speedup"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "unet,bogus"])
+
+
+def test_rows_from_other_scripts_are_normalised(bench):
+    run = bench[0]
+    gn = run.normalize("group_norm", {"op": "group_norm_silu", "provider": "torch", "shape": (2, 320, 64, 64),
+                                      "dtype": "float16", "p50": 0.1, "p20": 0.09, "p80": 0.12, "gbps": 900.0,
+                                      "hbm_pct": 26.9, "net": "unet", "torch": "x"}, "cuda")
+    assert (gn["ms_p50"], gn["ms_p20"], gn["ms_p80"], gn["gb_s"], gn["pct_peak"]) == (0.1, 0.09, 0.12, 900.0, 26.9)
+    assert gn["shape"] == "2x320x64x64" and gn["status"] == "ok" and gn["net"] == "unet" and "torch" not in gn
+    skipped = run.normalize("attention", {"provider": "triton", "error": "skipped: interpreter only"}, "cpu")
+    assert skipped["status"] == "skipped" and skipped["error"] is None and skipped["note"].startswith("skipped")
+    nan = run.normalize("vae", {"provider": "torch", "ms_p50": 1.0, "max_abs_diff": float("nan")}, "cuda")
+    assert nan["max_abs_diff"] is None  # JSON has no NaN
+
+
+def test_default_result_paths(bench):
+    run = bench[0]
+    meta = {"device_name": "NVIDIA H100 80GB HBM3", "timestamp": "2026-01-02T03:04:05+00:00", "quick": False}
+    assert run.default_path(meta, "json") == BENCH / "results" / "nvidia-h100-80gb-hbm3-2026-01-02.json"
