@@ -17,7 +17,7 @@ class GEGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, gate = self.proj(x).chunk(2, dim=-1)
-        return x * F.gelu(gate)
+        return F.gelu(gate).mul_(x)  # in place on gelu's fresh output (gelu's backward needs only its input)
 
 
 class FeedForward(nn.Module):
@@ -72,9 +72,10 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = self.attn1(self.norm1(x)) + x
-        x = self.attn2(self.norm2(x), context) + x
-        return self.ff(self.norm3(x)) + x
+        # Residuals added in place into the fresh output of each branch's last Linear (autograd-safe).
+        x = self.attn1(self.norm1(x)).add_(x)
+        x = self.attn2(self.norm2(x), context).add_(x)
+        return self.ff(self.norm3(x)).add_(x)
 
 
 class SpatialTransformer(nn.Module):
@@ -94,11 +95,12 @@ class SpatialTransformer(nn.Module):
         self.proj_out = nn.Conv2d(inner_dim, in_channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        # The 1x1 convs run as Linear on the tokens (same weights viewed [C,C]): the NCHW <-> token transposes then
+        # ride along the matmul and the residual add instead of costing two copies.
         b, c, h, w = x.shape
-        x_in = x
-        x = self.proj_in(self.norm(x))
-        x = x.flatten(2).transpose(1, 2).contiguous()  # [B,C,H,W] -> [B,H*W,C]
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B,C,H,W] -> [B,H*W,C] (view)
+        tokens = F.linear(tokens, self.proj_in.weight.flatten(1), self.proj_in.bias)
         for block in self.transformer_blocks:
-            x = block(x, context)
-        x = x.transpose(1, 2).reshape(b, -1, h, w)  # [B,H*W,C] -> [B,C,H,W]
-        return self.proj_out(x) + x_in
+            tokens = block(tokens, context)
+        out = F.linear(tokens, self.proj_out.weight.flatten(1), self.proj_out.bias)
+        return x + out.transpose(1, 2).view(b, c, h, w)  # x first: the sum keeps x's NCHW layout

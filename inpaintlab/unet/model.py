@@ -7,7 +7,7 @@ from torch import nn
 
 from ..kernels import GroupNorm, check_backend
 from .attention import SpatialTransformer
-from .blocks import Downsample, ResBlock, Upsample, timestep_embedding
+from .blocks import Conv2d, Downsample, ResBlock, Upsample, timestep_embedding
 from .config import UNetConfig
 
 
@@ -44,7 +44,7 @@ class UNetModel(nn.Module):
         # SiLU kept at time_embed.1 so the second Linear loads as time_embed.2.
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
 
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))])
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(Conv2d(config.in_channels, mc, 3, padding=1))])
         skip_channels, ch, ds = [mc], mc, 1
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks):
@@ -78,7 +78,7 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(
             GroupNorm(32, ch, 1e-5, silu=True, kernels=kernels),
             nn.Identity(),
-            nn.Conv2d(mc, config.out_channels, 3, padding=1),
+            Conv2d(mc, config.out_channels, 3, padding=1),
         )
 
     def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

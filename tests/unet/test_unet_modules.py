@@ -1,0 +1,169 @@
+"""Construction, repr, input validation, numerics of the individual pieces, and the CPU GEMM convolution path."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from unet_helpers import reinit_, tiny_config
+
+from inpaintlab.kernels import GroupNorm
+from inpaintlab.unet import UNetConfig, UNetModel
+from inpaintlab.unet.attention import GEGLU, BasicTransformerBlock, CrossAttention, FeedForward, SpatialTransformer
+from inpaintlab.unet.blocks import Conv2d, Downsample, ResBlock, Upsample, timestep_embedding
+from inpaintlab.unet.model import TimestepEmbedSequential
+
+
+def _inputs(cfg, b=2, hw=(16, 8), tokens=77, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, cfg.in_channels, *hw, generator=g), torch.tensor([10.5, 900.0][:b]),
+            torch.randn(b, tokens, cfg.context_dim, generator=g))
+
+
+@pytest.mark.parametrize("kernels", ["torch", "triton", "auto"])
+def test_construct_and_repr_every_module(kernels):
+    model = UNetModel(tiny_config(9), kernels=kernels)
+    kinds = set()
+    for name, module in model.named_modules():
+        assert repr(module)
+        kinds.add(type(module))
+        if isinstance(module, GroupNorm):
+            assert module.kernels == kernels
+            assert module.silu == (not name.endswith(".norm")), name  # SiLU fused everywhere except ST.norm
+            assert module.eps == (1e-6 if name.endswith(".norm") else 1e-5), name
+        if isinstance(module, CrossAttention):
+            assert module.kernels == kernels and module.scale == module.dim_head ** -0.5
+        if isinstance(module, torch.nn.LayerNorm):
+            assert module.eps == 1e-5
+    assert {UNetModel, TimestepEmbedSequential, ResBlock, SpatialTransformer, BasicTransformerBlock, CrossAttention,
+            FeedForward, GEGLU, Downsample, Upsample, Conv2d, GroupNorm} <= kinds
+    assert "kernels='%s'" % kernels in repr(model)
+
+
+def test_unknown_kernels_name():
+    with pytest.raises(ValueError, match="unknown kernel backend 'cuda'"):
+        UNetModel(tiny_config(), kernels="cuda")
+
+
+def test_ldm_container_indices():
+    keys = set(UNetModel(tiny_config()).state_dict())
+    for key in ["time_embed.0.weight", "time_embed.2.weight", "input_blocks.1.0.in_layers.0.weight",
+                "input_blocks.1.0.in_layers.2.weight", "input_blocks.1.0.emb_layers.1.weight",
+                "input_blocks.1.0.out_layers.0.weight", "input_blocks.1.0.out_layers.3.weight",
+                "input_blocks.1.1.transformer_blocks.0.ff.net.0.proj.weight",
+                "input_blocks.1.1.transformer_blocks.0.ff.net.2.weight",
+                "input_blocks.1.1.transformer_blocks.0.attn1.to_out.0.bias", "input_blocks.3.0.op.weight",
+                "output_blocks.2.1.conv.weight", "out.0.weight", "out.2.weight", "middle_block.1.proj_out.weight"]:
+        assert key in keys, key
+    assert UNetModel(tiny_config()).state_dict()["input_blocks.1.1.proj_in.weight"].shape == (32, 32, 1, 1)
+
+
+def test_timestep_embedding_matches_formula():
+    t = torch.tensor([0.0, 17.25, 999.0])
+    emb = timestep_embedding(t, 320)
+    freqs = torch.exp(-math.log(10000) * torch.arange(160, dtype=torch.float64) / 160)
+    args = t.double()[:, None] * freqs
+    expected = torch.cat([torch.cos(args), torch.sin(args)], dim=1)  # cosine first
+    assert emb.dtype == torch.float32 and emb.shape == (3, 320)
+    assert (emb.double() - expected).abs().max().item() < 1e-4  # fp32 argument rounding at t = 999
+
+
+def test_geglu_exact_gelu():
+    geglu = GEGLU(8, 16)
+    x = torch.randn(3, 5, 8)
+    h = F.linear(x, geglu.proj.weight, geglu.proj.bias)
+    expected = h[..., :16] * 0.5 * h[..., 16:] * (1 + torch.erf(h[..., 16:] / math.sqrt(2)))
+    torch.testing.assert_close(geglu(x), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_cross_attention_matches_explicit_softmax():
+    attn = reinit_(CrossAttention(64, 48, heads=8, dim_head=8)).eval()
+    x, ctx = torch.randn(2, 10, 64), torch.randn(2, 7, 48)
+    q = (x @ attn.to_q.weight.T).view(2, 10, 8, 8).transpose(1, 2)
+    k = (ctx @ attn.to_k.weight.T).view(2, 7, 8, 8).transpose(1, 2)
+    v = (ctx @ attn.to_v.weight.T).view(2, 7, 8, 8).transpose(1, 2)
+    p = torch.softmax(q @ k.transpose(-1, -2) * 8 ** -0.5, dim=-1)
+    expected = attn.to_out[0]((p @ v).transpose(1, 2).reshape(2, 10, 64))
+    torch.testing.assert_close(attn(x, ctx), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k,stride,padding,hw", [(3, 1, 1, (4, 5)), (3, 2, 1, (7, 6)), (1, 1, 0, (3, 3))])
+def test_conv2d_gemm_path_matches_conv(k, stride, padding, hw):
+    conv = Conv2d(16, 24, k, stride=stride, padding=padding)
+    conv.gemm_min_weight, conv.gemm_max_pixels = 0, 10_000  # force the unfold + GEMM path
+    x = torch.randn(2, 16, *hw)
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=stride, padding=padding)
+    out = conv(x)
+    assert out.shape == expected.shape and out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gemm_conv_path_in_the_whole_model(monkeypatch):
+    """The tiny model's weights are below the GEMM threshold: force the path and compare with plain convs."""
+    model = reinit_(UNetModel(tiny_config())).eval()
+    x, t, context = _inputs(model.config)
+    with torch.inference_mode():
+        plain = model(x, t, context)
+        monkeypatch.setattr(Conv2d, "gemm_min_weight", 0)
+        monkeypatch.setattr(Conv2d, "gemm_max_pixels", 10_000)
+        gemm = model(x, t, context)
+    assert (gemm - plain).abs().max().item() <= 1e-5 * plain.abs().max().item()
+
+
+def test_deterministic_and_does_not_mutate_inputs():
+    model = reinit_(UNetModel(tiny_config(9, 1))).eval()
+    x, t, context = _inputs(model.config)
+    copies = [x.clone(), t.clone(), context.clone()]
+    with torch.inference_mode():
+        a, b = model(x, t, context), model(x, t, context)
+    assert torch.equal(a, b) and a.shape == (2, 4, 16, 8)
+    assert all(torch.equal(u, v) for u, v in zip(copies, [x, t, context]))
+
+
+def test_backward_works():
+    """The in-place adds only touch fresh outputs that autograd does not need."""
+    model = reinit_(UNetModel(tiny_config(num_res_blocks=1)))
+    x, t, context = _inputs(model.config, hw=(8, 8), tokens=5)
+    x.requires_grad_(True)
+    model(x, t, context).square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert model.input_blocks[1][1].transformer_blocks[0].attn1.to_q.weight.grad.abs().sum() > 0
+
+
+def test_9_channel_model_accepts_the_concat():
+    model = UNetModel(tiny_config(9, 1)).eval()
+    g = torch.Generator().manual_seed(0)
+    latent, mask, masked = (torch.randn(1, c, 8, 8, generator=g) for c in (4, 1, 4))
+    with torch.inference_mode():
+        eps = model(torch.cat([latent, mask, masked], dim=1), torch.tensor([500.0]), torch.randn(1, 77, 64))
+    assert eps.shape == (1, 4, 8, 8)
+
+
+@pytest.mark.parametrize("hw,match", [((10, 8), r"multiples of 4, got 10x8"), ((8, 6), r"multiples of 4, got 8x6")])
+def test_bad_spatial_size(hw, match):
+    model = UNetModel(tiny_config())
+    x, t, context = _inputs(model.config, hw=(8, 8))
+    with pytest.raises(ValueError, match=match):
+        model(torch.randn(2, 4, *hw), t, context)
+
+
+def test_bad_context_and_channels_and_timesteps():
+    model = UNetModel(tiny_config())
+    x, t, context = _inputs(model.config, hw=(8, 8))
+    with pytest.raises(ValueError, match=r"context must be \[B=2,L,64\], got \[2, 77, 768\]"):
+        model(x, t, torch.randn(2, 77, 768))
+    with pytest.raises(ValueError, match=r"context must be"):
+        model(x, t, torch.randn(1, 77, 64))
+    with pytest.raises(ValueError, match=r"input must be \[B,4,H,W\], got \[2, 9, 8, 8\]"):
+        model(torch.randn(2, 9, 8, 8), t, context)
+    with pytest.raises(ValueError, match=r"timesteps must be a scalar or \[B=2\], got \[3\]"):
+        model(x, torch.tensor([1.0, 2.0, 3.0]), context)
+
+
+def test_full_size_downsample_factor_error_message():
+    with torch.device("meta"):
+        model = UNetModel(UNetConfig())
+    with pytest.raises(ValueError, match="multiples of 8, got 60x64"):
+        model(torch.empty(1, 4, 60, 64, device="meta"), torch.zeros(1, device="meta"),
+              torch.empty(1, 77, 768, device="meta"))
