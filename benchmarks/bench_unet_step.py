@@ -163,20 +163,8 @@ def unet_flop(case: Case, use_spec: bool = True) -> tuple[float, str]:
     return count_flop(lambda: model(x, t, context)), "torch.utils.flop_counter"
 
 
-def time_ms(fn: Callable[[], object], device: str, cpu_reps: int) -> tuple[float, float, float]:
-    """(p50, p20, p80) in ms: do_bench on CUDA (CUDA events), a perf_counter loop on CPU (the caller has already
-    made one call, which serves as the warm-up)."""
-    if device == "cuda":
-        import triton.testing
-
-        p50, p20, p80 = triton.testing.do_bench(fn, warmup=CUDA_REPS_MS[0], rep=CUDA_REPS_MS[1],
-                                                quantiles=[0.5, 0.2, 0.8])
-        return p50, p20, p80
-    times = []
-    for _ in range(cpu_reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
+def quantiles_ms(times: list[float]) -> tuple[float, float, float]:
+    """(median, 20th, 80th percentile) of a list of times."""
     if len(times) == 1:
         return times[0], times[0], times[0]
     q = statistics.quantiles(times, n=10, method="inclusive")
@@ -193,54 +181,79 @@ def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], bas
                    skip: dict[str, str] | None = None, single_call: frozenset[str] = frozenset()) -> list[dict]:
     """Time each provider; a failing provider gets an error row and the others still run.
 
-    providers: name -> builder; the builder returns the zero-argument call to time (its output is compared with the
-    "torch" provider's output, which must come first). base: the row fields shared by all providers. skip: name ->
-    the reason it is not run. single_call: providers timed by their first call alone (the Triton interpreter, whose
-    single call of a small model takes tens of seconds).
+    providers: name -> builder; the builder returns the zero-argument call to time. Every provider's first call is
+    compared with the "torch" provider's (which must come first) and serves as its warm-up. CUDA: one
+    triton.testing.do_bench per provider (CUDA events; L2 flushed between calls). CPU: `cpu_reps` rounds in which
+    every provider is called once, so load from other processes on a shared machine hits all providers alike.
+    base: the row fields shared by all providers. skip: name -> why it is not run. single_call: providers timed by
+    their first call alone (the Triton interpreter, whose single call of a small model takes tens of seconds).
     """
     import torch
 
     notes, skip = notes or {}, skip or {}
-    rows, reference = [], None
-    for name, build in providers.items():
-        r = row(provider=name, **base, note=notes.get(name))
-        if name in skip:
-            r.update(status="skipped", note=skip[name])
-            rows.append(r)
-            continue
-        try:
-            with torch.inference_mode():
+    rows = {name: row(provider=name, **base, note=notes.get(name)) for name in providers}
+    calls, times, reference = {}, {}, None
+
+    def fail(name: str, exc: BaseException) -> None:
+        rows[name].update(status="error", error=error_text(exc))
+        calls.pop(name, None)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    with torch.inference_mode():
+        for name, build in providers.items():
+            if name in skip:
+                rows[name].update(status="skipped", note=skip[name])
+                continue
+            try:  # one provider failing (missing package, kernel error, OOM) must not end the suite
                 call = build()
                 start = time.perf_counter()
                 out = call()
                 if device == "cuda":
                     torch.cuda.synchronize()
-                first_ms = (time.perf_counter() - start) * 1e3
+                times[name] = [(time.perf_counter() - start) * 1e3]
                 out = out.float()
-                r["finite"] = bool(torch.isfinite(out).all())
+                rows[name]["finite"] = bool(torch.isfinite(out).all())
                 if reference is None and name == "torch":
                     reference = out
                 if reference is not None:
                     scale = reference.abs().max().item()
-                    r["max_abs_diff"] = (out - reference).abs().max().item()
-                    r["max_rel_diff"] = r["max_abs_diff"] / scale if scale else None
+                    rows[name]["max_abs_diff"] = (out - reference).abs().max().item()
+                    rows[name]["max_rel_diff"] = rows[name]["max_abs_diff"] / scale if scale else None
                 del out
-                if name in single_call:
-                    (p50, p20, p80), r["timing"] = (first_ms,) * 3, "one call"
-                else:
-                    p50, p20, p80 = time_ms(call, device, cpu_reps)
-                    r["timing"] = "triton.testing.do_bench" if device == "cuda" else f"perf_counter x{cpu_reps}"
-        except Exception as exc:  # one provider failing (missing package, kernel error, OOM) must not end the suite
-            r.update(status="error", error=error_text(exc))
-            rows.append(r)
-            if device == "cuda":
-                torch.cuda.empty_cache()
-            continue
-        tflops = flop / (p50 * 1e-3) / 1e12
-        r.update(ms_p50=p50, ms_p20=p20, ms_p80=p80, tflops=tflops,
-                 pct_peak=None if peak_tflops is None else 100 * tflops / peak_tflops)
-        rows.append(r)
-    return rows
+                calls[name] = call
+            except Exception as exc:
+                fail(name, exc)
+        timed = [name for name in calls if name not in single_call]
+        if device == "cuda":
+            import triton.testing
+
+            for name in timed:
+                try:
+                    times[name] = triton.testing.do_bench(calls[name], warmup=CUDA_REPS_MS[0], rep=CUDA_REPS_MS[1],
+                                                          return_mode="all")
+                    rows[name]["timing"] = "triton.testing.do_bench"
+                except Exception as exc:
+                    fail(name, exc)
+        else:
+            for name in timed:
+                times[name], rows[name]["timing"] = [], f"perf_counter, {cpu_reps} interleaved rounds"
+            for _ in range(cpu_reps):
+                for name in [n for n in timed if n in calls]:
+                    try:
+                        start = time.perf_counter()
+                        calls[name]()
+                        times[name].append((time.perf_counter() - start) * 1e3)
+                    except Exception as exc:
+                        fail(name, exc)
+        for name in calls:
+            if name in single_call:
+                rows[name]["timing"] = "one call"
+            p50, p20, p80 = quantiles_ms(times[name])
+            tflops = flop / (p50 * 1e-3) / 1e12
+            rows[name].update(ms_p50=p50, ms_p20=p20, ms_p80=p80, tflops=tflops, timed_calls=len(times[name]),
+                              pct_peak=None if peak_tflops is None else 100 * tflops / peak_tflops)
+    return list(rows.values())
 
 
 def model_providers(ours, cfg, x, t, context) -> dict[str, Callable[[], Callable[[], object]]]:

@@ -54,6 +54,7 @@ ALIASES = {"ms_p50": ("ms_p50", "p50"), "ms_p20": ("ms_p20", "p20"), "ms_p80": (
            "gb_s": ("gb_s", "gbps"), "pct_peak": ("pct_peak", "hbm_pct")}
 # Run-wide fields that the metadata already holds; dropped from rows so a row is not a copy of the header.
 RUN_WIDE = {"torch", "triton", "git_commit", "timestamp", "metric", "unit"}
+CSV_META = ("torch", "triton", "diffusers", "git_commit", "timestamp")
 UNET_CPU = dict(batch=2, latent=32, tokens=77)  # issue: SD1.5 width, 32x32 latents, batch 2
 
 
@@ -277,6 +278,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="results file (default with --device cuda: benchmarks/results/<gpu>-<date>.json)")
     ap.add_argument("--md", type=Path, default=None,
                     help="markdown tables (default with --device cuda: benchmarks/results/<gpu>-<date>.md)")
+    ap.add_argument("--csv", type=Path, default=None,
+                    help="also append the rows, each with the device, versions, commit and timestamp, to this CSV")
     ap.add_argument("--assert-speedup", type=float, nargs="?", const=1.0, default=None, metavar="FACTOR",
                     help="exit 1 unless the Triton UNet step is at least FACTOR (default 1.0) times as fast as torch")
     args = ap.parse_args(argv)
@@ -325,9 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content + "\n")
+    if args.csv is not None:  # STYLE §9's long-format log: one line per row, every line names the card
+        stamp = {"device": meta["device_name"], **{k: meta[k] for k in CSV_META}}
+        common.append_csv(args.csv, [{**r, **stamp} for r in rows], [*ROW_KEYS, "device", *CSV_META])
     print(text)
-    if json_path or md_path:
-        print(f"written: {', '.join(str(p) for p in (json_path, md_path) if p)}")
+    written = [str(p) for p in (json_path, md_path, args.csv) if p]
+    if written:
+        print(f"written: {', '.join(written)}")
     if args.assert_speedup is not None:
         problems = check_speedup(rows, args.assert_speedup)
         for problem in problems:
