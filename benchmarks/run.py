@@ -53,7 +53,7 @@ ROW_KEYS = ("section", "op", "provider", "shape", "dtype", "ms_p50", "ms_p20", "
 ALIASES = {"ms_p50": ("ms_p50", "p50"), "ms_p20": ("ms_p20", "p20"), "ms_p80": ("ms_p80", "p80"),
            "gb_s": ("gb_s", "gbps"), "pct_peak": ("pct_peak", "hbm_pct")}
 # Run-wide fields that the metadata already holds; dropped from rows so a row is not a copy of the header.
-RUN_WIDE = {"torch", "triton", "git_commit", "timestamp", "metric", "unit"}
+RUN_WIDE = {"torch", "triton", "git_commit", "timestamp", "metric", "unit", "device"}
 CSV_META = ("torch", "triton", "diffusers", "git_commit", "timestamp")
 UNET_CPU = dict(batch=2, latent=32, tokens=77)  # issue: SD1.5 width, 32x32 latents, batch 2
 
@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["section_seconds"] = {}
     for section in args.sections:
         start = time.perf_counter()
-        rows += run_section(section, args.device, args.quick)
+        # STYLE §9: every row names the card (the suite's name for it, one per run)
+        rows += [{**r, "device": meta["device_name"]} for r in run_section(section, args.device, args.quick)]
         meta["section_seconds"][section] = round(time.perf_counter() - start, 2)
         print(f"run.py: {section} done in {meta['section_seconds'][section]:.1f} s", file=sys.stderr, flush=True)
         if args.device == "cuda":
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content + "\n")
     if args.csv is not None:  # STYLE §9's long-format log: one line per row, every line names the card
-        stamp = {"device": meta["device_name"], **{k: meta[k] for k in CSV_META}}
+        stamp = {k: meta[k] for k in CSV_META}
         common.append_csv(args.csv, [{**r, **stamp} for r in rows], [*ROW_KEYS, "device", *CSV_META])
     print(text)
     written = [str(p) for p in (json_path, md_path, args.csv) if p]

@@ -69,6 +69,7 @@ def test_every_row_has_the_schema(quick_run):
     assert {r["section"] for r in rows} == set(SECTIONS)
     for r in rows:
         assert set(ROW_KEYS) <= set(r), r
+        assert r["device"] == quick_run[0]["metadata"]["device_name"]
         assert r["status"] in ("ok", "error", "skipped"), r
         if r["status"] == "ok":
             assert r["error"] is None
