@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .infotext import read_png_infotext, save_png, settings_from_infotext
 
@@ -113,6 +113,16 @@ def save_result(result, out: Path) -> list[Path]:
     return paths
 
 
+def open_image(path: str) -> Image.Image:
+    """Read an image as A1111's UI receives it: EXIF orientation applied, palette transparency as RGBA."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        image.load()
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image
+
+
 def _load(args):
     from .inpaint import load
 
@@ -139,19 +149,14 @@ def _run_generation(args) -> int:
         settings.setdefault("height", 512)
         result = pipe.txt2img(prompt, negative, progress=progress, **settings)
     else:
-        with Image.open(args.image) as image:
-            image.load()
+        image = open_image(args.image)
         if args.command == "img2img":
             result = pipe.img2img(image, prompt, negative, progress=progress, **settings)
         elif args.sketch:
-            with Image.open(args.sketch) as sketch:
-                sketch.load()
-            result = pipe.inpaint_sketch(image, sketch, prompt, negative, mask_alpha=args.mask_alpha, progress=progress,
-                                         **settings)
+            result = pipe.inpaint_sketch(image, open_image(args.sketch), prompt, negative, mask_alpha=args.mask_alpha,
+                                         progress=progress, **settings)
         else:
-            with Image.open(args.mask) as mask:
-                mask.load()
-            result = pipe.inpaint(image, mask, prompt, negative, progress=progress, **settings)
+            result = pipe.inpaint(image, open_image(args.mask), prompt, negative, progress=progress, **settings)
     for path, seed in zip(save_result(result, Path(args.out)), result.seeds):
         print(f"wrote {path} (seed {seed})")
     return 0
@@ -177,6 +182,6 @@ def main(argv: list[str] | None = None) -> int:
             sweep(args.spec, args.out)
             return 0
         return _run_generation(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+    except (ValueError, TypeError, OSError, FloatingPointError, UnidentifiedImageError) as error:
         print(f"inpaintlab: error: {error}", file=sys.stderr)
         return 2

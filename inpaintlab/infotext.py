@@ -145,6 +145,7 @@ def settings_from_infotext(text: str) -> dict[str, Any]:
     settings["mask_mode"] = _MASK_MODES[fields.get("Mask mode", "Inpaint masked")]
     settings["masked_content"] = _MASKED_CONTENT[fields.get("Masked content", "original")]
     settings["inpaint_area"] = _INPAINT_AREAS[fields.get("Inpaint area", "Whole picture")]
+    settings["fill_space"] = fields.get("Fill space", "pixel")
     settings.setdefault("padding", 32)
     settings.setdefault("clip_skip", 1)
     if "Mask blur" not in fields and "Denoising strength" in fields:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,9 +88,9 @@ def load(path: str | Path, vae: str | Path | None = None, device: str | torch.de
 # --- small conversions -------------------------------------------------------------------------------------------------
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image → [1,3,H,W] float32 in [-1,1] (A1111: value/255, then 2x − 1)."""
+    """RGB PIL image → [1,3,H,W] float32 in [0,1] (A1111: value / 255; the 2x − 1 happens in the VAE's dtype)."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0) * 2.0 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
 def tensor_to_image(x: torch.Tensor) -> Image.Image:
@@ -99,10 +100,24 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
+_COMMENT_LINE = re.compile(r"(?:^|\n)#[^\n]*(?:\n|$)")
+_COMMENT_TAIL = re.compile(r"#[^\n]*(?:\n|$)")
+
+
 def strip_comments(text: str) -> str:
-    """A1111 prompt comments: lines starting with '#' are dropped, any other '#…' is cut to the end of its line."""
-    lines = [line.split("#", 1)[0] for line in text.split("\n") if not line.startswith("#")]
-    return "\n".join(lines)
+    """A1111 prompt comments: a line starting with '#' is removed, then any other '#…' to the end of its line;
+    each removal leaves one newline (what A1111 encodes and writes into the infotext)."""
+    return _COMMENT_TAIL.sub("\n", _COMMENT_LINE.sub("\n", text))
+
+
+def _posterior_generator(seeds: list[int]) -> torch.Generator:
+    """CPU generator for VAE posterior samples, in the state A1111's global generator has when the same job runs twice.
+
+    A1111 samples the posterior from torch's global CPU generator; drawing the job's noise last reseeds it with the
+    batch's last seed. (Its very first run starts from whatever state the previous job left, which cannot be
+    reproduced.)
+    """
+    return torch.Generator("cpu").manual_seed(seeds[-1])
 
 
 class _CastUNet(torch.nn.Module):
@@ -145,21 +160,30 @@ class Pipeline:
     def _vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
-    def encode_image(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """[B,3,H,W] in [-1,1] → posterior samples × scale factor, each image with its own seeded CPU generator."""
-        latents = []
+    def to_vae_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] in [0,1] → [-1,1] in the VAE's dtype, cast first as A1111 does (it matters in fp16)."""
+        x = x.to(self.device, self._vae_dtype())
+        return 2.0 * x - 1.0
+
+    def encode_image(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
+                     batched: bool = False) -> torch.Tensor:
+        """[B,3,H,W] in [-1,1] → posterior samples × scale factor (float32).
+
+        The posterior noise comes from `generator` (CPU): one draw per image in order, as A1111 encodes a batch image
+        by image; `batched=True` encodes and draws for the whole batch at once, as A1111 does for the 9-channel
+        conditioning image.
+        """
         with torch.inference_mode():
-            for image, seed in zip(x, seeds):
-                posterior = self.vae.encode(image[None].to(self.device, self._vae_dtype()))
-                generator = torch.Generator("cpu").manual_seed(seed)
-                latents.append(posterior.sample(generator=generator).float() * self.config.scale_factor)
-        return torch.cat(latents)
+            parts = [x] if batched else list(x.split(1))
+            samples = [self.vae.encode(part.to(self.device, self._vae_dtype())).sample(generator) for part in parts]
+        return self.config.scale_factor * torch.cat(samples).float()
 
     def decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
         images = []
         with torch.inference_mode():
             for z in latents:
-                decoded = self.vae.decode((z[None] / self.config.scale_factor).to(self._vae_dtype()))
+                # ldm: `1 / scale_factor * z` in the VAE's dtype (a division rounds differently in the last bit).
+                decoded = self.vae.decode((1.0 / self.config.scale_factor) * z[None].to(self._vae_dtype()))
                 if not torch.isfinite(decoded).all():
                     raise FloatingPointError("VAE decode produced NaN/inf (try dtype=torch.float32 for the VAE)")
                 images.append(tensor_to_image(decoded[0]))
@@ -183,19 +207,21 @@ class Pipeline:
             return function(model, x, sigmas.to(x.device), callback=callback, disable=not progress, **extra)
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
-                            seeds: list[int], weight: float) -> torch.Tensor | None:
-        """9-channel models: cat[mask, VAE(masked image)] (A1111 step 11); None for ordinary 4-channel models."""
+                            generator: torch.Generator, weight: float) -> torch.Tensor | None:
+        """9-channel models: cat[mask, VAE(masked image)] (A1111 step 11); None for ordinary 4-channel models.
+
+        source: the prepared init image in [-1,1] (VAE dtype), or None for txt2img (a mid-grey image, all repainted).
+        """
         if not self.config.is_inpainting:
             return None
         batch, _, h, w = shape
-        if source is None:  # txt2img: all-repaint mask over a mid-grey image
-            cmask = torch.ones(1, 1, h * 8, w * 8)
-            source = torch.zeros(1, 3, h * 8, w * 8)
-        else:
-            # img2img without a mask regenerates everything, so the conditioning mask is all ones (as in A1111).
-            cmask = masking.conditioning_mask(image_mask) if image_mask is not None else torch.ones(1, 1, h * 8, w * 8)
+        if source is None:
+            source = self.to_vae_input(torch.full((1, 3, h * 8, w * 8), 0.5))
+        # Without a mask (txt2img, img2img) everything is repainted: the conditioning mask is all ones, as in A1111.
+        cmask = masking.conditioning_mask(image_mask) if image_mask is not None else torch.ones(1, 1, h * 8, w * 8)
+        cmask = cmask.to(source)
         masked = masking.masked_image(source, cmask, weight)
-        cond_latent = self.encode_image(masked.expand(batch, -1, -1, -1), seeds)
+        cond_latent = self.encode_image(masked.expand(batch, -1, -1, -1), generator, batched=True)
         small = masking.downsample_conditioning_mask(cmask, (h, w)).to(cond_latent)
         return torch.cat([small.expand(batch, -1, -1, -1), cond_latent], dim=1)
 
@@ -214,10 +240,12 @@ class Pipeline:
         noise = rng.next()
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
-        image_cond = self._image_conditioning(None, None, shape, seeds, 1.0)
+        image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
         samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
                                callback, progress)
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
+        if self.config.is_inpainting:
+            params["Conditional mask weight"] = 1.0
         return self._finish(samples, seeds, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
                             sigmas=sigmas)
 
@@ -241,7 +269,8 @@ class Pipeline:
         (rounded down to a multiple of 8).
 
         mask: L/RGB/RGBA image, 255 = repaint (RGBA with a real alpha channel: alpha > 128). A mask of another size than
-            the image is resized to the image (Lanczos) first, as A1111 effectively does. An all-black mask in "only_masked"
+            the image is resized to the image (Lanczos) first (A1111 would blur and crop in the mask's own pixels; see
+            the README's list of differences). An all-black mask in "only_masked"
             mode falls back to plain img2img (A1111 ≥ 1.9.1); in "whole" mode it leaves the image unchanged.
         mask_mode: "masked" | "not_masked" (inverted before the blur). masked_content: "fill" | "original" |
             "latent_noise" | "latent_nothing". inpaint_area: "whole" | "only_masked" (crop around the mask plus `padding`,
@@ -261,8 +290,9 @@ class Pipeline:
         extra, image_mask = prep.extra, prep.image_mask
 
         # Encode, then the latent mask and the latent stage of masked content.
-        init_tensor = image_to_tensor(prep.init)
-        init_latent = self.encode_image(init_tensor.expand(batch_size, -1, -1, -1), seeds)
+        source = self.to_vae_input(image_to_tensor(prep.init))
+        posterior_rng = _posterior_generator(seeds)
+        init_latent = self.encode_image(source.expand(batch_size, -1, -1, -1), posterior_rng)
         shape = tuple(init_latent.shape)
         rng = ImageRNG(shape[1:], seeds, device=self.device)
         noise = rng.next()
@@ -275,7 +305,9 @@ class Pipeline:
                 # A1111 draws this from a fresh generator per image seed: the same numbers as the first sampling noise.
                 init_latent = masking.apply_masked_content(masked_content, init_latent, latent_mask, noise)
                 extra["Masked content"] = masking.MASKED_CONTENT_LABELS[masked_content]
-        image_cond = self._image_conditioning(init_tensor, image_mask, shape, seeds, inpainting_mask_weight)
+                if masked_content == "latent_noise":
+                    posterior_rng = _posterior_generator(seeds)  # A1111 reseeds torch's global generator here
+        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)

@@ -72,8 +72,11 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
     check_choice("masked_content", masked_content, masking.MASKED_CONTENT)
     check_choice("inpaint_area", inpaint_area, masking.INPAINT_AREAS)
     check_choice("fill_space", fill_space, FILL_SPACES)
-    if mask_blur < 0 or padding < 0:
-        raise ValueError(f"mask_blur and padding must be >= 0, got {mask_blur} and {padding}")
+    if not isinstance(image, Image.Image) or not (mask is None or isinstance(mask, Image.Image)):
+        raise TypeError(f"image and mask must be PIL images, got {type(image).__name__} and {type(mask).__name__}")
+    for name, value in (("mask_blur", mask_blur), ("padding", padding)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     if resize_mode not in (0, 1, 2):
         # Mode 3 resizes latents instead of pixels; A1111's overlay then no longer matches the output's size.
         raise ValueError(f"resize_mode must be 0 (just resize), 1 (crop and resize) or 2 (resize and fill), got "
@@ -99,7 +102,7 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
         crop = masking.get_crop_region_v2(blurred, padding)
         if crop is None:
             log.warning("mask is empty: 'only_masked' falls back to plain img2img (A1111 >= 1.9.1)")
-            return Prepared(masking.resize_image(resize_mode, source, width, height))
+            return Prepared(masking.resize_image(resize_mode, source, width, height), extra=extra)
         x1, y1, x2, y2 = masking.expand_crop_region(crop, width, height, source.width, source.height)
         crop = (x1, y1, x2, y2)
         prepared = Prepared(
@@ -122,4 +125,6 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
         prepared.init = masking.fill(prepared.init, prepared.image_mask)
     if masked_content == "fill":
         extra["Masked content"] = "fill"
+        if fill_space == "latent":
+            extra["Fill space"] = "latent"  # not an A1111 key: without it the infotext would claim A1111's pixel fill
     return prepared

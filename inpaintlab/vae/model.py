@@ -199,10 +199,11 @@ class DiagonalGaussian:
         """mean + std * noise, the noise drawn in fp32 on the generator's device (CPU by default) and then moved.
 
         ldm draws `torch.randn(mean.shape)` on the CPU and moves it, so a CPU generator reproduces it on any device.
+        As in ldm the fp32 noise promotes an fp16/bf16 mean: the sample is fp32.
         """
         device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=torch.float32)
-        return self.mean + self.std * noise.to(device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise.to(self.mean.device)
 
 
 class AutoencoderKL(nn.Module):

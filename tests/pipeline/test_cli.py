@@ -67,3 +67,16 @@ def test_demo_writes_a_grid(tmp_path):
     assert grid.width > 5 * 128
     for mode in ("fill", "original", "latent_noise", "latent_nothing"):
         assert f"Masked content" in read_png_infotext(tmp_path / f"inpaint-{mode}.png") or mode == "original"
+
+
+def test_sketch_and_unreadable_image(tiny_checkpoint, inputs, tmp_path, capsys):
+    sketch = Image.open(inputs / "image.png").copy()
+    ImageDraw.Draw(sketch).rectangle((10, 10, 30, 30), fill=(0, 0, 255))
+    sketch.save(tmp_path / "sketch.png")
+    common = ["--model", str(tiny_checkpoint), "--image", str(inputs / "image.png"), "--kernels", "torch",
+              "--no-progress", "--prompt", "x", "--steps", "2", "--seed", "5"]
+    assert main(["inpaint", *common, "--sketch", str(tmp_path / "sketch.png"), "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "00000-5.png").exists()
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    code = main(["inpaint", *common, "--mask", str(tmp_path / "broken.png"), "--out", str(tmp_path / "b")])
+    assert code == 2 and "broken.png" in capsys.readouterr().err

@@ -131,7 +131,10 @@ def test_nine_channel_model_input_layout(inpainting_pipe):
     expected_mask = torch.nn.functional.interpolate(cmask, size=(8, 8))  # legacy nearest: pixel (8i, 8j)
     torch.testing.assert_close(x[:, 4:5], expected_mask.expand(2, -1, -1, -1), rtol=0, atol=0)
     src = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
-    cond_latent = inpainting_pipe.encode_image(src * (1 - cmask), [1234])
+    # A1111's posterior draws: the init image takes the first from the job's generator, the conditioning the next.
+    generator = torch.Generator().manual_seed(1234)
+    torch.testing.assert_close(inpainting_pipe.encode_image(src, generator), result.init_latent, rtol=0, atol=0)
+    cond_latent = inpainting_pipe.encode_image(src * (1 - cmask), generator, batched=True)
     torch.testing.assert_close(x[:, 5:], cond_latent.expand(2, -1, -1, -1), rtol=1e-5, atol=1e-5)
     # Only the noisy latent is scaled by c_in = 1/sqrt(σ² + 1).
     sigma = result.sigmas[0]

@@ -62,7 +62,8 @@ def test_only_masked_crop_geometry():
 def test_empty_mask_only_masked_falls_back_to_img2img():
     image = _picture()
     prep = prepare_inpaint(image, Image.new("L", (96, 64)), 96, 64, inpaint_area="only_masked")
-    assert prep.image_mask is None and prep.overlay is None and prep.extra == {}
+    # The mask is dropped, but the keys A1111 recorded before the crop step stay in the infotext.
+    assert prep.image_mask is None and prep.overlay is None and prep.extra == {"Mask blur": 4}
 
 
 def test_mask_of_another_size_is_resized():

@@ -134,12 +134,13 @@ def test_posterior_sample_without_generator_uses_the_global_cpu_rng_like_ldm():
     assert torch.equal(a, post.mean + post.std * torch.randn(post.mean.shape))
 
 
-def test_posterior_sample_keeps_low_precision_dtype():
+def test_posterior_sample_promotes_low_precision_like_ldm():
+    # ldm adds fp32 noise to the fp16/bf16 moments, so the sample comes out fp32.
     g = torch.Generator().manual_seed(0)
     post = posterior(torch.randn(1, 4, 8, 8, generator=g).bfloat16(), torch.randn(1, 4, 8, 8, generator=g).bfloat16())
     a = post.sample(torch.Generator().manual_seed(5))
-    noise = torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(5)).bfloat16()
-    assert a.dtype == torch.bfloat16 and torch.equal(a, post.mean + post.std * noise)
+    noise = torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(5))
+    assert a.dtype == torch.float32 and torch.equal(a, post.mean.float() + post.std.float() * noise)
 
 
 def test_conv_attention_weights_reshapes_linear_layout_without_mutating_input():
