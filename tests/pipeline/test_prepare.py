@@ -106,3 +106,17 @@ def test_processing_size_rules():
 def test_latent_upscale_resize_mode_is_refused():
     with pytest.raises(ValueError, match="latent upscale"):
         prepare_inpaint(_picture(), None, 96, 64, resize_mode=3)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a cat # a comment", "a cat \n"),
+    ("a\n# whole line\nb", "a\nb"),
+    ("foo #bar\nbaz", "foo \nbaz"),
+    ("foo\n#c", "foo\n"),
+    ("#only", "\n"),
+    ("no comment", "no comment"),
+])
+def test_prompt_comments_follow_a1111(text, expected):
+    from inpaintlab.inpaint import strip_comments
+
+    assert strip_comments(text) == expected
