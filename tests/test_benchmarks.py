@@ -165,3 +165,28 @@ def test_default_result_paths(bench):
     run = bench[0]
     meta = {"device_name": "NVIDIA H100 80GB HBM3", "timestamp": "2026-01-02T03:04:05+00:00", "quick": False}
     assert run.default_path(meta, "json") == BENCH / "results" / "nvidia-h100-80gb-hbm3-2026-01-02.json"
+
+
+@pytest.mark.cuda
+def test_cuda_quick_model_sections(tmp_path):
+    """On a GPU: the fp16 UNet step (512²) and VAE decode with all three providers, no errors, sane numbers.
+
+    Tolerance: max |provider − torch provider| <= 5e-2 × max |torch output|, i.e. 100× fp16's unit roundoff
+    (4.9e-4); the providers differ only in fp16 rounding (fused kernels vs cuDNN/cuBLAS paths)."""
+    json_path = tmp_path / "cuda.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--device", "cuda", "--quick", "--only", "unet,vae",
+                           "--json", str(json_path), "--md", str(tmp_path / "cuda.md")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(json_path.read_text())
+    rows = data["rows"]
+    assert [(r["section"], r["provider"]) for r in rows] == [(s, p) for s in ("unet", "vae")
+                                                            for p in ("torch", "triton", "diffusers")]
+    for r in rows:
+        assert r["status"] == "ok" and r["dtype"] == "float16" and r["finite"], r
+        assert r["flop_source"] == "performance.md §2" and r["timing"] == "triton.testing.do_bench"
+        assert 0 < r["ms_p20"] <= r["ms_p50"] <= r["ms_p80"]
+        assert r["max_rel_diff"] <= 5e-2, r
+        if data["metadata"]["peak_fp16_tflops"]:
+            assert 0 < r["pct_peak"] < 100
