@@ -18,15 +18,14 @@ cross-attention over the 77 text tokens at each level. --quick keeps four 512² 
 tiny shapes, with the Triton provider under the interpreter for the first only (it shows the path works; interpreter
 times mean nothing).
 
-Metric: CUDA times from triton.testing.do_bench (median with 20th/80th percentiles; L2 flushed between runs).
-TFLOP/s use the kernel docstring's estimate, 4·B·H·N·M·D useful FLOPs (no padding, no exp work), for every
-provider; % of peak divides by the detected card's dense fp16/bf16 peak (H100 SXM 989, H100 PCIe 756, H200 989,
-A100 312). `max_err` (triton rows) is the largest |ours − float64 reference| over the first batch entry and head.
+Metric: CUDA times from common.time_cuda (triton.testing.do_bench, 100 ms warm-up and 500 ms of timed calls: median
+with 20th/80th percentiles; L2 flushed between runs). TFLOP/s use the kernel docstring's estimate, 4·B·H·N·M·D
+useful FLOPs (no padding, no exp work), for every provider; % of peak divides by the detected card's dense fp16/bf16
+peak (common.peak_tflops: H100 SXM 989, H100 PCIe 756, H200 989, A100 SXM4 80GB 312; none for other cards).
+`max_err` (triton rows) is the largest |ours − float64 reference| over the first batch entry and head.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -86,8 +85,7 @@ def run(device: str = "cuda", quick: bool = False, dtype: str = "fp16", reps: in
     from inpaintlab.kernels import interpreting
     from inpaintlab.kernels.attention import attention_math, sd15_attention_shapes
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("bench_attention: --device cuda needs a GPU (use --device cpu for a smoke run)")
+    common.check_device("bench_attention", device)
     if device == "cuda":
         torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         shapes = [s for s in sd15_attention_shapes() if not quick or s[0] in QUICK_CUDA]
@@ -96,7 +94,7 @@ def run(device: str = "cuda", quick: bool = False, dtype: str = "fp16", reps: in
         torch_dtype = torch.float32  # CPU matmuls in half precision are slow emulation, not a baseline
         shapes = QUICK_CPU if quick else QUICK_CPU + [("512px level2 self", 2, 8, 256, 256, 160)]
         providers = CPU_PROVIDERS
-    name = common.device_name(device) + (" (Triton interpreter)" if device == "cpu" else "")
+    name = common.device_name(device) + (" (Triton interpreter)" if device == "cpu" and interpreting() else "")
     peak = common.peak_tflops(name, torch_dtype)
     meta = common.run_metadata(name)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -112,7 +110,10 @@ def run(device: str = "cuda", quick: bool = False, dtype: str = "fp16", reps: in
         for provider in providers:
             row = dict(base, provider=provider)
             rows.append(row)
-            if provider == "triton" and device == "cpu" and (idx > 0 or not interpreting()):
+            if provider == "triton" and device == "cpu" and not interpreting():
+                row["error"] = "skipped: the Triton kernel needs CUDA here; TRITON_INTERPRET=1 runs it on the CPU"
+                continue
+            if provider == "triton" and device == "cpu" and idx > 0:
                 row["error"] = "skipped: the CPU Triton path runs under the interpreter for the first shape only"
                 continue
             try:
@@ -136,50 +137,33 @@ def run(device: str = "cuda", quick: bool = False, dtype: str = "fp16", reps: in
 def table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)"
-    head = rows[0]
-    out = [f"device: {head['device']}  dtype: {head['dtype']}  torch {head['torch']}  triton {head['triton']}  "
-           f"commit {head['git_commit']}",
-           "| case | shape BxHxNxMxD | provider | p50 ms | p20 ms | p80 ms | TFLOP/s | % peak | vs ref | max err |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-    ref = {r["case"]: r["ms_p50"] for r in rows if r["provider"] == "ref" and "ms_p50" in r}
+    ref = common.p50_by(rows, "case", "ref", "ms_p50")
+    body = []
     for r in rows:
         if "ms_p50" not in r:
-            out.append(f"| {r['case']} | {r['shape']} | {r['provider']} | {r.get('error', '')} ||||||| ")
+            body.append([r["case"], r["shape"], r["provider"], r.get("error", "")])
             continue
         pct = "-" if r.get("pct_peak") is None else f"{r['pct_peak']:.1f}"
         speed = f"{ref[r['case']] / r['ms_p50']:.2f}x" if r["case"] in ref else "-"
         err = f"{r['max_err']:.2e}" if r.get("max_err") is not None else ""
-        out.append(f"| {r['case']} | {r['shape']} | {r['provider']} | {r['ms_p50']:.4f} | {r['p20']:.4f} | "
-                   f"{r['p80']:.4f} | {r['tflops']:.3g} | {pct} | {speed} | {err} |")
-    return "\n".join(out)
+        body.append([r["case"], r["shape"], r["provider"], f"{r['ms_p50']:.4f}", f"{r['p20']:.4f}", f"{r['p80']:.4f}",
+                     f"{r['tflops']:.3g}", pct, speed, err])
+    return common.markdown_table(common.run_header(rows[0]), ["case", "shape BxHxNxMxD", "provider", "p50 ms", "p20 ms",
+                                                              "p80 ms", "TFLOP/s", "% peak", "vs ref", "max err"], body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    ap.add_argument("--quick", action="store_true", help="a few shapes only")
+    ap = common.kernel_arg_parser(__doc__, "benchmarks/results/attention.csv",
+                                  "exit 1 unless triton is at least this many times faster than ref on every shape")
     ap.add_argument("--dtype", choices=("fp16", "bf16"), default="fp16", help="CUDA input dtype (CPU runs fp32)")
-    ap.add_argument("--json", type=Path, help="write the rows here")
-    ap.add_argument("--csv", type=Path, help="append the rows here (e.g. benchmarks/results/attention.csv)")
-    ap.add_argument("--assert-speedup", type=float, default=None,
-                    help="exit 1 unless triton is at least this many times faster than ref on every shape")
     args = ap.parse_args(argv)
     rows = run(args.device, args.quick, args.dtype)
     print(table(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1))
-    if args.csv:
-        common.append_csv(args.csv, rows, CSV_FIELDS)
-    if args.assert_speedup is not None:
-        ours = {r["case"]: r["ms_p50"] for r in rows if r["provider"] == "triton" and "ms_p50" in r}
-        ref = {r["case"]: r["ms_p50"] for r in rows if r["provider"] == "ref" and "ms_p50" in r}
-        slow = [c for c in ref if c not in ours or ref[c] / ours[c] < args.assert_speedup]
-        if slow:
-            print(f"speed-up below {args.assert_speedup}x on: {', '.join(slow)}")
-            return 1
-    return 0
+    common.write_rows(rows, args.json, args.csv, CSV_FIELDS)
+    if args.assert_speedup is None:
+        return 0
+    return common.speedup_gate(common.speedup_problems(rows, args.assert_speedup, key="case", time_key="ms_p50",
+                                                       base="ref"))
 
 
 if __name__ == "__main__":

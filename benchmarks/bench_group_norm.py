@@ -12,27 +12,27 @@ Shapes (performance.md §1.3, fp16): every distinct UNet GroupNorm at 512x512 wi
 GroupNorm at batch 1; --quick keeps two of each (CUDA) or two tiny ones (CPU, where the Triton provider runs under
 the interpreter and only shows that the code path works).
 
-Metric: CUDA times from triton.testing.do_bench (median, 20th and 80th percentile over runs; it flushes L2 between
-runs, so these are HBM numbers, pessimistic for UNet tensors that a producer leaves in the 50 MB L2). GB/s use the
-algorithmic traffic of kernels/group_norm.py's docstring, 2 * numel * itemsize (read x once, write y once) for every
-provider, so GB/s are comparable across providers and with performance.md goal 4 (>= 80 % of HBM peak on
-VAE-decoder shapes); the Triton kernels actually move 1.5x that (x is read twice). % of peak uses the HBM bandwidth
-of the detected card (H100 SXM 3.35 TB/s, H100 PCIe 2.0, H200 4.8, A100 2.0).
+Metric: CUDA times from common.time_cuda (triton.testing.do_bench, 100 ms warm-up and 500 ms of timed calls: median,
+20th and 80th percentile; it flushes L2 between runs, so these are HBM numbers, pessimistic for UNet tensors that a
+producer leaves in the 50 MB L2). GB/s use the algorithmic traffic of kernels/group_norm.py's docstring,
+2 * numel * itemsize (read x once, write y once) for every provider, so GB/s are comparable across providers and with
+performance.md goal 4 (>= 80 % of HBM peak on VAE-decoder shapes); the Triton kernels actually move 1.5x that (x is
+read twice). % of peak uses the HBM bandwidth of the detected card (common.hbm_peak: H100 SXM 3.35 TB/s, H100 PCIe
+2.0, H200 4.8, A100 SXM4 80GB 2.0; none for other cards). `max_err` (triton rows) is the largest |ours - ref|.
+A provider that cannot run (the Triton one on a CPU without TRITON_INTERPRET=1) gives a row with an `error`.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime
-import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:  # `common` when this file is loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402  (after the sys.path line above)
+from common import hbm_peak  # noqa: E402,F401  (re-exported: the peak this script divides by)
+
 UNET_SHAPES = [(2, c, s, s) for s, cs in ((64, (320, 640, 960)), (32, (320, 640, 960, 1280, 1920)),
                                           (16, (640, 1280, 1920, 2560)), (8, (1280, 2560))) for c in cs]
 VAE_SHAPES = [(1, 512, 64, 64), (1, 512, 128, 128), (1, 512, 256, 256), (1, 256, 256, 256), (1, 256, 512, 512),
@@ -44,35 +44,6 @@ PROVIDERS = ("triton", "torch", "ref", "torch_gn")
 CSV_FIELDS = ["op", "provider", "net", "shape", "dtype", "metric", "unit", "p50", "p20", "p80", "bytes", "gbps",
               "hbm_pct", "max_err", "error", "device", "torch", "triton", "git_commit", "timestamp"]
 GROUPS, EPS = 32, 1e-6
-
-
-def hbm_peak(device_name: str) -> float | None:
-    """HBM bandwidth in bytes/s for the cards of performance.md §3, None when unknown."""
-    name = device_name.upper()
-    if "H200" in name:
-        return 4.8e12
-    if "H100" in name:
-        return 2.0e12 if "PCIE" in name else 3.35e12  # "NVIDIA H100 80GB HBM3" is the SXM5 part
-    if "A100" in name:
-        return 2.0e12
-    return None
-
-
-def _git_commit() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
-    return res.stdout.strip() or "unknown"
-
-
-def _time_cpu(fn, reps: int) -> list[float]:
-    """(p50, p20, p80) in ms of `reps` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
-    return [statistics.median(times), q[1], q[7]]
 
 
 def _providers(x, w, b):
@@ -93,23 +64,21 @@ def run(device: str = "cuda", quick: bool = False, reps: int = 3) -> list[dict]:
     if device == "cpu" and "triton" not in sys.modules:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # CPU tensors need the interpreter, set before triton loads
     import torch
-    import triton
 
+    from inpaintlab.kernels import interpreting
     from inpaintlab.kernels.group_norm import group_norm_ref
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("bench_group_norm: --device cuda needs a GPU (use --device cpu for a smoke run)")
+    common.check_device("bench_group_norm", device)
     dtype = torch.float16 if device == "cuda" else torch.float32
     if device == "cuda":
         shapes = QUICK_CUDA if quick else [("unet", s) for s in UNET_SHAPES] + [("vae", s) for s in VAE_SHAPES]
-        device_name = torch.cuda.get_device_name()
     else:
         shapes = QUICK_CPU if quick else QUICK_CPU + [("unet", (2, 320, 16, 16))]
-        device_name = "cpu (Triton interpreter)"
-    peak = hbm_peak(device_name) if device == "cuda" else None
-    common = dict(op="group_norm_silu", dtype=str(dtype).removeprefix("torch."), metric="time", unit="ms",
-                  device=device_name, torch=torch.__version__, triton=triton.__version__, git_commit=_git_commit(),
-                  timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    name = common.device_name(device) + (" (Triton interpreter)" if device == "cpu" and interpreting() else "")
+    peak = common.hbm_peak(name) if device == "cuda" else None
+    meta = dict(op="group_norm_silu", dtype=str(dtype).removeprefix("torch."), metric="time", unit="ms",
+                **common.run_metadata(name))
+    timer = common.time_cuda if device == "cuda" else (lambda f: common.time_cpu(f, reps))
     rows = []
     gen = torch.Generator(device=device).manual_seed(0)
     for net, shape in shapes:
@@ -118,72 +87,51 @@ def run(device: str = "cuda", quick: bool = False, reps: int = 3) -> list[dict]:
         b = (0.1 * torch.randn(shape[1], device=device, generator=gen)).to(dtype)
         nbytes = 2 * x.numel() * x.element_size()
         fns = _providers(x, w, b)
-        max_err = (fns["triton"]().float() - group_norm_ref(x, GROUPS, w, b, EPS, silu=True).float()).abs().max()
+        base = dict(meta, net=net, shape="x".join(map(str, shape)))
         for provider in PROVIDERS:
-            try:
-                if device == "cuda":
-                    p50, p20, p80 = triton.testing.do_bench(fns[provider], quantiles=[0.5, 0.2, 0.8])
-                else:
-                    p50, p20, p80 = _time_cpu(fns[provider], reps)
-            except Exception as exc:  # a provider that cannot run here is reported, not fatal
-                rows.append({**common, "net": net, "shape": "x".join(map(str, shape)), "provider": provider,
-                             "error": f"{type(exc).__name__}: {exc}"})
+            try:  # a provider that cannot run here (no GPU, no interpreter) is an error row, not a failed section
+                max_err = None
+                if provider == "triton":
+                    ref = group_norm_ref(x, GROUPS, w, b, EPS, silu=True).float()
+                    max_err = (fns["triton"]().float() - ref).abs().max().item()
+                p50, p20, p80 = timer(fns[provider])
+            except Exception as exc:
+                rows.append(dict(base, provider=provider, error=common.error_text(exc)))
                 continue
             gbps = nbytes / (p50 * 1e-3) / 1e9
-            rows.append({**common, "net": net, "shape": "x".join(map(str, shape)), "provider": provider,
-                         "p50": p50, "p20": p20, "p80": p80, "bytes": nbytes, "gbps": gbps,
-                         "hbm_pct": None if peak is None else 100 * gbps * 1e9 / peak,
-                         "max_err": float(max_err) if provider == "triton" else None})
+            rows.append(dict(base, provider=provider, p50=p50, p20=p20, p80=p80, bytes=nbytes, gbps=gbps,
+                             hbm_pct=None if peak is None else 100 * gbps * 1e9 / peak, max_err=max_err))
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    out = [f"device: {rows[0]['device']}  dtype: {rows[0]['dtype']}  commit: {rows[0]['git_commit']}" if rows else "",
-           "| net | shape | provider | p50 ms | p20 ms | p80 ms | GB/s | % HBM | speed-up vs torch |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    base = {(r["shape"]): r["p50"] for r in rows if r["provider"] == "torch" and "p50" in r}
+    if not rows:
+        return "(no rows)"
+    base = common.p50_by(rows, "shape", "torch", "p50")
+    body = []
     for r in rows:
         if "error" in r:
-            out.append(f"| {r['net']} | {r['shape']} | {r['provider']} | error: {r['error']} |||||")
+            body.append([r["net"], r["shape"], r["provider"], f"error: {r['error']}"])
             continue
         pct = "-" if r["hbm_pct"] is None else f"{r['hbm_pct']:.0f}"
         speed = f"{base[r['shape']] / r['p50']:.2f}x" if r["shape"] in base else "-"
-        out.append(f"| {r['net']} | {r['shape']} | {r['provider']} | {r['p50']:.4f} | {r['p20']:.4f} | "
-                   f"{r['p80']:.4f} | {r['gbps']:.3g} | {pct} | {speed} |")
-    return "\n".join(out)
+        err = "" if r["max_err"] is None else f"{r['max_err']:.2e}"
+        body.append([r["net"], r["shape"], r["provider"], f"{r['p50']:.4f}", f"{r['p20']:.4f}", f"{r['p80']:.4f}",
+                     f"{r['gbps']:.3g}", pct, speed, err])
+    return common.markdown_table(common.run_header(rows[0]), ["net", "shape", "provider", "p50 ms", "p20 ms", "p80 ms",
+                                                              "GB/s", "% HBM", "speed-up vs torch", "max err"], body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    ap.add_argument("--quick", action="store_true", help="a few shapes only")
-    ap.add_argument("--json", type=Path, help="write the rows here")
-    ap.add_argument("--csv", type=Path, help="append the rows here (e.g. benchmarks/results/group_norm.csv)")
-    ap.add_argument("--assert-speedup", type=float, default=None,
-                    help="exit 1 unless triton beats torch (GroupNorm->SiLU) by this factor on every shape")
+    ap = common.kernel_arg_parser(__doc__, "benchmarks/results/group_norm.csv",
+                                  "exit 1 unless triton beats torch (GroupNorm->SiLU) by this factor on every shape")
     args = ap.parse_args(argv)
     rows = run(args.device, args.quick)
     print(table(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1))
-    if args.csv:
-        new = not args.csv.exists()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            if new:
-                w.writeheader()
-            w.writerows(rows)
-    if args.assert_speedup is not None:
-        t = {r["shape"]: r["p50"] for r in rows if r["provider"] == "triton" and "p50" in r}
-        base = {r["shape"]: r["p50"] for r in rows if r["provider"] == "torch" and "p50" in r}
-        slow = [s for s in base if s not in t or base[s] / t[s] < args.assert_speedup]
-        if slow:
-            print(f"speed-up below {args.assert_speedup}x on: {', '.join(slow)}")
-            return 1
-    return 0
+    common.write_rows(rows, args.json, args.csv, CSV_FIELDS)
+    if args.assert_speedup is None:
+        return 0
+    return common.speedup_gate(common.speedup_problems(rows, args.assert_speedup, key="shape", time_key="p50"))
 
 
 if __name__ == "__main__":

@@ -9,24 +9,27 @@ between the two models after a warm-up, both under torch.inference_mode; the med
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # `common` when this file is loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_unet_step  # noqa: E402  (the ldm -> diffusers conversion shared with the GPU UNet benchmark)
+import common  # noqa: E402
+
+CSV_FIELDS = ["op", "provider", "shape", "dtype", "metric", "unit", "p50", "p20", "p80", "device", "torch", "diffusers",
+              "commit", "timestamp"]
+
 
 def build_models(in_channels: int, seed: int):
-    from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm
-
     from inpaintlab.unet import UNetConfig, UNetModel
 
     cfg = UNetConfig(in_channels=in_channels)
@@ -42,27 +45,7 @@ def build_models(in_channels: int, seed: int):
                     p.normal_(0.0, 0.02, generator=g)
             else:
                 p.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=g)
-
-    unet = {"in_channels": in_channels, "out_channels": 4, "model_channels": 320, "attention_resolutions": [4, 2, 1],
-            "num_res_blocks": 2, "channel_mult": [1, 2, 4, 4], "num_heads": 8, "use_spatial_transformer": True,
-            "transformer_depth": 1, "context_dim": 768, "use_checkpoint": True, "legacy": False}
-    original_config = {"model": {"params": {"unet_config": {"params": unet},
-                                            "first_stage_config": {"params": {"ddconfig": {"ch_mult": [1, 2, 4, 4]}}}}}}
-    checkpoint = {"model.diffusion_model." + k: v for k, v in ours.state_dict().items()}
-    dconfig = create_unet_diffusers_config_from_ldm(original_config, checkpoint)
-    converted = convert_ldm_unet_checkpoint(checkpoint, dconfig)
-    with torch.device("meta"):
-        theirs = UNet2DConditionModel(**dconfig)
-    theirs.load_state_dict(converted, strict=True, assign=True)
-    return ours, theirs.eval()
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return ours, bench_unet_step.diffusers_unet(ours)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,22 +104,19 @@ def main(argv: list[str] | None = None) -> int:
           f"   max|eps diff| {diff:.2e}")
 
     if args.csv:
-        new = not args.csv.exists()
-        with args.csv.open("a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(["op", "provider", "shape", "dtype", "metric", "unit", "p50", "p20", "p80", "device",
-                            "torch", "diffusers", "commit", "timestamp"])
-            import diffusers
+        import diffusers
 
-            shape = f"B{args.batch}x{args.in_channels}x{args.size}x{args.size},L{args.tokens}"
-            device = f"cpu:{platform.processor() or platform.machine()}:{torch.get_num_threads()}threads"
-            stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-            for name, ts in times.items():
-                q = statistics.quantiles(ts, n=5) if len(ts) > 1 else [ts[0]] * 4
-                w.writerow(["unet_sd15", name, shape, "fp32", "time", "ms", f"{med[name] * 1e3:.1f}",
-                            f"{q[0] * 1e3:.1f}", f"{q[3] * 1e3:.1f}", device, torch.__version__, diffusers.__version__,
-                            git_commit(), stamp])
+        shape = f"B{args.batch}x{args.in_channels}x{args.size}x{args.size},L{args.tokens}"
+        device = f"cpu:{platform.processor() or platform.machine()}:{torch.get_num_threads()}threads"
+        stamp = dict(op="unet_sd15", shape=shape, dtype="fp32", metric="time", unit="ms", device=device,
+                     torch=torch.__version__, diffusers=diffusers.__version__, commit=common.git_commit(),
+                     timestamp=common.utc_timestamp())
+        rows = []
+        for name, ts in times.items():
+            p50, p20, p80 = common.quantiles_ms(ts)
+            rows.append(dict(stamp, provider=name, p50=f"{p50 * 1e3:.1f}", p20=f"{p20 * 1e3:.1f}",
+                             p80=f"{p80 * 1e3:.1f}"))
+        common.append_csv(args.csv, rows, CSV_FIELDS)
     if args.assert_ratio is not None and ratio > args.assert_ratio:
         print(f"ratio {ratio:.3f} exceeds --assert-ratio {args.assert_ratio}", file=sys.stderr)
         return 1

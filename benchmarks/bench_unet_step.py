@@ -25,8 +25,6 @@ Every row also carries the largest difference of the provider's output from the 
 from __future__ import annotations
 
 import dataclasses
-import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -61,10 +59,6 @@ def row(op: str, provider: str, shape: str, dtype: str, **extra) -> dict:
                 tflops=None, gb_s=None, pct_peak=None, status="ok", error=None, note=None)
     base.update(extra)
     return base
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def build_weights_model(model_cls: type, config, device: str, dtype, seed: int, kernels: str = "torch"):
@@ -163,19 +157,6 @@ def unet_flop(case: Case, use_spec: bool = True) -> tuple[float, str]:
     return count_flop(lambda: model(x, t, context)), "torch.utils.flop_counter"
 
 
-def quantiles_ms(times: list[float]) -> tuple[float, float, float]:
-    """(median, 20th, 80th percentile) of a list of times."""
-    if len(times) == 1:
-        return times[0], times[0], times[0]
-    q = statistics.quantiles(times, n=10, method="inclusive")
-    return statistics.median(times), q[1], q[7]
-
-
-def error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], base: dict, *, device: str, flop: float,
                    peak_tflops: float | None, cpu_reps: int, notes: dict[str, str] | None = None,
                    skip: dict[str, str] | None = None, single_call: frozenset[str] = frozenset()) -> list[dict]:
@@ -195,7 +176,7 @@ def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], bas
     calls, times, reference = {}, {}, None
 
     def fail(name: str, exc: BaseException) -> None:
-        rows[name].update(status="error", error=error_text(exc))
+        rows[name].update(status="error", error=common.error_text(exc))
         calls.pop(name, None)
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -249,7 +230,7 @@ def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], bas
         for name in calls:
             if name in single_call:
                 rows[name]["timing"] = "one call"
-            p50, p20, p80 = quantiles_ms(times[name])
+            p50, p20, p80 = common.quantiles_ms(times[name])
             tflops = flop / (p50 * 1e-3) / 1e12
             rows[name].update(ms_p50=p50, ms_p20=p20, ms_p80=p80, tflops=tflops, timed_calls=len(times[name]),
                               pct_peak=None if peak_tflops is None else 100 * tflops / peak_tflops)
@@ -275,6 +256,20 @@ def single_call_providers(device: str) -> frozenset[str]:
     return frozenset({"triton"}) if device == "cpu" else frozenset()
 
 
+def model_settings(script: str, device: str, quick: bool, cpu_reps: int | None) -> tuple:
+    """(dtype, CPU rounds, dense fp16 peak or None, providers to skip) of a model section: fp16 on CUDA, fp32 on the
+    CPU, where the Triton provider is skipped unless TRITON_INTERPRET=1."""
+    import torch
+
+    from inpaintlab.kernels import interpreting
+
+    common.check_device(script, device)
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    peak = common.peak_tflops(common.device_name(device), dtype) if device == "cuda" else None
+    skip = {} if device == "cuda" or interpreting() else {"triton": TRITON_CPU_SKIP}
+    return dtype, cpu_reps or (3 if quick else 5), peak, skip
+
+
 def cases(device: str, quick: bool) -> list[Case]:
     if device == "cuda":
         return [Case("sd15", image // 8) for image in (CUDA_IMAGES[:1] if quick else CUDA_IMAGES)]
@@ -287,12 +282,7 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
 
     from inpaintlab.unet import UNetModel
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("bench_unet_step: --device cuda needs a GPU (use --device cpu for a smoke run)")
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    cpu_reps = cpu_reps or (3 if quick else 5)
-    peak = common.peak_tflops(common.device_name(device), dtype) if device == "cuda" else None
-    skip = {} if device == "cuda" or interpreting() else {"triton": TRITON_CPU_SKIP}
+    dtype, cpu_reps, peak, skip = model_settings("bench_unet_step", device, quick, cpu_reps)
     notes = {"triton": TRITON_CPU_NOTE} if device == "cpu" else {}
     rows: list[dict] = []
     by_config: dict[str, object] = {}
@@ -316,7 +306,7 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
             context = torch.randn(case.batch, case.tokens, cfg.context_dim, generator=g, device=device).to(dtype)
             t = torch.full((case.batch,), 981.0, device=device)  # one timestep for both halves of the CFG batch
         except Exception as exc:
-            rows.append(row(provider="torch", **base, status="error", error=error_text(exc)))
+            rows.append(row(provider="torch", **base, status="error", error=common.error_text(exc)))
             continue
 
         providers = model_providers(ours, cfg, x, t, context)

@@ -72,14 +72,9 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
 
     from inpaintlab.vae import AutoencoderKL
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("bench_vae_decode: --device cuda needs a GPU (use --device cpu for a smoke run)")
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    cpu_reps = cpu_reps or (3 if quick else 5)
+    dtype, cpu_reps, peak, skip = unet_bench.model_settings("bench_vae_decode", device, quick, cpu_reps)
     config_name, latent, batch = ("sd15", 64, 1) if device == "cuda" else ("tiny", 8 if quick else 16, 1)
     cfg = vae_config(config_name)
-    peak = common.peak_tflops(common.device_name(device), dtype) if device == "cuda" else None
-    skip = {} if device == "cuda" or unet_bench.interpreting() else {"triton": unet_bench.TRITON_CPU_SKIP}
     notes = {"triton": TRITON_NOTE_CUDA if device == "cuda" else unet_bench.TRITON_CPU_NOTE}
     side = latent * cfg.downscale
     base = dict(op="vae_decode", shape=f"{batch}x{cfg.embed_dim}x{latent}x{latent}",
@@ -91,7 +86,7 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
         g = torch.Generator(device=device).manual_seed(seed + 1)
         z = torch.randn(batch, cfg.embed_dim, latent, latent, generator=g, device=device).to(dtype)
     except Exception as exc:
-        return [unet_bench.row(provider="torch", **base, status="error", error=unet_bench.error_text(exc))]
+        return [unet_bench.row(provider="torch", **base, status="error", error=common.error_text(exc))]
 
     def build_triton():
         model = unet_bench.share_weights(AutoencoderKL, cfg, ours, "triton")

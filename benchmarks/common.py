@@ -1,20 +1,34 @@
-"""Helpers shared by the benchmark scripts: timing, device peaks, run metadata, CSV rows.
+"""Helpers shared by the benchmark scripts: timing, device peaks, run metadata, CSV rows, the scripts' command line
+and their markdown tables.
 
 Scripts in this folder import it as ``common`` (their own folder is on sys.path when run as scripts; importers that
 load a script by path call ``add_to_path()`` first). Nothing here runs at import.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime
+import json
+import re
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# do_bench's warm-up and measuring time (ms) in time_cuda; see there
+CUDA_WARMUP_MS, CUDA_REP_MS = 100, 500
+
+# spec/performance.md §3: dense fp16/bf16 tensor-core TFLOP/s and HBM bytes/s of the cards it has figures for
+CARDS = {
+    "H100 SXM": (989.0, 3.35e12),
+    "H100 PCIe": (756.0, 2.0e12),  # §3 quotes 756-800 dense; the lower figure, so % of peak is not understated
+    "H200": (989.0, 4.8e12),
+    "A100 SXM 80GB": (312.0, 2.0e12),
+}
 
 
 def add_to_path() -> None:
@@ -24,10 +38,21 @@ def add_to_path() -> None:
         sys.path.insert(0, here)
 
 
+def git(*argv: str) -> str:
+    """stdout of a git command in the repository, "" when git is missing or fails (metadata must not stop a run)."""
+    try:
+        res = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
 def git_commit() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                         check=False)
-    return res.stdout.strip() or "unknown"
+    return git("rev-parse", "--short", "HEAD") or "unknown"
+
+
+def utc_timestamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def run_metadata(device_name: str) -> dict:
@@ -41,7 +66,7 @@ def run_metadata(device_name: str) -> dict:
     except ImportError:
         triton_version = "not installed"
     return dict(device=device_name, torch=torch.__version__, triton=triton_version, git_commit=git_commit(),
-                timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+                timestamp=utc_timestamp())
 
 
 def device_name(device: str) -> str:
@@ -53,33 +78,58 @@ def device_name(device: str) -> str:
     return "cpu"
 
 
+def check_device(script: str, device: str) -> None:
+    """Raise a clear error when a CUDA run is asked for on a machine without a GPU."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{script}: --device cuda needs a GPU (use --device cpu for a smoke run)")
+
+
+def card(name: str) -> str | None:
+    """The CARDS key for a torch.cuda.get_device_name() string, None for a card without figures in the spec.
+
+    Names are matched word by word, so "NVIDIA GH200 480GB" (a different memory system) is not an H200. The H100 SXM5
+    calls itself "NVIDIA H100 80GB HBM3"; the H100 NVL, H800, H200 NVL (a lower power limit than the SXM part) and
+    A100s other than the 80 GB SXM4 get None rather than a neighbour's figures.
+    """
+    words = set(re.split(r"[^A-Z0-9]+", name.upper()))
+    if "H200" in words:
+        return None if "NVL" in words else "H200"
+    if "H100" in words:
+        if "PCIE" in words:
+            return "H100 PCIe"
+        if "NVL" not in words and ("HBM3" in words or any(w.startswith("SXM") for w in words)):
+            return "H100 SXM"
+        return None
+    if "A100" in words and any(w.startswith("SXM") for w in words) and "80GB" in words:
+        return "A100 SXM 80GB"
+    return None
+
+
 def peak_tflops(name: str, dtype) -> float | None:
     """Dense fp16/bf16 tensor-core peak (TFLOP/s) of the cards in spec/performance.md §3; None when unknown or for
     other dtypes (fp32 kernels here run without TF32, so the tensor-core peak would not be their ceiling)."""
     import torch
 
-    if dtype not in (torch.float16, torch.bfloat16):
+    key = card(name)
+    if key is None or dtype not in (torch.float16, torch.bfloat16):
         return None
-    name = name.upper()
-    if "H200" in name:
-        return 989.0
-    if "H100" in name:
-        return 756.0 if "PCIE" in name else 989.0  # "NVIDIA H100 80GB HBM3" is the SXM5 part
-    if "A100" in name:
-        return 312.0
-    return None
+    return CARDS[key][0]
 
 
 def hbm_peak(name: str) -> float | None:
     """HBM bandwidth in bytes/s of the cards in spec/performance.md §3, None when unknown."""
-    name = name.upper()
-    if "H200" in name:
-        return 4.8e12
-    if "H100" in name:
-        return 2.0e12 if "PCIE" in name else 3.35e12
-    if "A100" in name:
-        return 2.0e12
-    return None
+    key = card(name)
+    return None if key is None else CARDS[key][1]
+
+
+def quantiles_ms(times: Sequence[float]) -> tuple[float, float, float]:
+    """(median, 20th, 80th percentile) of a list of times."""
+    if len(times) == 1:
+        return times[0], times[0], times[0]
+    q = statistics.quantiles(times, n=10, method="inclusive")
+    return statistics.median(times), q[1], q[7]
 
 
 def time_cpu(fn: Callable[[], object], reps: int = 5) -> tuple[float, float, float]:
@@ -90,18 +140,31 @@ def time_cpu(fn: Callable[[], object], reps: int = 5) -> tuple[float, float, flo
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    if len(times) < 2:
-        return times[0], times[0], times[0]
-    q = statistics.quantiles(times, n=10, method="inclusive")
-    return statistics.median(times), q[1], q[7]
+    return quantiles_ms(times)
 
 
 def time_cuda(fn: Callable[[], object]) -> tuple[float, float, float]:
-    """(p50, p20, p80) in ms from triton.testing.do_bench (it flushes L2 between runs)."""
+    """(p50, p20, p80) in ms from triton.testing.do_bench (CUDA events; it flushes L2 before every call).
+
+    do_bench runs as many calls as fit in its `rep` time after `warmup` ms of untimed ones. Its default 100 ms leaves
+    only ~10 samples for a 10 ms call, too few for stable 20th/80th percentiles; 500 ms gives >= 50 samples for any
+    kernel under 10 ms (thousands for the microsecond GroupNorms) at ~0.6 s per provider and shape.
+    """
     import triton.testing
 
-    p50, p20, p80 = triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])
+    p50, p20, p80 = triton.testing.do_bench(fn, warmup=CUDA_WARMUP_MS, rep=CUDA_REP_MS, quantiles=[0.5, 0.2, 0.8])
     return p50, p20, p80
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """One line naming the exception, at most `limit` characters."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def cell(text: object) -> str:
+    """`text` safe inside a markdown table cell (no pipes, one line)."""
+    return str(text).replace("|", "/").replace("\n", " ")
 
 
 def append_csv(path: Path, rows: Iterable[dict], fields: list[str]) -> None:
@@ -113,3 +176,69 @@ def append_csv(path: Path, rows: Iterable[dict], fields: list[str]) -> None:
         if new:
             w.writeheader()
         w.writerows(rows)
+
+
+# ------------------------------------------------------------------------------ kernel scripts' CLI and tables
+
+
+def kernel_arg_parser(doc: str, csv_example: str, speedup_help: str) -> argparse.ArgumentParser:
+    """The options every kernel benchmark script takes: --device, --quick, --json, --csv, --assert-speedup."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    ap.add_argument("--quick", action="store_true", help="a few shapes only")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--csv", type=Path, help=f"append the rows here (e.g. {csv_example})")
+    ap.add_argument("--assert-speedup", type=float, default=None, help=speedup_help)
+    return ap
+
+
+def write_rows(rows: list[dict], json_path: Path | None, csv_path: Path | None, csv_fields: list[str]) -> None:
+    """The --json (all rows, indented) and --csv (appended) outputs of a kernel benchmark script."""
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=1))
+    if csv_path:
+        append_csv(csv_path, rows, csv_fields)
+
+
+def p50_by(rows: Iterable[dict], key: str, provider: str, time_key: str) -> dict:
+    """{row[key]: row[time_key]} over `provider`'s rows that have a time."""
+    return {r[key]: r[time_key] for r in rows if r.get("provider") == provider and r.get(time_key)}
+
+
+def speedup_problems(rows: list[dict], factor: float, *, key: str, time_key: str, ours: str = "triton",
+                     base: str = "torch") -> list[str]:
+    """One line per `key` value where `ours` lacks a time or is less than `factor` times as fast as `base` (a
+    missing time counts as a failure: an error or a skip must not pass a speed gate)."""
+    mine, theirs = p50_by(rows, key, ours, time_key), p50_by(rows, key, base, time_key)
+    problems = []
+    for k in dict.fromkeys(r[key] for r in rows if r.get("provider") in (ours, base)):
+        if k not in mine or k not in theirs:
+            times = ", ".join(f"{p} " + (f"{t[k]:.4g} ms" if k in t else "none") for p, t in ((base, theirs), (ours, mine)))
+            problems.append(f"{k}: no {base}/{ours} timing to compare ({times})")
+        elif theirs[k] / mine[k] < factor:
+            problems.append(f"{k}: {ours} {mine[k]:.4g} ms vs {base} {theirs[k]:.4g} ms "
+                            f"(speed-up {theirs[k] / mine[k]:.3f}x < {factor}x)")
+    return problems
+
+
+def speedup_gate(problems: list[str]) -> int:
+    """Exit status of --assert-speedup: the problems go to stderr, 1 if there are any."""
+    for problem in problems:
+        print(f"assert-speedup: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def markdown_table(header: str, columns: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+    """`header`, then a markdown table; a row with fewer cells than columns (an error row) is padded with empties."""
+    out = [header, "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for cells in body:
+        cells = [cell(c) for c in cells]
+        out.append("| " + " | ".join(cells + [""] * (len(columns) - len(cells))) + " |")
+    return "\n".join(out)
+
+
+def run_header(row: dict) -> str:
+    """The line above a kernel script's table: device, dtype, versions, commit (from the first row's metadata)."""
+    return (f"device: {row['device']}  dtype: {row['dtype']}  torch {row['torch']}  triton {row['triton']}  "
+            f"commit {row['git_commit']}")

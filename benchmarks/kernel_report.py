@@ -33,8 +33,6 @@ os.environ.pop("TRITON_INTERPRET", None)  # triton.jit picks interpreter vs comp
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated to silence its warning
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
-import datetime  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
@@ -44,6 +42,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # `common` when this file is loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import torch  # noqa: E402
 import triton  # noqa: E402
 from triton._C.libtriton import native_specialize_impl  # noqa: E402
@@ -52,7 +53,8 @@ from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.compiler.compiler import make_backend  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+import common  # noqa: E402
+
 MODULES = ("inpaintlab.kernels.group_norm", "inpaintlab.kernels.attention")
 TARGET = GPUTarget("cuda", 90, 32)
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -228,8 +230,8 @@ def build_report(modules: tuple[str, ...] = MODULES) -> dict:
         "triton": triton.__version__,
         "torch": torch.__version__,
         "tools": _run("ptxas", "--version").strip().splitlines()[-1],
-        "git_commit": _git_commit(),
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": common.git_commit(),
+        "timestamp": common.utc_timestamp(),
         "notes": notes,
         "configs": list(entries.values()),
     }
@@ -245,11 +247,6 @@ def problems(entry: dict) -> list[str]:
     if entry["expect_mma"] and not (entry["HGMMA"] or entry["HMMA"]):
         out.append("no tensor-core MMA in SASS")
     return out
-
-
-def _git_commit() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
-    return res.stdout.strip() or "unknown"
 
 
 def markdown(report: dict) -> str:
@@ -269,15 +266,9 @@ def write_csv(report: dict, path: Path) -> None:
     """Append one row per config (schema: op, config, metrics, target, versions, commit, timestamp)."""
     fields = ["op", "config", *COLUMNS[2:], "stack", "compile_s", "problems", "shapes", "target", "triton", "torch",
               "git_commit", "timestamp"]
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        for e in report["configs"]:
-            w.writerow({**e, "op": e["kernel"], "problems": "; ".join(e["problems"]), "shapes": " | ".join(e["labels"]),
-                        **{k: report[k] for k in ("target", "triton", "torch", "git_commit", "timestamp")}})
+    run_wide = {k: report[k] for k in ("target", "triton", "torch", "git_commit", "timestamp")}
+    common.append_csv(path, [{**e, "op": e["kernel"], "problems": "; ".join(e["problems"]),
+                              "shapes": " | ".join(e["labels"]), **run_wide} for e in report["configs"]], fields)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="append one row per config here (e.g. benchmarks/results/kernel_report.csv)")
     ap.add_argument("--module", action="append", help="kernel module(s) to report (default: all shipped)")
     args = ap.parse_args(argv)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    if str(common.REPO) not in sys.path:
+        sys.path.insert(0, str(common.REPO))
     report = build_report(tuple(args.module) if args.module else MODULES)
     print(markdown(report))
     if args.json:

@@ -20,14 +20,12 @@ with the device in each heading, and is also printed.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
 import math
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,14 +66,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git(*argv: str) -> str:
-    try:
-        res = subprocess.run(["git", *argv], cwd=common.REPO, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return res.stdout.strip() if res.returncode == 0 else ""
-
-
 def metadata(device: str, args: argparse.Namespace, sections: list[str]) -> dict:
     import torch
 
@@ -97,10 +87,10 @@ def metadata(device: str, args: argparse.Namespace, sections: list[str]) -> dict
         "torch": torch.__version__, "triton": version("triton"), "diffusers": version("diffusers"),
         "cuda": torch.version.cuda, "python": platform.python_version(), "cpu": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
-        "git_commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "git_commit": common.git_commit(),
         # uncommitted edits to the measured library code make the commit alone not reproduce the numbers
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "inpaintlab")),
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_dirty": bool(common.git("status", "--porcelain", "--untracked-files=no", "--", "inpaintlab")),
+        "timestamp": common.utc_timestamp(),
         "quick": args.quick, "sections": sections, "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
         "command": " ".join(["python", "benchmarks/run.py", *args.argv]),
     }
@@ -144,7 +134,7 @@ def normalize(section: str, raw: dict, device: str) -> dict:
 
 
 def section_error(section: str, exc: BaseException | str) -> dict:
-    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+    text = exc if isinstance(exc, str) else common.error_text(exc)
     return normalize(section, {"op": section, "provider": "-", "error": text}, "cpu")
 
 
@@ -201,10 +191,6 @@ def _num(value, digits: int = 3) -> str:
     return f"{value:.{digits + 1}f}"
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
-
-
 def _label(row: dict) -> str:
     prefix = row.get("case") or row.get("net") or row.get("image")
     return f"{prefix} {row['shape']}" if prefix and row["shape"] else str(prefix or row["shape"] or "-")
@@ -238,7 +224,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
             speed = f"{base / r['ms_p50']:.2f}x" if base and r["ms_p50"] else "-"
             diff = r.get("max_rel_diff")
             note = r["error"] and f"error: {r['error']}" or r["note"] or ""
-            out.append("| " + " | ".join(_cell(c) for c in (
+            out.append("| " + " | ".join(common.cell(c) for c in (
                 r["op"], r["provider"], _label(r), r["dtype"] or "-", _num(r["ms_p50"]), _num(r["ms_p20"]),
                 _num(r["ms_p80"]), _num(r["tflops"]), _num(r["gb_s"], 1), _num(r["pct_peak"], 1), speed,
                 "-" if diff is None else f"{diff:.1e}", note)) + " |")
@@ -256,15 +242,7 @@ def default_path(meta: dict, suffix: str) -> Path:
 def check_speedup(rows: list[dict], factor: float) -> list[str]:
     """Problems with the UNet step: Triton missing a time, or slower than `factor` x torch's speed."""
     unet = [r for r in rows if r["section"] == "unet"]
-    problems = []
-    for shape in dict.fromkeys(r["shape"] for r in unet):
-        ms = {r["provider"]: r["ms_p50"] for r in unet if r["shape"] == shape}
-        if not ms.get("torch") or not ms.get("triton"):
-            problems.append(f"unet {shape}: no torch/triton timing to compare ({ms})")
-        elif ms["torch"] / ms["triton"] < factor:
-            problems.append(f"unet {shape}: triton {ms['triton']:.3f} ms vs torch {ms['torch']:.3f} ms "
-                            f"(speed-up {ms['torch'] / ms['triton']:.3f}x < {factor}x)")
-    return problems
+    return [f"unet {p}" for p in common.speedup_problems(unet, factor, key="shape", time_key="ms_p50")]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -336,13 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     written = [str(p) for p in (json_path, md_path, args.csv) if p]
     if written:
         print(f"written: {', '.join(written)}")
-    if args.assert_speedup is not None:
-        problems = check_speedup(rows, args.assert_speedup)
-        for problem in problems:
-            print(f"assert-speedup: {problem}", file=sys.stderr)
-        if problems:
-            return 1
-    return 0
+    if args.assert_speedup is None:
+        return 0
+    return common.speedup_gate(check_speedup(rows, args.assert_speedup))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,14 @@ def bench():
 
 
 @pytest.fixture(scope="module")
+def common(bench):
+    """benchmarks/common.py, the helpers the scripts share (imported by the scripts above)."""
+    module = sys.modules["common"]
+    assert Path(module.__file__).resolve() == BENCH / "common.py", module
+    return module
+
+
+@pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     json_path, md_path = out / "results.json", out / "results.md"
@@ -159,6 +167,43 @@ def test_rows_from_other_scripts_are_normalised(bench):
     assert skipped["status"] == "skipped" and skipped["error"] is None and skipped["note"].startswith("skipped")
     nan = run.normalize("vae", {"provider": "torch", "ms_p50": 1.0, "max_abs_diff": float("nan")}, "cuda")
     assert nan["max_abs_diff"] is None  # JSON has no NaN
+
+
+@pytest.mark.parametrize("name, tflops, hbm", [
+    # spec/performance.md §3; H100 PCIe's dense fp16 is the lower end of §3's 756-800
+    ("NVIDIA H100 80GB HBM3", 989.0, 3.35e12),  # what torch calls the H100 SXM5
+    ("NVIDIA H100 SXM5 80GB", 989.0, 3.35e12),
+    ("NVIDIA H100 PCIe", 756.0, 2.0e12),
+    ("NVIDIA H200", 989.0, 4.8e12),
+    ("NVIDIA A100-SXM4-80GB", 312.0, 2.0e12),
+    # no figures in the spec: other parts that share a family name must not borrow a neighbour's peaks
+    ("NVIDIA GH200 480GB", None, None),
+    ("NVIDIA H100 NVL", None, None),
+    ("NVIDIA H200 NVL", None, None),
+    ("NVIDIA H800", None, None),
+    ("NVIDIA A100-PCIE-40GB", None, None),
+    ("NVIDIA A100-SXM4-40GB", None, None),
+    ("NVIDIA GeForce RTX 4090", None, None),
+    ("cpu", None, None),
+])
+def test_device_peaks(common, name, tflops, hbm):
+    import torch
+
+    assert common.peak_tflops(name, torch.float16) == tflops
+    assert common.peak_tflops(name, torch.bfloat16) == tflops
+    assert common.peak_tflops(name, torch.float32) is None  # fp32 runs without TF32: no tensor-core ceiling
+    assert common.hbm_peak(name) == hbm
+
+
+def test_kernel_script_helpers(common):
+    """The speed gate and table of bench_attention.py / bench_group_norm.py (common.speedup_problems, markdown_table)."""
+    rows = [{"provider": "torch", "shape": "a", "p50": 2.0}, {"provider": "triton", "shape": "a", "p50": 1.0},
+            {"provider": "torch", "shape": "b", "p50": 2.0}, {"provider": "triton", "shape": "b", "error": "x"}]
+    problems = common.speedup_problems(rows, 1.5, key="shape", time_key="p50")
+    assert len(problems) == 1 and problems[0].startswith("b:")  # a: 2x passes; b: no triton time fails
+    assert len(common.speedup_problems(rows, 2.5, key="shape", time_key="p50")) == 2
+    table = common.markdown_table("head", ["x", "y", "z"], [["1", "a|b", "3"], ["error: e\nf"]])
+    assert table.splitlines() == ["head", "| x | y | z |", "|---|---|---|", "| 1 | a/b | 3 |", "| error: e f |  |  |"]
 
 
 def test_default_result_paths(bench):
