@@ -37,7 +37,8 @@ class Conv2d(nn.Conv2d):
     gemm_min_weight = 1280 * 640 * 9  # ... for weights at least this large (measured crossovers, fp32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or self.weight.numel() < self.gemm_min_weight or x.ndim != 4:
+        if x.device.type != "cpu" or self.weight.numel() < self.gemm_min_weight or x.ndim != 4 \
+                or isinstance(self.padding, str):
             return super().forward(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         ho, wo = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1

@@ -17,9 +17,10 @@ MANIFEST = Path(__file__).resolve().parents[1] / "data" / "sd15_unet_keys.txt"
 HEADER = """\
 # SD1.5-inpainting UNet: checkpoint keys (prefix model.diffusion_model.) and shapes, one "key<TAB>d0,d1,..." a line.
 # Generated from the architecture: inpaintlab.unet.UNetModel(UNetConfig(in_channels=9)).state_dict() on the meta
-# device (ldm openaimodel.UNetModel, configs v1-inpainting-inference.yaml). Cross-checked by tests/unet/test_unet_keys.py:
-# diffusers 0.42.1 convert_ldm_unet_checkpoint maps these 686 keys one to one onto the 686 parameters of
-# UNet2DConditionModel with equal shapes; 686 keys as in mlcommons/training #807; 859,535,364 parameters.
+# device (ldm openaimodel.UNetModel, configs v1-inpainting-inference.yaml). Cross-checked by
+# tests/unet/test_unet_keys.py: diffusers 0.42.1 convert_ldm_unet_checkpoint maps these 686 keys one to one onto the
+# 686 parameters of UNet2DConditionModel with equal shapes; 686 keys as in mlcommons/training #807;
+# 859,535,364 parameters.
 # The plain SD1.5 UNet has the same keys; only input_blocks.0.0.weight is [320,4,3,3] there (859,520,964 parameters).
 """
 
