@@ -135,21 +135,8 @@ def run(device: str = "cuda", quick: bool = False, dtype: str = "fp16", reps: in
 
 
 def table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no rows)"
-    ref = common.p50_by(rows, "case", "ref", "ms_p50")
-    body = []
-    for r in rows:
-        if "ms_p50" not in r:
-            body.append([r["case"], r["shape"], r["provider"], r.get("error", "")])
-            continue
-        pct = "-" if r.get("pct_peak") is None else f"{r['pct_peak']:.1f}"
-        speed = f"{ref[r['case']] / r['ms_p50']:.2f}x" if r["case"] in ref else "-"
-        err = f"{r['max_err']:.2e}" if r.get("max_err") is not None else ""
-        body.append([r["case"], r["shape"], r["provider"], f"{r['ms_p50']:.4f}", f"{r['p20']:.4f}", f"{r['p80']:.4f}",
-                     f"{r['tflops']:.3g}", pct, speed, err])
-    return common.markdown_table(common.run_header(rows[0]), ["case", "shape BxHxNxMxD", "provider", "p50 ms", "p20 ms",
-                                                              "p80 ms", "TFLOP/s", "% peak", "vs ref", "max err"], body)
+    return common.kernel_table(rows, [("case", "case"), ("shape BxHxNxMxD", "shape")], time_key="ms_p50",
+                               rate=("TFLOP/s", "tflops", ".3g"), pct=("% peak", "pct_peak", ".1f"), base="ref")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=("fp16", "bf16"), default="fp16", help="CUDA input dtype (CPU runs fp32)")
     args = ap.parse_args(argv)
     rows = run(args.device, args.quick, args.dtype)
-    print(table(rows))
-    common.write_rows(rows, args.json, args.csv, CSV_FIELDS)
-    if args.assert_speedup is None:
-        return 0
-    return common.speedup_gate(common.speedup_problems(rows, args.assert_speedup, key="case", time_key="ms_p50",
-                                                       base="ref"))
+    return common.finish_kernel_run(args, rows, table, CSV_FIELDS, key="case", time_key="ms_p50", base="ref")
 
 
 if __name__ == "__main__":

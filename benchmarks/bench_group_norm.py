@@ -105,21 +105,8 @@ def run(device: str = "cuda", quick: bool = False, reps: int = 3) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no rows)"
-    base = common.p50_by(rows, "shape", "torch", "p50")
-    body = []
-    for r in rows:
-        if "error" in r:
-            body.append([r["net"], r["shape"], r["provider"], f"error: {r['error']}"])
-            continue
-        pct = "-" if r["hbm_pct"] is None else f"{r['hbm_pct']:.0f}"
-        speed = f"{base[r['shape']] / r['p50']:.2f}x" if r["shape"] in base else "-"
-        err = "" if r["max_err"] is None else f"{r['max_err']:.2e}"
-        body.append([r["net"], r["shape"], r["provider"], f"{r['p50']:.4f}", f"{r['p20']:.4f}", f"{r['p80']:.4f}",
-                     f"{r['gbps']:.3g}", pct, speed, err])
-    return common.markdown_table(common.run_header(rows[0]), ["net", "shape", "provider", "p50 ms", "p20 ms", "p80 ms",
-                                                              "GB/s", "% HBM", "speed-up vs torch", "max err"], body)
+    return common.kernel_table(rows, [("net", "net"), ("shape", "shape")], time_key="p50",
+                               rate=("GB/s", "gbps", ".3g"), pct=("% HBM", "hbm_pct", ".0f"), base="torch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,11 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "exit 1 unless triton beats torch (GroupNorm->SiLU) by this factor on every shape")
     args = ap.parse_args(argv)
     rows = run(args.device, args.quick)
-    print(table(rows))
-    common.write_rows(rows, args.json, args.csv, CSV_FIELDS)
-    if args.assert_speedup is None:
-        return 0
-    return common.speedup_gate(common.speedup_problems(rows, args.assert_speedup, key="shape", time_key="p50"))
+    return common.finish_kernel_run(args, rows, table, CSV_FIELDS, key="shape", time_key="p50")
 
 
 if __name__ == "__main__":

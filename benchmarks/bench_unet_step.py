@@ -107,19 +107,28 @@ def ldm_original_config(unet_cfg=None, vae_cfg=None) -> dict:
         "first_stage_config": {"params": {"embed_dim": vae_cfg.embed_dim, "ddconfig": ddconfig}}}}}
 
 
+def diffusers_twin(ours, diffusers_cls: type, prefix: str, make_config: Callable, convert: Callable,
+                   original_config: dict):
+    """A diffusers model holding `ours`' weights: our state dict under its ldm checkpoint `prefix`, converted by
+    diffusers' own single-file functions (`make_config`, `convert`), loaded with assign=True (no copy)."""
+    import torch
+
+    checkpoint = {prefix + k: v for k, v in ours.state_dict().items()}
+    dconfig = make_config(original_config, checkpoint)
+    converted = convert(checkpoint, dconfig)
+    with torch.device("meta"):
+        theirs = diffusers_cls(**dconfig)
+    theirs.load_state_dict(converted, strict=True, assign=True)
+    return theirs.eval().requires_grad_(False)
+
+
 def diffusers_unet(ours):
     """diffusers' UNet2DConditionModel holding `ours`' weights, converted by diffusers' own ldm converter."""
-    import torch
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm
 
-    checkpoint = {LDM_UNET_PREFIX + k: v for k, v in ours.state_dict().items()}
-    dconfig = create_unet_diffusers_config_from_ldm(ldm_original_config(unet_cfg=ours.config), checkpoint)
-    converted = convert_ldm_unet_checkpoint(checkpoint, dconfig)
-    with torch.device("meta"):
-        theirs = UNet2DConditionModel(**dconfig)
-    theirs.load_state_dict(converted, strict=True, assign=True)
-    return theirs.eval().requires_grad_(False)
+    return diffusers_twin(ours, UNet2DConditionModel, LDM_UNET_PREFIX, create_unet_diffusers_config_from_ldm,
+                          convert_ldm_unet_checkpoint, ldm_original_config(unet_cfg=ours.config))
 
 
 def count_flop(fn: Callable[[], object]) -> float:

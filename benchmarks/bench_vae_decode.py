@@ -38,17 +38,12 @@ def vae_config(name: str):
 
 def diffusers_vae(ours):
     """diffusers' AutoencoderKL holding `ours`' weights, converted by diffusers' own ldm converter."""
-    import torch
     from diffusers import AutoencoderKL as DiffusersAutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, create_vae_diffusers_config_from_ldm
 
-    checkpoint = {unet_bench.LDM_VAE_PREFIX + k: v for k, v in ours.state_dict().items()}
-    dconfig = create_vae_diffusers_config_from_ldm(unet_bench.ldm_original_config(vae_cfg=ours.config), checkpoint)
-    converted = convert_ldm_vae_checkpoint(checkpoint, dconfig)
-    with torch.device("meta"):
-        theirs = DiffusersAutoencoderKL(**dconfig)
-    theirs.load_state_dict(converted, strict=True, assign=True)
-    return theirs.eval().requires_grad_(False)
+    return unet_bench.diffusers_twin(ours, DiffusersAutoencoderKL, unet_bench.LDM_VAE_PREFIX,
+                                     create_vae_diffusers_config_from_ldm, convert_ldm_vae_checkpoint,
+                                     unet_bench.ldm_original_config(vae_cfg=ours.config))
 
 
 def vae_flop(config_name: str, latent: int, batch: int, use_spec: bool = True) -> tuple[float, str]:

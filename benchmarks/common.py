@@ -192,13 +192,19 @@ def kernel_arg_parser(doc: str, csv_example: str, speedup_help: str) -> argparse
     return ap
 
 
-def write_rows(rows: list[dict], json_path: Path | None, csv_path: Path | None, csv_fields: list[str]) -> None:
-    """The --json (all rows, indented) and --csv (appended) outputs of a kernel benchmark script."""
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(rows, indent=1))
-    if csv_path:
-        append_csv(csv_path, rows, csv_fields)
+def finish_kernel_run(args: argparse.Namespace, rows: list[dict], table: Callable[[list[dict]], str],
+                      csv_fields: list[str], *, key: str, time_key: str, base: str = "torch") -> int:
+    """The end of a kernel script's main(): print the table, write --json (all rows) and --csv (appended), and
+    return --assert-speedup's exit status (0 without it)."""
+    print(table(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.csv:
+        append_csv(args.csv, rows, csv_fields)
+    if args.assert_speedup is None:
+        return 0
+    return speedup_gate(speedup_problems(rows, args.assert_speedup, key=key, time_key=time_key, base=base))
 
 
 def p50_by(rows: Iterable[dict], key: str, provider: str, time_key: str) -> dict:
@@ -214,7 +220,8 @@ def speedup_problems(rows: list[dict], factor: float, *, key: str, time_key: str
     problems = []
     for k in dict.fromkeys(r[key] for r in rows if r.get("provider") in (ours, base)):
         if k not in mine or k not in theirs:
-            times = ", ".join(f"{p} " + (f"{t[k]:.4g} ms" if k in t else "none") for p, t in ((base, theirs), (ours, mine)))
+            times = ", ".join(f"{name} " + (f"{t[k]:.4g} ms" if k in t else "none")
+                              for name, t in ((base, theirs), (ours, mine)))
             problems.append(f"{k}: no {base}/{ours} timing to compare ({times})")
         elif theirs[k] / mine[k] < factor:
             problems.append(f"{k}: {ours} {mine[k]:.4g} ms vs {base} {theirs[k]:.4g} ms "
@@ -236,6 +243,32 @@ def markdown_table(header: str, columns: Sequence[str], body: Iterable[Sequence[
         cells = [cell(c) for c in cells]
         out.append("| " + " | ".join(cells + [""] * (len(columns) - len(cells))) + " |")
     return "\n".join(out)
+
+
+def kernel_table(rows: list[dict], labels: Sequence[tuple[str, str]], *, time_key: str, rate: tuple[str, str, str],
+                 pct: tuple[str, str, str], base: str) -> str:
+    """A kernel script's markdown table: the `labels` columns ((header, row key) pairs, the last one the shape), the
+    provider, p50/p20/p80 ms, a throughput `rate` and `pct` of peak ((header, row key, format) each), the speed-up
+    against the `base` provider on the same shape, and max err; a row without `time_key` shows its error or skip."""
+    if not rows:
+        return "(no rows)"
+    shape_key = labels[-1][1]
+    base_ms = p50_by(rows, shape_key, base, time_key)
+    body = []
+    for r in rows:
+        cells = [r[key] for _, key in labels] + [r["provider"]]
+        if r.get(time_key) is None:
+            text = r.get("error") or ""
+            body.append(cells + [text if text.startswith("skipped") else f"error: {text}"])
+            continue
+        pct_value = r.get(pct[1])
+        speed = f"{base_ms[r[shape_key]] / r[time_key]:.2f}x" if r[shape_key] in base_ms else "-"
+        err = "" if r.get("max_err") is None else f"{r['max_err']:.2e}"
+        body.append(cells + [f"{r[time_key]:.4f}", f"{r['p20']:.4f}", f"{r['p80']:.4f}", format(r[rate[1]], rate[2]),
+                             "-" if pct_value is None else format(pct_value, pct[2]), speed, err])
+    columns = [h for h, _ in labels] + ["provider", "p50 ms", "p20 ms", "p80 ms", rate[0], pct[0], f"vs {base}",
+                                        "max err"]
+    return markdown_table(run_header(rows[0]), columns, body)
 
 
 def run_header(row: dict) -> str:

@@ -196,7 +196,7 @@ def test_device_peaks(common, name, tflops, hbm):
 
 
 def test_kernel_script_helpers(common):
-    """The speed gate and table of bench_attention.py / bench_group_norm.py (common.speedup_problems, markdown_table)."""
+    """The speed gate and table code of bench_attention.py and bench_group_norm.py."""
     rows = [{"provider": "torch", "shape": "a", "p50": 2.0}, {"provider": "triton", "shape": "a", "p50": 1.0},
             {"provider": "torch", "shape": "b", "p50": 2.0}, {"provider": "triton", "shape": "b", "error": "x"}]
     problems = common.speedup_problems(rows, 1.5, key="shape", time_key="p50")
@@ -204,6 +204,19 @@ def test_kernel_script_helpers(common):
     assert len(common.speedup_problems(rows, 2.5, key="shape", time_key="p50")) == 2
     table = common.markdown_table("head", ["x", "y", "z"], [["1", "a|b", "3"], ["error: e\nf"]])
     assert table.splitlines() == ["head", "| x | y | z |", "|---|---|---|", "| 1 | a/b | 3 |", "| error: e f |  |  |"]
+    meta = dict(device="cpu", dtype="float32", torch="t", triton="tr", git_commit="c")
+    rows = [dict(meta, provider="torch", shape="s", p50=2.0, p20=1.5, p80=2.5, gbps=3.0, pct=None),
+            dict(meta, provider="triton", shape="s", p50=0.5, p20=0.4, p80=0.6, gbps=12.0, pct=40.0, max_err=1e-3),
+            dict(meta, provider="triton", shape="t", error="RuntimeError: no GPU"),
+            dict(meta, provider="triton", shape="u", error="skipped: interpreter only")]
+    lines = common.kernel_table(rows, [("shape", "shape")], time_key="p50", rate=("GB/s", "gbps", ".3g"),
+                                pct=("%", "pct", ".0f"), base="torch").splitlines()
+    assert lines[0] == "device: cpu  dtype: float32  torch t  triton tr  commit c"
+    assert lines[1] == "| shape | provider | p50 ms | p20 ms | p80 ms | GB/s | % | vs torch | max err |"
+    assert lines[3:] == ["| s | torch | 2.0000 | 1.5000 | 2.5000 | 3 | - | 1.00x |  |",
+                         "| s | triton | 0.5000 | 0.4000 | 0.6000 | 12 | 40 | 4.00x | 1.00e-03 |",
+                         "| t | triton | error: RuntimeError: no GPU |  |  |  |  |  |  |",
+                         "| u | triton | skipped: interpreter only |  |  |  |  |  |  |"]
 
 
 def test_default_result_paths(bench):
