@@ -265,7 +265,8 @@ def single_call_providers(device: str) -> frozenset[str]:
     return frozenset({"triton"}) if device == "cpu" else frozenset()
 
 
-def model_settings(script: str, device: str, quick: bool, cpu_reps: int | None) -> tuple[object, int, float | None, dict]:
+def model_settings(script: str, device: str, quick: bool,
+                   cpu_reps: int | None) -> tuple[object, int, float | None, dict[str, str]]:
     """(dtype, CPU rounds, dense fp16 peak or None, providers to skip) of a model section: fp16 on CUDA, fp32 on the
     CPU, where the Triton provider is skipped unless TRITON_INTERPRET=1."""
     import torch
