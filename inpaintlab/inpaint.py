@@ -120,19 +120,6 @@ def _posterior_generator(seeds: list[int]) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(seeds[-1])
 
 
-class _CastUNet(torch.nn.Module):
-    """Runs the UNet in its own dtype while the sampler keeps x in float32 (A1111 runs it under autocast)."""
-
-    def __init__(self, unet: torch.nn.Module):
-        super().__init__()
-        self.unet = unet
-        self.dtype = next(unet.parameters()).dtype
-        self.config = unet.config
-
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.unet(x.to(self.dtype), timesteps, context.to(self.dtype)).float()
-
-
 class Pipeline:
     """SD1.x txt2img / img2img / inpaint with A1111 v1.10 semantics. Build it with `inpaintlab.load`."""
 
@@ -195,7 +182,8 @@ class Pipeline:
                 uncond: torch.Tensor, cfg_scale: float, image_cond: torch.Tensor | None,
                 init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
                 callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
-        model: Callable = EpsDenoiser(_CastUNet(self.unet), self.schedule, image_cond=image_cond)
+        # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
+        model: Callable = EpsDenoiser(self.unet, self.schedule, image_cond=image_cond)
         model = CFGDenoiser(model, cond, uncond, cfg_scale)
         if latent_mask is not None:
             model = InpaintBlend(model, init_latent, latent_mask)
