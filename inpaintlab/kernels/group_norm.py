@@ -311,9 +311,9 @@ def group_norm_triton(x: torch.Tensor, num_groups: int, weight: torch.Tensor | N
                       workspace: torch.Tensor | None = None, target_programs: int | None = None) -> torch.Tensor:
     """Run the two Triton kernels (no backend resolution; see `group_norm`).
 
-    out: optional preallocated output (x's shape and dtype, not sharing memory with x); workspace: optional fp32 buffer with at least
-    3 * B * G * MAX_CHUNKS elements; target_programs: override the grid-size goal (tests use it to force one or
-    many chunks).
+    out: optional preallocated output (x's shape and dtype, not sharing memory with x); workspace: optional fp32
+    buffer with at least 3 * B * G * MAX_CHUNKS elements; target_programs: override the grid-size goal (tests use it
+    to force one or many chunks).
     """
     if triton is None:
         raise RuntimeError("group_norm: the Triton kernels need triton (pip install triton)")

@@ -66,7 +66,7 @@ def test_demo_writes_a_grid(tmp_path):
     grid = Image.open(tmp_path / "demo-grid.png")
     assert grid.width > 5 * 128
     for mode in ("fill", "original", "latent_noise", "latent_nothing"):
-        assert f"Masked content" in read_png_infotext(tmp_path / f"inpaint-{mode}.png") or mode == "original"
+        assert "Masked content" in read_png_infotext(tmp_path / f"inpaint-{mode}.png") or mode == "original"
 
 
 def test_sketch_and_unreadable_image(tiny_checkpoint, inputs, tmp_path, capsys):
