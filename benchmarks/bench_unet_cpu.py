@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,17 +26,6 @@ import common  # noqa: E402
 
 CSV_FIELDS = ["op", "provider", "shape", "dtype", "metric", "unit", "p50", "p20", "p80", "device", "torch", "diffusers",
               "commit", "timestamp"]
-
-
-def cpu_name() -> str:
-    """CPU model from /proc/cpuinfo where there is one (Linux), else platform's answer."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_models(in_channels: int, seed: int):
@@ -107,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     med_cpu = {k: statistics.median(v) for k, v in cpu_times.items()}
     ratio = med["inpaintlab"] / med["diffusers"]
     print(f"SD1.5 UNet, CPU fp32, batch {args.batch}, latent {args.size}x{args.size}, {args.tokens} tokens, "
-          f"{torch.get_num_threads()} threads, {cpu_name()}, {os.cpu_count()} cpus")
+          f"{torch.get_num_threads()} threads, {common.cpu_name()}, {os.cpu_count()} cpus")
     for name, ts in times.items():
         print(f"  {name:10s} wall median {med[name] * 1e3:9.1f} ms (min {min(ts) * 1e3:.1f}, max {max(ts) * 1e3:.1f}, "
               f"n={len(ts)});  process CPU time median {med_cpu[name] * 1e3:9.1f} ms")
@@ -121,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         import diffusers
 
         shape = f"B{args.batch}x{args.in_channels}x{args.size}x{args.size},L{args.tokens}"
-        device = f"cpu:{cpu_name()}:{torch.get_num_threads()} threads of {os.cpu_count()}"
+        device = f"cpu:{common.cpu_name()}:{torch.get_num_threads()} threads of {os.cpu_count()}"
         stamp = dict(op="unet_sd15", shape=shape, dtype="fp32", metric="time", unit="ms", device=device,
                      torch=torch.__version__, diffusers=diffusers.__version__, commit=common.git_commit(),
                      timestamp=common.utc_timestamp())

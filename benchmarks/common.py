@@ -10,6 +10,7 @@ import argparse
 import csv
 import datetime
 import json
+import platform
 import re
 import statistics
 import subprocess
@@ -67,6 +68,17 @@ def run_metadata(device_name: str) -> dict:
         triton_version = "not installed"
     return dict(device=device_name, torch=torch.__version__, triton=triton_version, git_commit=git_commit(),
                 timestamp=utc_timestamp())
+
+
+def cpu_name() -> str:
+    """CPU model from /proc/cpuinfo where there is one (Linux), else platform's answer."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_name(device: str) -> str:

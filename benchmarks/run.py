@@ -56,16 +56,6 @@ CSV_META = ("torch", "triton", "diffusers", "git_commit", "timestamp")
 UNET_CPU = dict(batch=2, latent=32, tokens=77)  # issue: SD1.5 width, 32x32 latents, batch 2
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def metadata(device: str, args: argparse.Namespace, sections: list[str]) -> dict:
     import torch
 
@@ -80,12 +70,12 @@ def metadata(device: str, args: argparse.Namespace, sections: list[str]) -> dict
         fp16_peak = common.peak_tflops(name, torch.float16)
         hbm = common.hbm_peak(name)
     else:
-        name, fp16_peak, hbm = f"cpu: {cpu_model()}", None, None
+        name, fp16_peak, hbm = f"cpu: {common.cpu_name()}", None, None
     return {
         "device": device, "device_name": name, "gpu_name": name if device == "cuda" else None,
         "peak_fp16_tflops": fp16_peak, "peak_hbm_gb_s": None if hbm is None else hbm / 1e9,
         "torch": torch.__version__, "triton": version("triton"), "diffusers": version("diffusers"),
-        "cuda": torch.version.cuda, "python": platform.python_version(), "cpu": cpu_model(),
+        "cuda": torch.version.cuda, "python": platform.python_version(), "cpu": common.cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "git_commit": common.git_commit(),
         # uncommitted edits to the measured library code make the commit alone not reproduce the numbers
