@@ -23,6 +23,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped otherwise)")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With INPAINTLAB_REQUIRE_ORACLES=1 (set by CI) a skipped test fails, unless it needs a GPU: a reference
+    implementation that failed to install must not turn the parity tests into silent skips."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("INPAINTLAB_REQUIRE_ORACLES") == "1" and "cuda" not in item.keywords:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped while INPAINTLAB_REQUIRE_ORACLES=1: {reason}"
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
