@@ -1,4 +1,5 @@
 """The public contract researchers import: names, shapes and the textual-inversion path through `inpaintlab.load`."""
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -41,3 +42,15 @@ def test_textual_inversion_from_a_directory(tiny_checkpoint, tmp_path):
     with_embedding = pipe.encode_prompt("a photo in mystyle")
     # Without the embedding loaded, "mystyle" is ordinary text (A1111 behaviour): the results differ.
     assert not torch.allclose(with_embedding, plain.encode_prompt("a photo in mystyle"))
+
+
+def test_kernels_choice_reaches_every_module(tiny_checkpoint):
+    from inpaintlab.kernels import GroupNorm
+
+    pipe = inpaintlab.load(tiny_checkpoint, kernels="triton")
+    norms = [m for model in (pipe.unet, pipe.vae) for m in model.modules() if isinstance(m, GroupNorm)]
+    assert len(norms) > 10 and {m.kernels for m in norms} == {"triton"}
+    attentions = [m for m in pipe.unet.modules() if type(m).__name__ == "CrossAttention"]
+    assert attentions and all(m.kernels == "triton" for m in attentions)
+    with pytest.raises(ValueError, match="unknown kernel backend"):
+        inpaintlab.load(tiny_checkpoint, kernels="cuda")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from inpaintlab.study import load_spec, sweep
@@ -129,3 +130,38 @@ def test_example_specs_are_valid(name):
     examples = Path(__file__).resolve().parents[2] / "examples"
     spec = load_spec(examples / name)
     assert len(spec.cells()) >= 6 and spec.model.name == "v1-5-pruned-emaonly.safetensors"
+
+
+def test_seam_score_against_a_pixel_loop():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (12, 14, 3)).astype(np.uint8)
+    b = a.copy()
+    b[3:9, 4:10] = rng.integers(0, 256, (6, 6, 3))
+    mask = Image.new("L", (14, 12))
+    ImageDraw.Draw(mask).rectangle((4, 3, 9, 8), fill=255)
+    band = edge_band(mask, band=2)
+
+    def gradient(img, y, x):  # forward differences of the luma, 0 past the last row/column
+        luma = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+        gx = luma[y, x + 1] - luma[y, x] if x + 1 < img.shape[1] else 0.0
+        gy = luma[y + 1, x] - luma[y, x] if y + 1 < img.shape[0] else 0.0
+        return (gx * gx + gy * gy) ** 0.5
+
+    values = [abs(gradient(b, y, x) - gradient(a, y, x)) for y in range(12) for x in range(14) if band[y, x]]
+    metrics = compute_metrics(Image.fromarray(a), Image.fromarray(b), mask, band=2)
+    assert metrics["seam"] == pytest.approx(sum(values) / len(values), rel=1e-12)
+    inside = np.abs(a.astype(float) - b.astype(float)).mean(axis=2)[3:9, 4:10].mean() / 255.0
+    assert metrics["change_in_mask"] == pytest.approx(inside, rel=1e-12)
+
+
+def test_latent_preview_uses_a1111_cheap_coefficients():
+    from inpaintlab.study import latent_preview
+
+    coefficients = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+    latent = torch.randn(1, 4, 3, 5, generator=torch.Generator().manual_seed(0))
+    image = np.asarray(latent_preview(latent))
+    assert image.shape == (3, 5, 3)
+    for y, x in ((0, 0), (2, 4), (1, 3)):
+        v = latent[0, :, y, x].double().numpy()
+        rgb = np.clip((v @ np.array(coefficients) + 1.0) / 2.0, 0.0, 1.0) * 255.0
+        assert np.abs(image[y, x].astype(float) - rgb).max() <= 1.0  # uint8 truncation of a float32 computation
