@@ -183,6 +183,9 @@ def test_mask_of_another_size_and_odd_image_size(pipe):
     mask = rect_mask((35, 33), (10, 10, 20, 20))
     result = pipe.inpaint(image, mask, "x", **FAST)
     assert result.images[0].size == (64, 64)  # processing size rounded down to multiples of 8 (documented)
+    # The small mask behaves exactly like the same mask resized to the image first (Lanczos, documented).
+    resized = pipe.inpaint(image, mask.resize(image.size, Image.Resampling.LANCZOS), "x", **FAST)
+    assert result.images[0].tobytes() == resized.images[0].tobytes()
 
 
 def test_nan_weights_are_reported(tiny_checkpoint):
@@ -231,5 +234,5 @@ def test_half_precision_models_keep_float32_sampler_state(tiny_checkpoint, dtype
     # Same seed in float32 gives nearly the same latents: half precision changes rounding, not the algorithm.
     full = inpaintlab.load(tiny_checkpoint, kernels="torch").inpaint(image, mask, "x", steps=2, seed=3)
     # Measured on the tiny checkpoint: 0.9 % (fp16) and 8.5 % (bf16) of the largest latent.
-    limit = {torch.float16: 0.02, torch.bfloat16: 0.15}[dtype]
+    limit = {torch.float16: 0.02, torch.bfloat16: 0.12}[dtype]
     assert (result.samples - full.samples).abs().max() < limit * full.samples.abs().max()
