@@ -47,6 +47,11 @@ def chunk_ids(chunks):
     return [c.tokens for c in chunks]
 
 
+def randn(*shape, seed):
+    """Seeded normal draws (own generator), so a failure reproduces whatever ran before it."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
 class StandInEncoder(nn.Module):
     """Random encoder with CLIPTextTransformer's interface: causal running mean, then tanh layers (offset so the
     output mean is far from 0). Records what it was called with."""
@@ -192,7 +197,7 @@ def test_emphasis_none_keeps_brackets_as_text(tok):
 
 
 def test_embedding_insertion_and_weight(tok):
-    vec = torch.randn(3, WIDTH)
+    vec = randn(3, WIDTH, seed=101)
     (chunk,) = tokenize_prompt(tok, "a photo of (myemb:1.2) cat", {"myemb": vec})
     assert chunk.tokens == row([A, PHOTO, OF, 0, 0, 0, CAT])
     assert chunk.multipliers == wrow([1.0, 1.0, 1.0, 1.2, 1.2, 1.2, 1.0])
@@ -203,7 +208,7 @@ def test_embedding_insertion_and_weight(tok):
 
 
 def test_embedding_spills_into_next_chunk(tok):
-    emb = {"myemb": torch.randn(3, WIDTH)}
+    emb = {"myemb": randn(3, WIDTH, seed=102)}
     chunks = tokenize_prompt(tok, cats(72) + " myemb", emb)
     assert chunk_ids(chunks) == [row([CAT] * 72 + [0, 0, 0])]
     assert [(f.position, f.name) for f in chunks[0].fixes] == [(73, "myemb")]
@@ -213,7 +218,7 @@ def test_embedding_spills_into_next_chunk(tok):
 
 
 def test_longest_embedding_name_wins(tok):
-    emb = {"cat": torch.randn(1, WIDTH), "cat dog": torch.randn(2, WIDTH)}
+    emb = {"cat": randn(1, WIDTH, seed=103), "cat dog": randn(2, WIDTH, seed=104)}
     (chunk,) = tokenize_prompt(tok, "cat dog cat dog", emb)
     assert chunk.tokens == row([0, 0, 0, 0])
     assert [(f.position, f.name) for f in chunk.fixes] == [(1, "cat dog"), (3, "cat dog")]
@@ -223,7 +228,7 @@ def test_longest_embedding_name_wins(tok):
 
 
 def test_unknown_names_and_split_names_are_text(tok):
-    emb = {"cat dog": torch.randn(2, WIDTH)}
+    emb = {"cat dog": randn(2, WIDTH, seed=105)}
     (chunk,) = tokenize_prompt(tok, "a photo of otheremb", emb)
     assert chunk.tokens == row(tok.encode("a photo of otheremb")) and chunk.fixes == []
     # a name only matches inside one fragment
@@ -233,7 +238,7 @@ def test_unknown_names_and_split_names_are_text(tok):
 
 def test_back_off_leaves_embedding_fix_behind(tok):
     # 56 cats, comma at 56, embedding at 57..59, 15 cats -> full; the next cat moves everything after the comma.
-    vec = torch.randn(3, WIDTH)
+    vec = randn(3, WIDTH, seed=106)
     chunks = tokenize_prompt(tok, cats(56) + ", myemb " + cats(20), {"myemb": vec})
     assert chunk_ids(chunks) == [row([CAT] * 56 + [COMMA]), row([0, 0, 0] + [CAT] * 20)]
     assert [(f.position, f.name) for f in chunks[0].fixes] == [(58, "myemb")]  # stale, over the padding (A1111)
@@ -242,9 +247,9 @@ def test_back_off_leaves_embedding_fix_behind(tok):
 
 def test_embedding_errors(tok):
     with pytest.raises(ValueError, match="at most 75"):
-        tokenize_prompt(tok, "huge", {"huge": torch.randn(76, WIDTH)})
+        tokenize_prompt(tok, "huge", {"huge": randn(76, WIDTH, seed=107)})
     with pytest.raises(ValueError, match=r"\[n_vectors, width\]"):
-        tokenize_prompt(tok, "x", {"flat": torch.randn(WIDTH)})
+        tokenize_prompt(tok, "x", {"flat": randn(WIDTH, seed=108)})
 
 
 # --- encoding with a stand-in encoder --------------------------------------------------------------------------------
@@ -309,7 +314,7 @@ def test_batch_pads_with_empty_chunks_and_shares_means(tok):
 
 def test_embedding_vectors_reach_the_encoder(tok):
     enc = StandInEncoder()
-    vec = torch.randn(3, WIDTH)
+    vec = randn(3, WIDTH, seed=109)
     before = vec.clone()
     z = encode_prompt(enc, tok, "a photo of (myemb:1.2) cat", embeddings={"myemb": vec})
     call = enc.calls[-1]
@@ -329,7 +334,7 @@ def test_embedding_vectors_reach_the_encoder(tok):
 
 def test_spilled_and_stale_embeddings_are_encoded_as_a1111(tok):
     enc = StandInEncoder()
-    vec = torch.randn(3, WIDTH)
+    vec = randn(3, WIDTH, seed=110)
     z = encode_prompt(enc, tok, cats(56) + ", myemb " + cats(20), embeddings={"myemb": vec})
     assert z.shape == (1, 154, WIDTH)
     extended, first = with_extra_vocab(enc, vec)
@@ -350,7 +355,7 @@ def test_half_precision_encoder_returns_float32(tok):
 
 def test_embedding_width_mismatch(tok):
     with pytest.raises(ValueError, match="width 4"):
-        encode_prompt(StandInEncoder(), tok, "myemb", embeddings={"myemb": torch.randn(2, 4)})
+        encode_prompt(StandInEncoder(), tok, "myemb", embeddings={"myemb": randn(2, 4, seed=111)})
 
 
 def test_bad_arguments(tok):
@@ -383,7 +388,7 @@ def tiny_clip():
 
 def test_with_clip_text_transformer(tok, tiny_clip):
     text = "a photo of (myemb:1.2), [old] door"
-    vec = torch.randn(2, 64)
+    vec = randn(2, 64, seed=112)
     for clip_skip in (1, 2):
         z = encode_prompt(tiny_clip, tok, text, clip_skip=clip_skip, embeddings={"myemb": vec})
         assert z.shape == (1, 77, 64)
@@ -419,12 +424,12 @@ def _write_formats(directory, w=WIDTH):
     import safetensors.torch
 
     vecs = {
-        "a1111": torch.randn(2, w),
-        "emb-params": torch.randn(4, w),
-        "concept": torch.randn(w),
-        "paramdict": torch.randn(3, w),
-        "half": torch.randn(1, w).half(),
-        "nested": torch.randn(2, w),
+        "a1111": randn(2, w, seed=113),
+        "emb-params": randn(4, w, seed=114),
+        "concept": randn(w, seed=115),
+        "paramdict": randn(3, w, seed=116),
+        "half": randn(1, w, seed=117).half(),
+        "nested": randn(2, w, seed=118),
     }
     torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vecs["a1111"]}, "name": "other-name",
                 "step": 100, "sd_checkpoint": "abc", "sd_checkpoint_name": "model"}, directory / "a1111.pt")
@@ -442,8 +447,8 @@ def test_load_embeddings_formats(tmp_path, caplog):
     import safetensors.torch
 
     vecs = _write_formats(tmp_path)
-    safetensors.torch.save_file({"emb_params": torch.randn(2, 1024)}, str(tmp_path / "sd2.safetensors"))
-    safetensors.torch.save_file({"clip_g": torch.randn(2, 1280), "clip_l": torch.randn(2, WIDTH)},
+    safetensors.torch.save_file({"emb_params": randn(2, 1024, seed=119)}, str(tmp_path / "sd2.safetensors"))
+    safetensors.torch.save_file({"clip_g": randn(2, 1280, seed=120), "clip_l": randn(2, WIDTH, seed=121)},
                                 str(tmp_path / "sdxl.safetensors"))
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not an embedding")
@@ -461,7 +466,7 @@ def test_load_embeddings_formats(tmp_path, caplog):
 
 
 def test_loaded_embedding_is_used_by_name(tmp_path, tok):
-    torch.save({"string_to_param": {"*": torch.randn(2, WIDTH)}}, tmp_path / "my-style.pt")
+    torch.save({"string_to_param": {"*": randn(2, WIDTH, seed=122)}}, tmp_path / "my-style.pt")
     emb = load_embeddings(tmp_path, width=WIDTH)
     (chunk,) = tokenize_prompt(tok, "a cat, my-style", emb)
     assert chunk.tokens == row([A, CAT, COMMA, 0, 0])
@@ -481,14 +486,15 @@ def _write(path, obj):
 @pytest.mark.parametrize(
     "name,obj,message",
     [
-        ("two.safetensors", {"a": torch.randn(1, WIDTH), "b": torch.randn(1, WIDTH)}, "2 entries"),
-        ("two.pt", {"string_to_param": {"*": torch.randn(1, WIDTH), "x": torch.randn(1, WIDTH)}}, "exactly one"),
+        ("two.safetensors", {"a": randn(1, WIDTH, seed=123), "b": randn(1, WIDTH, seed=124)}, "2 entries"),
+        ("two.pt", {"string_to_param": {"*": randn(1, WIDTH, seed=125), "x": randn(1, WIDTH, seed=126)}},
+         "exactly one"),
         ("nothing.pt", {"foo": "bar"}, "neither a textual-inversion"),
-        ("list.bin", [torch.randn(1, WIDTH)], "neither a textual-inversion"),
-        ("cube.pt", {"emb": torch.randn(1, 2, WIDTH)}, "float tensor"),
+        ("list.bin", [randn(1, WIDTH, seed=127)], "neither a textual-inversion"),
+        ("cube.pt", {"emb": randn(1, 2, WIDTH, seed=128)}, "float tensor"),
         ("ints.pt", {"emb": torch.ones(2, WIDTH, dtype=torch.int64)}, "float tensor"),
         ("opaque.pt", {"string_to_param": {"*": Opaque()}}, "refusing to load"),
-        ("sdxl.safetensors", {"clip_g": torch.randn(1, 16), "clip_l": torch.randn(1, WIDTH)}, "SDXL"),
+        ("sdxl.safetensors", {"clip_g": randn(1, 16, seed=129), "clip_l": randn(1, WIDTH, seed=130)}, "SDXL"),
     ],
 )
 def test_malformed_embedding_files(tmp_path, name, obj, message):

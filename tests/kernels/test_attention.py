@@ -20,6 +20,7 @@ from inpaintlab.kernels.attention import attention, attention_math, attention_re
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ATOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+TORCH_BACKEND_ATOL = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
 
 def _qkv(B, H, N, M, D, dtype, seed=0, scale_q=1.0):
@@ -147,10 +148,14 @@ def test_torch_and_triton_backends_agree(dtype):
     q, k, v = _qkv(2, 2, 37, 77, 40, dtype, seed=11)
     a = attention_public(q, k, v, backend="torch")
     b = attention_public(q, k, v, backend="triton")
-    assert torch.equal(a, attention_ref(q, k, v))
     ref = attention_math(q, k, v)
+    # the torch backend against the float64 reference; measured max abs error (CPU) 4.3e-7 fp32, 3.4e-4 fp16,
+    # 2.3e-3 bf16 (about half an ulp of outputs below 1 for the half types); tolerance about 2 ulp / 5x
+    assert a.dtype == dtype and a.shape == q.shape
+    torch_err = (a.double() - ref).abs().max().item()
+    assert torch_err <= TORCH_BACKEND_ATOL[dtype], (dtype, torch_err)
     # both are within their dtype's tolerance of the float64 reference, hence of each other
-    assert (a.double() - b.double()).abs().max().item() <= 2 * ATOL[dtype] + 2 * (a.double() - ref).abs().max().item()
+    assert (a.double() - b.double()).abs().max().item() <= 2 * ATOL[dtype] + 2 * torch_err
 
 
 def test_auto_backend_on_cpu_is_torch():

@@ -26,6 +26,17 @@ def _ref64(x, groups, w, b, eps, silu):
     return F.silu(y) if silu else y
 
 
+def _explicit_group_norm64(x, groups, w, b, eps, silu):
+    """GroupNorm from its definition in float64, without F.group_norm."""
+    batch, channels = x.shape[:2]
+    xg = x.double().reshape(batch, groups, -1)
+    mean = xg.mean(-1, keepdim=True)
+    var = ((xg - mean) ** 2).mean(-1, keepdim=True)
+    shape = (1, channels) + (1,) * (x.ndim - 2)
+    y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape) * w.double().reshape(shape) + b.double().reshape(shape)
+    return y * torch.sigmoid(y) if silu else y
+
+
 def _torch_same_dtype(x, groups, w, b, eps, silu):
     y = F.group_norm(x.contiguous(), groups, None if w is None else w.to(x.dtype),
                      None if b is None else b.to(x.dtype), eps)
@@ -145,7 +156,9 @@ def test_module_parity():
     assert "kernels='triton'" in repr(mods[1])
     x, _, _ = _inputs((1, 64, 8, 8), torch.float32, seed=5)
     with torch.no_grad():
-        torch.testing.assert_close(mods[1](x), mods[0](x), atol=1e-4, rtol=1e-4)
+        # measured max abs difference 9.5e-7 (CPU, Triton interpreter); rtol 0 because SiLU outputs near 0 make
+        # relative error meaningless (measured up to 3e-4 relative on values ~1e-3)
+        torch.testing.assert_close(mods[1](x), mods[0](x), atol=4e-6, rtol=0)
 
 
 def test_empty_input():
@@ -179,8 +192,12 @@ def test_backend_errors(monkeypatch):
     x, w, b = _inputs((1, 64, 4, 4), torch.float32)
     with pytest.raises(ValueError, match="unknown kernel backend"):
         group_norm(x, 32, w, b, 1e-5, backend="cuda")
-    torch.testing.assert_close(group_norm(x, 32, w, b, 1e-5, backend="torch"),
-                               group_norm_ref(x, 32, w, b, 1e-5))
+    # the torch backend against GroupNorm written out in float64 (group mean, biased variance, affine), independent
+    # of F.group_norm; measured max abs error 3.8e-7 (4.8e-7 with SiLU over seeds 0-3)
+    for silu in (False, True):
+        out = group_norm(x, 32, w, b, 1e-5, silu=silu, backend="torch")
+        assert out.dtype == x.dtype
+        torch.testing.assert_close(out.double(), _explicit_group_norm64(x, 32, w, b, 1e-5, silu), atol=2e-6, rtol=0)
     if DEVICE == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         with pytest.raises(RuntimeError, match="needs CUDA tensors"):

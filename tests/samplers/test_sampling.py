@@ -111,6 +111,29 @@ def test_euler_ancestral_matches_kdiffusion(kdiff, schedule):
         assert rng_a.draws == 19  # no noise on the step to 0
 
 
+@pytest.mark.parametrize("which", ["karras20", "img2img075", "one_step"])
+def test_euler_ancestral_default_noise_matches_kdiffusion(kdiff, schedule, which):
+    # noise_sampler=None: both draw randn_like(x) from torch's global generator on every step but the last
+    sigmas = _schedules(schedule)[which]
+    model = nonlinear_denoiser(6)
+    x = _start(sigmas)
+    refs = {}
+    for eta in (1.0, 0.6):
+        torch.manual_seed(23)
+        ours = sample_euler_ancestral(model, x, sigmas, disable=True, eta=eta)
+        after_ours = torch.rand(1)
+        torch.manual_seed(23)
+        ref = kdiff.sampling.sample_euler_ancestral(model, x, sigmas, disable=True, eta=eta)
+        after_ref = torch.rand(1)
+        assert torch.equal(ours, ref), (which, eta, (ours - ref).abs().max())  # bitwise
+        assert torch.equal(after_ours, after_ref)  # same number of global draws
+        refs[eta] = ref
+    torch.manual_seed(24)
+    other = sample_euler_ancestral(model, x, sigmas, disable=True, eta=1.0)
+    if len(sigmas) > 2:  # with one step there is no noise at all
+        assert not torch.equal(other, refs[1.0])  # the global generator's state matters
+
+
 # ---- behaviour ----
 
 def test_callback_keys_and_count(schedule):

@@ -86,12 +86,15 @@ def test_sigma_to_t_of_karras20(schedule):
 
 def test_sigma_to_t_edges_and_roundtrip(schedule):
     assert schedule.sigma_to_t(torch.tensor([100.0, 0.001, 0.0])).tolist() == [999.0, 0.0, 0.0]
-    # table entries map to their index; t_to_sigma inverts sigma_to_t to float32 rounding
-    idx = torch.tensor([0, 1, 17, 500, 998, 999])
-    assert torch.allclose(schedule.sigma_to_t(schedule.sigmas[idx]), idx.float(), atol=1e-3, rtol=0)
+    # every table entry maps exactly to its index (measured max abs error 0 over all 1000)
+    idx = torch.arange(1000)
+    mapped = schedule.sigma_to_t(schedule.sigmas[idx])
+    assert torch.equal(mapped, idx.float()), (mapped - idx.float()).abs().max()
+    # t_to_sigma inverts sigma_to_t to float32 rounding: measured max abs error 6.1e-5 here (1 ulp of t in [512, 999])
+    # and 1.2e-4 (2 ulp) over a dense grid of 100001 t; 2.5e-4 allows 4 ulp
     t = torch.rand(200, generator=torch.Generator().manual_seed(0)) * 999
     back = schedule.sigma_to_t(schedule.t_to_sigma(t))
-    assert torch.allclose(back, t, atol=2e-3, rtol=0), (back - t).abs().max()
+    assert torch.allclose(back, t, atol=2.5e-4, rtol=0), (back - t).abs().max()
     with pytest.raises(ValueError, match="t must lie"):
         schedule.t_to_sigma(torch.tensor([1000.0]))
 

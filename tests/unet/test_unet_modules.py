@@ -70,8 +70,8 @@ def test_timestep_embedding_matches_formula():
 
 
 def test_geglu_exact_gelu():
-    geglu = GEGLU(8, 16)
-    x = torch.randn(3, 5, 8)
+    geglu = reinit_(GEGLU(8, 16), seed=1)
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(1))
     h = F.linear(x, geglu.proj.weight, geglu.proj.bias)
     expected = h[..., :16] * 0.5 * h[..., 16:] * (1 + torch.erf(h[..., 16:] / math.sqrt(2)))
     torch.testing.assert_close(geglu(x), expected, atol=1e-6, rtol=1e-5)
@@ -79,7 +79,8 @@ def test_geglu_exact_gelu():
 
 def test_cross_attention_matches_explicit_softmax():
     attn = reinit_(CrossAttention(64, 48, heads=8, dim_head=8)).eval()
-    x, ctx = torch.randn(2, 10, 64), torch.randn(2, 7, 48)
+    g = torch.Generator().manual_seed(2)
+    x, ctx = torch.randn(2, 10, 64, generator=g), torch.randn(2, 7, 48, generator=g)
     q = (x @ attn.to_q.weight.T).view(2, 10, 8, 8).transpose(1, 2)
     k = (ctx @ attn.to_k.weight.T).view(2, 7, 8, 8).transpose(1, 2)
     v = (ctx @ attn.to_v.weight.T).view(2, 7, 8, 8).transpose(1, 2)
@@ -90,9 +91,9 @@ def test_cross_attention_matches_explicit_softmax():
 
 @pytest.mark.parametrize("k,stride,padding,hw", [(3, 1, 1, (4, 5)), (3, 2, 1, (7, 6)), (1, 1, 0, (3, 3))])
 def test_conv2d_gemm_path_matches_conv(k, stride, padding, hw):
-    conv = Conv2d(16, 24, k, stride=stride, padding=padding)
+    conv = reinit_(Conv2d(16, 24, k, stride=stride, padding=padding), seed=3)
     conv.gemm_min_weight, conv.gemm_max_pixels = 0, 10_000  # force the unfold + GEMM path
-    x = torch.randn(2, 16, *hw)
+    x = torch.randn(2, 16, *hw, generator=torch.Generator().manual_seed(3))
     expected = F.conv2d(x, conv.weight, conv.bias, stride=stride, padding=padding)
     out = conv(x)
     assert out.shape == expected.shape and out.is_contiguous()
@@ -132,12 +133,32 @@ def test_backward_works():
 
 
 def test_9_channel_model_accepts_the_concat():
-    model = UNetModel(tiny_config(9, 1)).eval()
+    model = reinit_(UNetModel(tiny_config(9, 1)), seed=4).eval()  # reinit_: proj_out and out.2 are not zero
     g = torch.Generator().manual_seed(0)
-    latent, mask, masked = (torch.randn(1, c, 8, 8, generator=g) for c in (4, 1, 4))
-    with torch.inference_mode():
-        eps = model(torch.cat([latent, mask, masked], dim=1), torch.tensor([500.0]), torch.randn(1, 77, 64))
-    assert eps.shape == (1, 4, 8, 8)
+    latent, masked, other_masked = (torch.randn(1, 4, 8, 8, generator=g) for _ in range(3))
+    mask, other_mask = (torch.rand(1, 1, 8, 8, generator=g) for _ in range(2))
+    context, t = torch.randn(1, 77, 64, generator=g), torch.tensor([500.0])
+
+    def eps(m, mi):
+        with torch.inference_mode():
+            return model(torch.cat([latent, m, mi], dim=1), t, context)
+
+    base = eps(mask, masked)
+    assert base.shape == (1, 4, 8, 8) and torch.isfinite(base).all()
+    assert torch.equal(eps(mask, masked), base)
+    # the mask channel and the masked-image channels both reach eps (measured changes 0.43 and 1.1 of max |eps|)
+    scale = base.abs().max().item()
+    assert (eps(other_mask, masked) - base).abs().max().item() > 1e-2 * scale
+    assert (eps(mask, other_masked) - base).abs().max().item() > 1e-2 * scale
+    # ...through input channel 4 (mask) and 5:9 (masked image) of the first conv, in that order
+    with torch.no_grad():
+        model.input_blocks[0][0].weight[:, 4].zero_()
+    base = eps(mask, masked)
+    assert torch.equal(eps(other_mask, masked), base)
+    assert not torch.equal(eps(mask, other_masked), base)
+    with torch.no_grad():
+        model.input_blocks[0][0].weight[:, 5:].zero_()
+    assert torch.equal(eps(mask, other_masked), eps(mask, masked))
 
 
 @pytest.mark.parametrize("hw,match", [((10, 8), r"multiples of 4, got 10x8"), ((8, 6), r"multiples of 4, got 8x6")])
