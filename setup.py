@@ -1,8 +1,12 @@
+import re
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'"(.+)"', open("inpaintlab/_version.py", encoding="utf-8").read()).group(1)
 
 setup(
     name="inpaintlab",
-    version="0.1.0",
+    version=VERSION,
     description="Stable Diffusion 1.x inpainting from scratch, with fused Triton kernels",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -3,7 +3,7 @@
     pipe = inpaintlab.load("model.safetensors")
     result = pipe.inpaint(image, mask, "prompt", masked_content="fill")
 """
+from ._version import __version__
 from .inpaint import Pipeline, Result, load
 
-__version__ = "0.1.0"
-__all__ = ["Pipeline", "Result", "load"]
+__all__ = ["Pipeline", "Result", "__version__", "load"]

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from . import masking
+from ._version import __version__
 from .checkpoint import load_models
 from .clip import Tokenizer, encode_prompts, load_embeddings
 from .infotext import build_infotext
@@ -35,7 +36,7 @@ from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, Ima
 
 log = logging.getLogger(__name__)
 
-VERSION_TAG = "inpaintlab"
+VERSION_TAG = f"inpaintlab-{__version__}"  # A1111 writes its git tag; ours names the library
 
 
 @dataclasses.dataclass
