@@ -8,8 +8,8 @@ uint8 → overlay / paste back → infotext. Each step is a function of `inpaint
 models; this module only puts them in order.
 
 Choices where A1111 is not reproducible from its inputs:
-* VAE posterior sample: A1111 draws ε from torch's global CPU generator, whose state is left by the previous job. We draw it
-  from a CPU generator seeded with the image's seed — the state A1111 is in when the same single-image job runs twice.
+* VAE posterior sample: A1111 draws ε from torch's global CPU generator, whose state is left by the previous job. We draw
+  it, in A1111's order, from a CPU generator seeded with the batch's last seed — A1111's state when a job runs twice.
 * Noise: A1111's "CPU" RNG source (one CPU generator per image seed), so a seed gives the same image on every device.
 """
 from __future__ import annotations
