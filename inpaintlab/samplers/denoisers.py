@@ -6,7 +6,7 @@ spec/a1111-inpaint.md step 15).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -73,12 +73,26 @@ class EpsDenoiser:
         # [cond batch..., uncond batch...] each in image order, as A1111 builds image_cond_in
         return ic.to(device=x.device, dtype=x.dtype).repeat(x.shape[0] // ic.shape[0], 1, 1, 1)
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _image_cond_rows(self, x: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        ic = self.image_cond
+        index = torch.as_tensor(image_index, dtype=torch.long, device=ic.device)
+        if index.shape != (x.shape[0],) or ic.shape[-2:] != x.shape[-2:]:
+            raise ValueError(f"image_index {tuple(index.shape)} / image_cond {tuple(ic.shape)} do not fit latents "
+                             f"{tuple(x.shape)}: need one index per row and the same h, w")
+        rows = ic.expand(int(index.max()) + 1, -1, -1, -1) if ic.shape[0] == 1 else ic
+        return rows[index].to(device=x.device, dtype=x.dtype)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                 image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``image_index`` (``[B]`` ints, optional) names the image each row of ``x`` belongs to, for batches that
+        are not ``[cond batch..., uncond batch...]`` (several ``AND`` conds per image); it picks the rows of
+        ``image_cond``."""
         sigma = _sigma_batch(sigma, x)
         c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
         x_in = x * c_in
         if self.image_cond is not None:
-            x_in = torch.cat([x_in, self._image_cond_for(x)], dim=1)
+            ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
+            x_in = torch.cat([x_in, ic], dim=1)
         t = self.schedule.sigma_to_t(sigma, quantize=self.quantize).to(torch.float32)
         eps = self.unet(x_in, t, context=cond)
         return x + eps * c_out
@@ -90,22 +104,39 @@ class CFGDenoiser:
     ``cond``/``uncond`` are text embeddings ``[B, L, C]`` (or ``[1, L, C]``, shared by the batch). When both have
     the same token length, one inner call on the batch ``[cond..., uncond...]``; otherwise (A1111 with
     ``pad_cond_uncond`` off) two calls, cond half first.
+
+    With ``cond_weights`` (one float per ``AND`` sub-prompt, n of them) ``cond`` holds n embeddings per image:
+    ``[n, L, C]`` shared by the batch, or ``[B * n, L, C]`` image-major (image 0's n, then image 1's ...), and
+    ``D = D_u + sum_j (D_c,j - D_u) * (w_j * cfg_scale)``, added term by term in sub-prompt order as A1111 does.
+    The inner batch is then ``[image 0 x n, image 1 x n, ..., uncond batch]``; when n > 1 the inner denoiser also
+    gets ``image_index`` (the image of each row, see ``EpsDenoiser``). With different token lengths the conds run
+    in chunks of 2B rows, then the uncond batch (A1111 with ``batch_cond_uncond``).
     """
 
-    def __init__(self, inner: Denoiser, cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float) -> None:
+    def __init__(self, inner: Denoiser, cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float,
+                 cond_weights: Optional[Sequence[float]] = None) -> None:
         for name, c in (("cond", cond), ("uncond", uncond)):
             if not isinstance(c, torch.Tensor) or c.ndim != 3:
                 raise ValueError(f"{name} must be a [B, L, C] tensor, got {getattr(c, 'shape', type(c))}")
         if cond.shape[2] != uncond.shape[2]:
             raise ValueError(f"cond and uncond widths differ: {tuple(cond.shape)} vs {tuple(uncond.shape)}")
+        if cond_weights is not None:
+            cond_weights = [float(w) for w in cond_weights]
+            if not cond_weights:
+                raise ValueError("cond_weights must name at least one sub-prompt weight")
+            if cond.shape[0] % len(cond_weights):
+                raise ValueError(f"cond batch {cond.shape[0]} is not a multiple of the {len(cond_weights)} "
+                                 f"sub-prompt weights")
         self.inner = inner
         self.cond = cond
         self.uncond = uncond
         self.cfg_scale = float(cfg_scale)
+        self.cond_weights = cond_weights
 
     def __repr__(self) -> str:
+        weights = "" if self.cond_weights is None else f", cond_weights={self.cond_weights}"
         return (f"CFGDenoiser(cond={tuple(self.cond.shape)}, uncond={tuple(self.uncond.shape)}, "
-                f"cfg_scale={self.cfg_scale})")
+                f"cfg_scale={self.cfg_scale}{weights})")
 
     @staticmethod
     def _per_image(c: torch.Tensor, batch: int, name: str) -> torch.Tensor:
@@ -116,6 +147,8 @@ class CFGDenoiser:
         raise ValueError(f"{name} batch {c.shape[0]} does not match the latent batch {batch}")
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if self.cond_weights is not None:
+            return self._composed(x, sigma)
         batch = x.shape[0]
         sigma = _sigma_batch(sigma, x)
         cond = self._per_image(self.cond, batch, "cond")
@@ -131,6 +164,105 @@ class CFGDenoiser:
         denoised = denoised_uncond.clone()
         denoised += (denoised_cond - denoised_uncond) * (1.0 * self.cfg_scale)
         return denoised
+
+    def _composed(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        batch, n = x.shape[0], len(self.cond_weights)
+        sigma = _sigma_batch(sigma, x)
+        if self.cond.shape[0] == n:
+            conds = self.cond.repeat(batch, 1, 1)
+        elif self.cond.shape[0] == batch * n:
+            conds = self.cond
+        else:
+            raise ValueError(f"cond batch {self.cond.shape[0]} fits neither {n} shared sub-prompts nor {n} per "
+                             f"image for {batch} images")
+        uncond = self._per_image(self.uncond, batch, "uncond")
+        images = torch.arange(batch, device=x.device)
+        x_in = torch.cat([x.repeat_interleave(n, dim=0), x])
+        sigma_in = torch.cat([sigma.repeat_interleave(n, dim=0), sigma])
+        index = torch.cat([images.repeat_interleave(n), images])
+        rows = batch * n
+
+        def run(a: int, b: int, c: torch.Tensor) -> torch.Tensor:
+            # Rows in the default [cond batch, uncond batch] layout need no index (keeps plain inner models usable).
+            extra = {"image_index": index[a:b]} if n > 1 else {}
+            return self.inner(x_in[a:b], sigma_in[a:b], cond=c, **extra)
+
+        if conds.shape[1] == uncond.shape[1]:
+            x_out = run(0, rows + batch, torch.cat([conds, uncond]))
+        else:
+            parts = [run(a, min(a + 2 * batch, rows), conds[a:min(a + 2 * batch, rows)])
+                     for a in range(0, rows, 2 * batch)]
+            x_out = torch.cat(parts + [run(rows, rows + batch, uncond)])
+        denoised_uncond = x_out[rows:]
+        denoised = denoised_uncond.clone()
+        for i in range(batch):
+            for j, weight in enumerate(self.cond_weights):
+                denoised[i] += (x_out[i * n + j] - denoised_uncond[i]) * (weight * self.cfg_scale)
+        return denoised
+
+
+def stack_conds(conds: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate ``[1, L_j, C]`` embeddings along the batch; shorter ones are padded with copies of their last
+    token vector (A1111's ``stack_conds``, for ``AND`` sub-prompts with different chunk counts)."""
+    length = max(c.shape[1] for c in conds)
+    padded = [c if c.shape[1] == length else torch.cat([c, c[:, -1:].expand(-1, length - c.shape[1], -1)], dim=1)
+              for c in conds]
+    return torch.cat(padded)
+
+
+def _scheduled(schedule: Sequence[Tuple[int, torch.Tensor]], call: int) -> torch.Tensor:
+    # First entry with call <= end_at_step; past the last one A1111 falls back to the first entry.
+    for end_at_step, value in schedule:
+        if call <= end_at_step:
+            return value
+    return schedule[0][1]
+
+
+class ScheduledCFGDenoiser:
+    """CFG whose text embeddings change during sampling: A1111 prompt editing, alternation and ``AND``.
+
+    ``cond_schedules`` has one schedule per ``AND`` sub-prompt, each ``[(end_at_step, [1, L, C] embedding), ...]``
+    (``clip.schedule.get_prompt_schedule`` order); ``uncond_schedule`` is one such schedule for the negative prompt.
+    Both are shared by every image of the batch. The n-th call (from 0, wherever sampling started) uses, per
+    schedule, the first entry with ``n <= end_at_step``, then runs :class:`CFGDenoiser` with ``cond_weights``
+    (default: 1.0 for each sub-prompt). Samplers see an ordinary denoiser; only this layer counts calls, so build a
+    new one per sampling run.
+    """
+
+    def __init__(self, inner: Denoiser, cond_schedules: Sequence[Sequence[Tuple[int, torch.Tensor]]],
+                 uncond_schedule: Sequence[Tuple[int, torch.Tensor]], cfg_scale: float,
+                 cond_weights: Optional[Sequence[float]] = None) -> None:
+        if not cond_schedules or any(not s for s in cond_schedules) or not uncond_schedule:
+            raise ValueError("every cond schedule and the uncond schedule need at least one entry")
+        for schedule in [*cond_schedules, uncond_schedule]:
+            for end_at_step, c in schedule:
+                if not isinstance(c, torch.Tensor) or c.ndim != 3 or c.shape[0] != 1:
+                    raise ValueError(f"schedule entries must be [1, L, C] tensors, got "
+                                     f"{getattr(c, 'shape', type(c))} at step {end_at_step}")
+        if cond_weights is None:
+            cond_weights = [1.0] * len(cond_schedules)
+        if len(cond_weights) != len(cond_schedules):
+            raise ValueError(f"{len(cond_weights)} cond_weights for {len(cond_schedules)} cond schedules")
+        self.inner = inner
+        self.cond_schedules = [list(s) for s in cond_schedules]
+        self.uncond_schedule = list(uncond_schedule)
+        self.cfg_scale = float(cfg_scale)
+        self.cond_weights = [float(w) for w in cond_weights]
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return (f"ScheduledCFGDenoiser(sub_prompts={len(self.cond_schedules)}, "
+                f"uncond_entries={len(self.uncond_schedule)}, cfg_scale={self.cfg_scale}, calls={self.calls})")
+
+    def conds_at(self, call: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(cond [n, L, C], uncond [1, L', C])`` used at the given call number."""
+        cond = stack_conds([_scheduled(s, call) for s in self.cond_schedules])
+        return cond, _scheduled(self.uncond_schedule, call)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        cond, uncond = self.conds_at(self.calls)
+        self.calls += 1
+        return CFGDenoiser(self.inner, cond, uncond, self.cfg_scale, cond_weights=self.cond_weights)(x, sigma)
 
 
 class InpaintBlend:
