@@ -29,10 +29,12 @@ from . import masking
 from ._version import __version__
 from .checkpoint import load_models
 from .clip import Tokenizer, encode_prompts, load_embeddings
+from .clip.schedule import get_prompt_schedule, split_and
 from .infotext import build_infotext
 from .prepare import prepare_inpaint, processing_size
 from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, build_sigmas,
                        img2img_sigmas, resolve_sampler, resolve_seed)
+from .samplers.denoisers import ScheduledCFGDenoiser
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,19 @@ class Result:
     @property
     def infotext(self) -> str:
         return self.infotexts[0]
+
+
+@dataclasses.dataclass
+class ScheduledConditioning:
+    """Text conditioning that changes during sampling (prompt editing, alternation, ``AND``).
+
+    cond_schedules: one ``[(end_at_step, [1, L, C]), ...]`` per ``AND`` sub-prompt; weights: their CFG weights;
+    uncond_schedule: the negative prompt's schedule.
+    """
+
+    cond_schedules: list[list[tuple[int, torch.Tensor]]]
+    weights: list[float]
+    uncond_schedule: list[tuple[int, torch.Tensor]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,13 +194,18 @@ class Pipeline:
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
-    def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, rng: ImageRNG, cond: torch.Tensor,
-                uncond: torch.Tensor, cfg_scale: float, image_cond: torch.Tensor | None,
+    def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, rng: ImageRNG,
+                cond: torch.Tensor | ScheduledConditioning, uncond: torch.Tensor | None, cfg_scale: float,
+                image_cond: torch.Tensor | None,
                 init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
                 callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
         model: Callable = EpsDenoiser(self.unet, self.schedule, image_cond=image_cond)
-        model = CFGDenoiser(model, cond, uncond, cfg_scale)
+        if isinstance(cond, ScheduledConditioning):
+            # Counts its own calls from 0, so a truncated img2img run starts at the schedule's first entry (A1111).
+            model = ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
+        else:
+            model = CFGDenoiser(model, cond, uncond, cfg_scale)
         if latent_mask is not None:
             model = InpaintBlend(model, init_latent, latent_mask)
         with torch.inference_mode():
@@ -228,7 +248,7 @@ class Pipeline:
         rng = ImageRNG(shape[1:], seeds, device=self.device)
         noise = rng.next()
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
-        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps)
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
         samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
                                callback, progress)
@@ -299,7 +319,7 @@ class Pipeline:
         image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
-        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip)
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps)
         sigmas = img2img_sigmas(build_sigmas(self.schedule, sampler, schedule_label, steps), steps, denoising_strength)
         start = init_latent + noise * sigmas[0]
         samples = self._sample(start, sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
@@ -334,10 +354,34 @@ class Pipeline:
         first = resolve_seed(seed)
         return [first + i for i in range(batch_size)]
 
-    def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int):
-        cond = self.encode_prompts([strip_comments(prompt)] * batch, clip_skip)
-        uncond = self.encode_prompts([strip_comments(negative_prompt)] * batch, clip_skip)
-        return cond, uncond
+    def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int):
+        """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
+        editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12)."""
+        prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
+        # Schedules span the user's step count, not the truncated img2img run (A1111; all our samplers are first
+        # order, so no doubling for second-order samplers applies).
+        parts = split_and(prompt)
+        cond_schedules = [get_prompt_schedule(text, steps) for text, _ in parts]
+        uncond_schedule = get_prompt_schedule(negative_prompt, steps)
+        if (parts == [(prompt, 1.0)] and cond_schedules == [[(steps, prompt)]]
+                and uncond_schedule == [(steps, negative_prompt)]):
+            cond = self.encode_prompts([prompt] * batch, clip_skip)
+            uncond = self.encode_prompts([negative_prompt] * batch, clip_skip)
+            return cond, uncond
+
+        # Like A1111, each distinct (sub-)prompt is encoded once, all its schedule texts in one batch (emphasis
+        # "Original" restores the mean over that whole batch, and shorter texts get empty chunks).
+        cache: dict[str, list[tuple[int, torch.Tensor]]] = {}
+
+        def encoded(text: str, schedule: list[tuple[int, str]]) -> list[tuple[int, torch.Tensor]]:
+            if text not in cache:
+                z = self.encode_prompts([variant for _, variant in schedule], clip_skip)
+                cache[text] = [(end_at_step, z[i : i + 1]) for i, (end_at_step, _) in enumerate(schedule)]
+            return cache[text]
+
+        conds = [encoded(text, schedule) for (text, _), schedule in zip(parts, cond_schedules)]
+        uncond = encoded(negative_prompt, uncond_schedule)
+        return ScheduledConditioning(conds, [weight for _, weight in parts], uncond), None
 
     def _params(self, steps, sampler, schedule_label, cfg_scale, width, height, clip_skip) -> dict[str, Any]:
         return {
