@@ -11,6 +11,7 @@ from PIL import Image
 
 import inpaintlab
 from inpaintlab.infotext import parse_infotext
+from inpaintlab.samplers import CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, sample_euler
 
 FAST = dict(steps=4, cfg_scale=5.0, seed=321, sampler="Euler")  # Euler: one UNet call per step
 
@@ -20,9 +21,11 @@ class RecordingUNet(torch.nn.Module):
         super().__init__()
         self.unet = unet
         self.contexts = []
+        self.inputs = []
 
     def forward(self, x_in, t, context=None):
         self.contexts.append(context.clone())
+        self.inputs.append(x_in.clone())
         return self.unet(x_in, t, context=context)
 
 
@@ -92,6 +95,14 @@ def test_and_passes_two_conds_per_image(pipe):
             assert torch.equal(context[row], expected[0]), row
     assert parse_infotext(result.infotext)["Prompt"] == "cat AND dog:0.5"
 
+    # Wiring: the same Euler run built by hand from the public pieces (weights 1 and 0.5 in CFG) matches exactly.
+    model = CFGDenoiser(EpsDenoiser(pipe.unet.unet, DiscreteSchedule()), torch.cat([cat, dog]), empty, 5.0,
+                        cond_weights=[1.0, 0.5])
+    noise = ImageRNG((4, 4, 4), [321, 322]).next()
+    with torch.inference_mode():
+        expected = sample_euler(model, noise * result.sigmas[0], result.sigmas, disable=True)
+    assert torch.equal(result.samples, expected)
+
     # The weight enters CFG: with dog at weight 0 the result equals the prompt "cat" alone up to rounding, and
     # at 0.5 it does not.
     pipe.unet.contexts.clear()
@@ -104,7 +115,15 @@ def test_and_passes_two_conds_per_image(pipe):
 
 def test_nine_channel_model_with_and(tiny_inpainting_checkpoint):
     pipe = inpaintlab.load(tiny_inpainting_checkpoint, kernels="torch")
+    pipe.unet = RecordingUNet(pipe.unet)
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
-    out = pipe.inpaint(picture(), mask, "a [red:blue:2] door AND wood:0.7", **FAST)
-    assert out.images[0].size == (64, 64) and np.isfinite(out.samples.numpy()).all()
+    out = pipe.inpaint(picture(), mask, "a [red:blue:2] door AND wood:0.7", batch_size=2, **FAST)
+    assert len(out.images) == 2 and np.isfinite(out.samples.numpy()).all()
+    # Rows [img0 x2, img1 x2, uncond img0, img1]: each row carries its own image's 5 conditioning channels
+    # (the two images' masked-image latents differ through their posterior samples).
+    for x_in in pipe.unet.inputs:
+        ic = x_in[:, 4:]
+        assert x_in.shape[0] == 6 and not torch.equal(ic[0], ic[2])
+        for row, image in enumerate([0, 0, 1, 1, 0, 1]):
+            assert torch.equal(ic[row], ic[4 + image]), row

@@ -52,8 +52,8 @@ def test_and_formula_and_batching(uncond_len):
     conds = [[cond[i * n + j] for j in range(n)] for i in range(batch)]
     expected64 = _explicit(x, sigma, conds, uncond, weights, cfg, torch.float64)
     err = (out.double() - expected64).abs().max().item()
-    assert err < 2e-5, err
-    # A1111's float32 order, term by term; batched rows may round differently in sin(), so 1e-6
+    assert err < 5e-6, err  # measured 8e-7 (|D| up to 1.5)
+    # A1111's float32 order, term by term (measured: identical); batched rows may round differently, so 1e-6
     assert torch.allclose(out, _explicit(x, sigma, conds, uncond, weights, cfg, torch.float32), rtol=0, atol=1e-6)
 
     rows = torch.tensor([0, 0, 0, 1, 1, 1])
