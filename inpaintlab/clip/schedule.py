@@ -179,7 +179,9 @@ def _collect_boundaries(items: list, steps: int) -> list[int]:
         if isinstance(node, _Edit):
             value = float(node.when)
             value = value * steps if "." in node.when else value
-            node.boundary = min(steps, int(value))
+            # int() truncation capped at steps; compared first so that "1e999" (inf) caps instead of overflowing.
+            # Anything below 1 acts like 0: no call number is <= it.
+            node.boundary = steps if value >= steps else int(value) if value >= 1 else 0
             if node.boundary >= 1:
                 boundaries.add(node.boundary)
         else:
@@ -222,7 +224,7 @@ def get_prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
     _check_steps(steps)
     try:
         items = _Parser(prompt).top()
-    except _ParseError:
+    except (_ParseError, RecursionError):  # nesting deeper than Python's stack: unparsable, like A1111's parser
         return [(steps, prompt)]
     return [(step, _text_at(items, step)) for step in _collect_boundaries(items, steps)]
 

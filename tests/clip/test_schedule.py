@@ -24,6 +24,8 @@ from inpaintlab.clip.schedule import get_prompt_schedule, split_and, uses_schedu
     ("[a:b:0.01]", 20, [(20, "b")]),                # 0.2 -> 0
     ("[a:b:-3]", 5, [(5, "b")]),
     ("[a:b:1]", 5, [(1, "a"), (5, "b")]),
+    ("[a:b:1e999]", 5, [(5, "a")]),                 # inf: capped at steps
+    ("[a:b:-1e999]", 5, [(5, "b")]),
     # add / remove forms, whitespace around the number
     ("x [b:3]", 5, [(3, "x "), (5, "x b")]),
     ("x [a::3]", 5, [(3, "x a"), (5, "x ")]),
@@ -74,6 +76,13 @@ def test_img2img_truncation_never_switches():
     assert picks == ["a"] * 11
     txt2img = [next(text for end, text in schedule if call <= end) for call in range(20)]
     assert txt2img == ["a"] * 11 + ["b"] * 9
+
+
+def test_deep_nesting_is_parsed_or_left_raw():
+    deep = "[" * 30 + "a" + "]" * 30
+    assert get_prompt_schedule(deep, 3) == [(3, deep)]
+    prompt = "[" * 5000 + "a"
+    assert get_prompt_schedule(prompt, 3) == [(3, prompt)]
 
 
 def test_uses_scheduling_and_bad_input():
