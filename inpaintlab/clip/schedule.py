@@ -16,7 +16,10 @@ alternation ``[a|b|...]`` turn one prompt into a list of ``(end_at_step, text)``
 * ``\\x`` is kept verbatim (the attention parser resolves escapes later), so ``\\[`` and ``\\|`` are text.
 
 The grammar is small enough for a hand-written recursive-descent parser; where the same text could be read as a
-construct or as literal brackets, the construct wins, as it does in A1111.
+construct or as literal brackets, the construct wins. A1111 agrees except for an edit followed directly by a top-level
+literal (``[a:b:2]:`` or ``[a:b:2](``): its Earley parser (lark 1.1.2) then picks either reading depending on the
+process's string-hash seed, so the edit reading taken here is one of its two outcomes. A ``when`` that overflows to
+infinity (``1e999``) is capped here; A1111 raises ``OverflowError`` on it.
 """
 from __future__ import annotations
 
