@@ -43,7 +43,7 @@ def tiny_unet_config(inpainting: bool = False) -> UNetConfig:
 
 
 @torch.no_grad()
-def reinit_(module: nn.Module, seed: int) -> nn.Module:
+def reinit_(module: nn.Module, seed: int = 0) -> nn.Module:
     """Overwrite every parameter of `module` deterministically from `seed` (see the module docstring)."""
     g = torch.Generator().manual_seed(seed)
 

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from inpaintlab.tiny import reinit_  # noqa: F401  (spec checkpoints.md §6.3 re-initialisation, shared)
 from inpaintlab.clip.model import (
     CLIPAttention,
     CLIPEncoder,
@@ -29,24 +30,6 @@ MANIFEST = Path(__file__).parents[1] / "data" / "sd15_clip_keys.txt"
 
 def tiny_config() -> CLIPTextConfig:
     return CLIPTextConfig(vocab_size=1000, max_positions=77, width=128, layers=3, mlp_dim=512)  # 2 heads
-
-
-def reinit_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """~1/sqrt(fan_in) weights, non-trivial LayerNorm affines and biases, q/k x1.5 (spec checkpoints.md §6.3)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Linear):
-                module.weight.copy_(torch.randn(module.weight.shape, generator=g) / module.in_features ** 0.5)
-                if name.endswith(("q_proj", "k_proj")):
-                    module.weight.mul_(1.5)
-                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.copy_(1.0 + 0.3 * torch.randn(module.weight.shape, generator=g))
-                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=g))
-            elif isinstance(module, nn.Embedding):
-                module.weight.copy_(torch.randn(module.weight.shape, generator=g))
-    return model
 
 
 def oracle(cfg: CLIPTextConfig, state_dict: dict):

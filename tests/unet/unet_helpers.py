@@ -1,11 +1,10 @@
 """UNet test helpers: tiny configs, visible re-initialisation, diffusers' own ldm converter as the oracle."""
 from __future__ import annotations
 
-import math
 
 import pytest
-import torch
 
+from inpaintlab.tiny import reinit_  # noqa: F401  (spec checkpoints.md §6.3 re-initialisation, shared)
 from inpaintlab.unet import UNetConfig
 
 PREFIX = "model.diffusion_model."
@@ -16,26 +15,6 @@ def tiny_config(in_channels: int = 4, num_res_blocks: int = 2) -> UNetConfig:
     # 8 heads as in SD1 (head dims 4 and 8), context 64 wide.
     return UNetConfig(in_channels=in_channels, model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=num_res_blocks,
                       attention_resolutions=(2, 1), num_heads=8, context_dim=64)
-
-
-@torch.no_grad()
-def reinit_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Re-initialise so that mapping mistakes show: ~1/sqrt(fan_in) weights, non-trivial norm affines and biases,
-    q/k x1.5 so attention is far from uniform, non-zero proj_out (zero in training)."""
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        if p.ndim == 1:
-            if "norm" in name or name.endswith(("in_layers.0.weight", "out_layers.0.weight", "out.0.weight")):
-                base = 1.0 if name.endswith("weight") else 0.0
-                p.copy_(base + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-        else:
-            fan_in = math.prod(p.shape[1:])
-            p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
-            if name.endswith(("to_q.weight", "to_k.weight")):
-                p.mul_(1.5)
-    return model
 
 
 def original_config(cfg: UNetConfig) -> dict:
