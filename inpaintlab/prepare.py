@@ -105,9 +105,9 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
             return Prepared(masking.resize_image(resize_mode, source, width, height), extra=extra)
         x1, y1, x2, y2 = masking.expand_crop_region(crop, width, height, source.width, source.height)
         crop = (x1, y1, x2, y2)
+        init, image_mask = masking.crop_for_only_masked(source, blurred, crop, width, height)
         prepared = Prepared(
-            init=masking.resize_image(2, source.crop(crop), width, height),
-            image_mask=masking.resize_image(2, blurred.crop(crop), width, height).convert("L"),
+            init=init, image_mask=image_mask,
             overlay_mask=masking.mask_for_overlay(blurred, only_masked=True),
             repaint_mask=binary, paste_to=(x1, y1, x2 - x1, y2 - y1), extra=extra)
         prepared.overlay = masking.make_overlay(source, prepared.overlay_mask)
