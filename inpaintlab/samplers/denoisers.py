@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from ..masking.blend import blend_latents
-from .schedules import DiscreteSchedule
+from .schedules import DiscreteSchedule, LCMSchedule
 
 UNet = Callable[..., torch.Tensor]
 Denoiser = Callable[..., torch.Tensor]
@@ -132,6 +132,8 @@ class CFGDenoiser:
         self.uncond = uncond
         self.cfg_scale = float(cfg_scale)
         self.cond_weights = cond_weights
+        # the unconditional output of the latest call (DDIM CFG++ steps along it)
+        self.last_uncond: Optional[torch.Tensor] = None
 
     def __repr__(self) -> str:
         weights = "" if self.cond_weights is None else f", cond_weights={self.cond_weights}"
@@ -161,6 +163,7 @@ class CFGDenoiser:
             x_out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond),
                                self.inner(x_in[batch:], sigma_in[batch:], cond=uncond)])
         denoised_cond, denoised_uncond = x_out[:batch], x_out[batch:]
+        self.last_uncond = denoised_uncond
         denoised = denoised_uncond.clone()
         denoised += (denoised_cond - denoised_uncond) * (1.0 * self.cfg_scale)
         return denoised
@@ -194,6 +197,7 @@ class CFGDenoiser:
                      for a in range(0, rows, 2 * batch)]
             x_out = torch.cat(parts + [run(rows, rows + batch, uncond)])
         denoised_uncond = x_out[rows:]
+        self.last_uncond = denoised_uncond
         denoised = denoised_uncond.clone()
         for i in range(batch):
             for j, weight in enumerate(self.cond_weights):
@@ -249,6 +253,7 @@ class ScheduledCFGDenoiser:
         self.cfg_scale = float(cfg_scale)
         self.cond_weights = [float(w) for w in cond_weights]
         self.calls = 0
+        self.last_uncond: Optional[torch.Tensor] = None
 
     def __repr__(self) -> str:
         return (f"ScheduledCFGDenoiser(sub_prompts={len(self.cond_schedules)}, "
@@ -262,7 +267,10 @@ class ScheduledCFGDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         cond, uncond = self.conds_at(self.calls)
         self.calls += 1
-        return CFGDenoiser(self.inner, cond, uncond, self.cfg_scale, cond_weights=self.cond_weights)(x, sigma)
+        cfg = CFGDenoiser(self.inner, cond, uncond, self.cfg_scale, cond_weights=self.cond_weights)
+        denoised = cfg(x, sigma)
+        self.last_uncond = cfg.last_uncond
+        return denoised
 
 
 class InpaintBlend:
@@ -291,3 +299,67 @@ class InpaintBlend:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
         denoised = self.inner(x, sigma, **kwargs)
         return blend_latents(denoised, self.init_latent, self.nmask)
+
+    @property
+    def last_uncond(self) -> Optional[torch.Tensor]:
+        return getattr(self.inner, "last_uncond", None)
+
+
+class InpaintBlendInput(InpaintBlend):
+    """Inpainting for A1111's timestep samplers (``mask_before_denoising``): the blend goes into the model *input*.
+
+    ``model(x * nmask + init_latent * (1 - nmask), t)`` with the clean init latent; the sampler's own x is left alone,
+    so its x0 and direction terms use the unblended x.
+    """
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.inner(blend_latents(x, self.init_latent, self.nmask), sigma, **kwargs)
+
+
+class TimestepEpsModel(EpsDenoiser):
+    """The eps UNet as A1111's timestep samplers call it: ``unet(x [+ image_cond], t, context=cond)`` returns eps.
+
+    No input scaling and no sigma: ``t`` is the (integer or, for UniPC, fractional) timestep, float32 ``[B]``.
+    """
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                 image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        t = _sigma_batch(t, x).to(torch.float32)
+        x_in = x
+        if self.image_cond is not None:
+            ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
+            x_in = torch.cat([x_in, ic], dim=1)
+        return self.unet(x_in, t, context=cond)
+
+
+class LCMDenoiser(EpsDenoiser):
+    """A1111's LCM denoiser: k-diffusion eps denoiser on the 50-level LCM table, consistency-model output scaling.
+
+    ``t = sigma_to_t(sigma)`` is the nearest level's timestep (19, 39, ..., 999; int64); the UNet gets it as is.
+    Returns ``c_skip x + c_out D`` with ``sigma_data = 0.5`` and c_skip, c_out from ``10 t``.
+    """
+
+    def __init__(self, unet: UNet, schedule: Union[DiscreteSchedule, torch.Tensor, None] = None,
+                 image_cond: Optional[torch.Tensor] = None) -> None:
+        if isinstance(schedule, torch.Tensor):
+            schedule = DiscreteSchedule.from_alphas_cumprod(schedule)
+        if not isinstance(schedule, LCMSchedule):
+            schedule = LCMSchedule(schedule)
+        super().__init__(unet, schedule, image_cond=image_cond)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                 image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        sigma = _sigma_batch(sigma, x)
+        c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
+        x_in = x * c_in
+        if self.image_cond is not None:
+            ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
+            x_in = torch.cat([x_in, ic], dim=1)
+        t = self.schedule.sigma_to_t(sigma)
+        eps = self.unet(x_in, t, context=cond)
+        denoised = x + eps * c_out
+        sigma_data = 0.5
+        scaled_t = _append_dims(t, x.ndim) * 10.0
+        c_skip = sigma_data ** 2 / (scaled_t ** 2 + sigma_data ** 2)
+        c_out_lcm = scaled_t / (scaled_t ** 2 + sigma_data ** 2) ** 0.5
+        return c_out_lcm * denoised + c_skip * x

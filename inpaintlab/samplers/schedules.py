@@ -7,7 +7,7 @@ built from float64 betas and cumprod, stored float32; Karras is the float32 chai
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -221,3 +221,145 @@ def img2img_sigmas(sigmas: torch.Tensor, steps: int, denoising_strength: float) 
     if sigmas.ndim != 1 or sigmas.shape[0] != steps + 1:
         raise ValueError(f"expected a full schedule of steps + 1 = {steps + 1} sigmas, got shape {tuple(sigmas.shape)}")
     return sigmas[steps - t_enc - 1:].clone()
+
+
+# --- A1111 v1.10 schedule types (sd_schedulers) ----------------------------------------------------------------------
+# Signature of each: (n, sigma_min, sigma_max, schedule) -> float32 sigmas on the CPU. ``schedule`` is the model's
+# DiscreteSchedule ("inner model"); sigma_min/sigma_max are Python floats (A1111: the table ends, ``.item()``).
+
+def get_sigmas_polyexponential(n: int, sigma_min: float, sigma_max: float, rho: float = 1.0,
+                               device: Device = "cpu") -> torch.Tensor:
+    """Polynomial in log-sigma (k-diffusion): ``exp(linspace(1, 0, n) ** rho * (ln max - ln min) + ln min)``, then 0."""
+    _check_steps(n)
+    sigma_min, sigma_max = float(sigma_min), float(sigma_max)
+    _check_range(sigma_min, sigma_max)
+    ramp = torch.linspace(1, 0, n, dtype=torch.float32, device=device) ** rho
+    sigmas = torch.exp(ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min))
+    return _append_zero(sigmas)
+
+
+def _float_tensor(values) -> torch.Tensor:
+    # torch.FloatTensor(list of floats / 0-dim tensors): each value rounded to float32 once
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+def get_sigmas_sgm_uniform(n: int, sigma_min: float, sigma_max: float, schedule: "DiscreteSchedule") -> torch.Tensor:
+    """A1111 "SGM Uniform": ``n`` sigmas at ``t = linspace(t(sigma_max), t(sigma_min), n + 1)[:-1]``, then 0."""
+    _check_steps(n)
+    start = schedule.sigma_to_t(torch.tensor(float(sigma_max)))
+    end = schedule.sigma_to_t(torch.tensor(float(sigma_min)))
+    ts = torch.linspace(start, end, n + 1)[:-1]
+    return _float_tensor([schedule.t_to_sigma(t) for t in ts] + [0.0])
+
+
+def get_sigmas_normal(n: int, sigma_min: float, sigma_max: float, schedule: "DiscreteSchedule") -> torch.Tensor:
+    """A1111 "Normal": ``n`` sigmas at ``t = linspace(t(sigma_max), t(sigma_min), n)``, then 0 (Uniform for the
+    default range)."""
+    _check_steps(n)
+    start = schedule.sigma_to_t(torch.tensor(float(sigma_max)))
+    end = schedule.sigma_to_t(torch.tensor(float(sigma_min)))
+    ts = torch.linspace(start, end, n)
+    return _float_tensor([schedule.t_to_sigma(t) for t in ts] + [0.0])
+
+
+def get_sigmas_kl_optimal(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """A1111 "KL Optimal": ``tan((i/n) atan(sigma_min) + (1 - i/n) atan(sigma_max))``, i = 0..n, float32.
+
+    No trailing zero: the last of the ``n + 1`` values is sigma_min, so sampling stops there (A1111 quirk).
+    """
+    _check_steps(n)
+    alpha_min = torch.arctan(torch.tensor(float(sigma_min)))
+    alpha_max = torch.arctan(torch.tensor(float(sigma_max)))
+    i = torch.arange(n + 1)
+    return torch.tan(i / n * alpha_min + (1.0 - i / n) * alpha_max)
+
+
+# "Align Your Steps" (Sabour et al. 2024) SD 1.5 noise levels for 10 steps
+AYS_SD1 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
+
+
+def get_sigmas_align_your_steps(n: int, levels: Sequence[float] = AYS_SD1) -> torch.Tensor:
+    """A1111 "Align Your Steps": the published levels, log-linearly re-interpolated to ``n`` points unless
+    ``n == len(levels)``, then 0. The model's sigma range is ignored."""
+    _check_steps(n)
+    levels = list(levels)
+    if n == len(levels):
+        return _float_tensor(levels + [0.0])
+    xs = np.linspace(0, 1, len(levels))
+    ys = np.log(levels[::-1])
+    interpolated = np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1]
+    return _float_tensor(list(interpolated) + [0.0])
+
+
+def get_sigmas_simple(n: int, schedule: "DiscreteSchedule") -> torch.Tensor:
+    """A1111 "Simple": table entries ``sigmas[-(1 + int(x * len / n))]``, x = 0..n-1, then 0."""
+    _check_steps(n)
+    stride = len(schedule.sigmas) / n
+    return _float_tensor([schedule.sigmas[-(1 + int(x * stride))] for x in range(n)] + [0.0])
+
+
+def get_sigmas_ddim(n: int, schedule: "DiscreteSchedule") -> torch.Tensor:
+    """A1111 "DDIM" schedule type: table entries 1, 1 + s, 1 + 2s, ... (s = max(len // n, 1)), reversed, then 0.
+
+    Gives ``ceil((len - 1) / s)`` steps, not ``n`` (30 -> 31, 150 -> 167), starting below sigma_max.
+    """
+    _check_steps(n)
+    size = len(schedule.sigmas)
+    stride = max(size // n, 1)
+    return _float_tensor([schedule.sigmas[x] for x in range(1, size, stride)][::-1] + [0.0])
+
+
+def get_sigmas_beta(n: int, sigma_min: float, sigma_max: float, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
+    """A1111 "Beta" (Lee et al. 2024): ``sigma_min + ppf(1 - i/(n-1); alpha, beta) (sigma_max - sigma_min)``, then 0.
+
+    The Beta quantiles are scipy's (``scipy.stats.beta.ppf``), the arithmetic float64, rounded to float32 at the end.
+    """
+    from scipy import stats
+
+    _check_steps(n)
+    if not (alpha > 0 and beta > 0):
+        raise ValueError(f"beta schedule alpha and beta must be positive, got {alpha}, {beta}")
+    quantiles = [stats.beta.ppf(q, alpha, beta) for q in 1 - np.linspace(0, 1, n)]
+    sigma_min, sigma_max = float(sigma_min), float(sigma_max)
+    return _float_tensor([sigma_min + q * (sigma_max - sigma_min) for q in quantiles] + [0.0])
+
+
+def discard_penultimate(sigmas: torch.Tensor) -> torch.Tensor:
+    """Drop the second-to-last sigma (A1111 ``discard_next_to_last_sigma``: DPM2, DPM2 a, DPM++ 3M SDE)."""
+    return torch.cat([sigmas[:-2], sigmas[-1:]])
+
+
+class LCMSchedule(DiscreteSchedule):
+    """The 50-level table of A1111's LCM denoiser: alpha-bar at t = 19, 39, ..., 999 (LCM's original 50 steps).
+
+    ``sigma_to_t`` gives the nearest level's timestep ``index * 20 + 19`` (int64); ``t_to_sigma`` interpolates the
+    50 levels at ``clamp((t - 19) / 20)``; ``get_sigmas(n)`` spaces t linearly from 999 to 19.
+    """
+
+    skip = 20
+
+    def __init__(self, base: Optional[DiscreteSchedule] = None) -> None:
+        base = DiscreteSchedule() if base is None else base
+        total = base.num_timesteps
+        size = total // self.skip
+        table = torch.stack([base.alphas_cumprod[total - 1 - (size - 1 - k) * self.skip] for k in range(size)])
+        self._set_table(table.to(torch.float32))
+
+    def sigma_to_t(self, sigma: torch.Tensor, quantize: bool = False) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma)
+        table = self.to(sigma.device)
+        dists = sigma.log() - table.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip + (self.skip - 1)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        index = torch.clamp(((t - (self.skip - 1)) / self.skip).float(), min=0, max=self.num_timesteps - 1)
+        return super().t_to_sigma(index)
+
+    def get_sigmas(self, n: int, device: Optional[Device] = None) -> torch.Tensor:
+        _check_steps(n)
+        device = self.sigmas.device if device is None else torch.device(device)
+        start = self.sigma_to_t(self.sigmas[-1].to(device))
+        end = self.sigma_to_t(self.sigmas[0].to(device))
+        t = torch.linspace(start, end, n, device=device)
+        return _append_zero(self.t_to_sigma(t))
