@@ -285,11 +285,12 @@ def sample_unipc(model: EpsModel, x: torch.Tensor, timesteps: torch.Tensor, alph
         b = torch.stack(b).reshape(-1).to(x.device)
         if d1s:
             d1s = torch.stack(d1s, dim=1)
-            rhos_p = torch.tensor([0.5], device=x.device) if step_order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
+            rhos_p = (torch.tensor([0.5], device=x.device) if step_order == 2
+                      else torch.linalg.solve(R[:-1, :-1], b[:-1])).to(x.dtype)
         else:
             d1s = None
         if use_corrector:
-            rhos_c = torch.tensor([0.5], device=x.device) if step_order == 1 else torch.linalg.solve(R, b)
+            rhos_c = (torch.tensor([0.5], device=x.device) if step_order == 1 else torch.linalg.solve(R, b)).to(x.dtype)
         x_t_ = sigma_t / sigma_prev_0 * x - alpha_t * h_phi_1 * model_prev_0
         pred_res = torch.einsum("k,bk...->b...", rhos_p, d1s) if d1s is not None else 0
         x_t = x_t_ - alpha_t * b_h * pred_res
