@@ -32,8 +32,10 @@ from .clip import Tokenizer, encode_prompts, load_embeddings
 from .clip.schedule import get_prompt_schedule, split_and
 from .infotext import build_infotext
 from .prepare import prepare_inpaint, processing_size
-from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, build_sigmas,
-                       img2img_sigmas, resolve_sampler, resolve_seed)
+from .samplers import (SAMPLER_CONFIGS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend,
+                       InpaintBlendInput, LCMDenoiser, SamplerConfig, TimestepEpsModel, brownian_noise_sampler,
+                       build_sigmas, get_timesteps, img2img_start, img2img_steps, resolve_sampler, resolve_seed,
+                       sampler_options, total_steps)
 from .samplers.denoisers import ScheduledCFGDenoiser
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class Result:
     images: final PIL images (after overlay / paste-back); infotexts: one A1111 infotext per image; seeds: per image.
     init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
     from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
-    sigmas: the (truncated) schedule that was run.
+    sigmas: the (truncated) schedule that was run (for DDIM, DDIM CFG++, PLMS and UniPC: the integer timesteps).
     """
 
     images: list[Image.Image]
@@ -194,26 +196,85 @@ class Pipeline:
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
-    def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, rng: ImageRNG,
-                cond: torch.Tensor | ScheduledConditioning, uncond: torch.Tensor | None, cfg_scale: float,
-                image_cond: torch.Tensor | None,
-                init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
-                callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
+    def _denoiser(self, config: SamplerConfig, cond: torch.Tensor | ScheduledConditioning,
+                  uncond: torch.Tensor | None, cfg_scale: float, image_cond: torch.Tensor | None,
+                  init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None) -> Callable:
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
-        model: Callable = EpsDenoiser(self.unet, self.schedule, image_cond=image_cond)
+        if config.kind == "timesteps":
+            model: Callable = TimestepEpsModel(self.unet, self.schedule, image_cond=image_cond)
+        elif config.name == "LCM":
+            model = LCMDenoiser(self.unet, self.schedule, image_cond=image_cond)
+        else:
+            model = EpsDenoiser(self.unet, self.schedule, image_cond=image_cond)
+        cfg_scale = cfg_scale * config.extra.get("cfg_scale_multiplier", 1.0)  # DDIM CFG++: A1111 scales by 1/12.5
         if isinstance(cond, ScheduledConditioning):
             # Counts its own calls from 0, so a truncated img2img run starts at the schedule's first entry (A1111).
             model = ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
         else:
             model = CFGDenoiser(model, cond, uncond, cfg_scale)
         if latent_mask is not None:
-            model = InpaintBlend(model, init_latent, latent_mask)
+            # k-diffusion samplers blend the denoised estimate; A1111's timestep samplers blend the model input
+            blend = InpaintBlendInput if config.kind == "timesteps" else InpaintBlend
+            model = blend(model, init_latent, latent_mask)
+        return model
+
+    def _sample(self, config: SamplerConfig, schedule_label: str, steps: int, noise: torch.Tensor,
+                init_latent: torch.Tensor | None, denoising_strength: float | None, rng: ImageRNG, seeds: list[int],
+                model: Callable, options: dict[str, Any], callback: Callable[[dict], Any] | None,
+                progress: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run a sampler as A1111 v1.10 does; returns (samples, start latent, the sigmas / timesteps run).
+
+        txt2img when denoising_strength is None: k-diffusion samplers start from noise · sigmas[0], timestep samplers
+        from the raw noise. img2img: A1111's truncation of the schedule / timesteps, start latent in VE resp. VP form.
+        """
+        kwargs: dict[str, Any] = {"callback": callback, "disable": not progress}
+        if "eta" in options:
+            kwargs["eta"] = options["eta"]
+        kwargs.update({k: options[k] for k in config.churn if k in options})
+        if "s_tmax" in kwargs and not kwargs["s_tmax"]:
+            kwargs["s_tmax"] = float("inf")  # A1111: 0 means infinity
+        takes_noise = "noise_sampler" in inspect.signature(config.function).parameters
+        img2img = denoising_strength is not None
         with torch.inference_mode():
-            function = SAMPLERS[sampler]
-            # Samplers that draw noise continue each image's seeded generator, as A1111's ImageRNG does.
-            takes_noise = "noise_sampler" in inspect.signature(function).parameters
-            extra = {"noise_sampler": rng.noise_sampler} if takes_noise else {}
-            return function(model, x, sigmas.to(x.device), callback=callback, disable=not progress, **extra)
+            if config.kind == "timesteps":
+                timesteps = get_timesteps(steps)
+                ac = self.schedule.alphas_cumprod
+                if img2img:
+                    t_enc = img2img_steps(steps, denoising_strength)
+                    x = img2img_start(init_latent, noise, timesteps, t_enc, ac)
+                    timesteps = timesteps[:t_enc]
+                else:
+                    x = noise
+                if config.name == "UniPC":
+                    kwargs["is_img2img"] = img2img
+                if takes_noise:
+                    kwargs["noise_sampler"] = rng.noise_sampler
+                return config.function(model, x, timesteps.to(x.device), ac, **kwargs), x, timesteps
+            full = build_sigmas(self.schedule, config.name, schedule_label, steps)
+            if img2img:
+                t_enc = img2img_steps(steps, denoising_strength)
+                sigmas = full[steps - t_enc - 1:].clone()
+                x = init_latent + noise * sigmas[0]
+            else:
+                sigmas = full
+                x = noise * sigmas[0]
+            if config.brownian:
+                # one tree per image, seeded with its seed, spanning the untruncated schedule (A1111)
+                kwargs["noise_sampler"] = brownian_noise_sampler(x, full, seeds, source=getattr(rng, "source", "CPU"))
+            elif takes_noise:
+                # the next draws of each image's seeded generator, as A1111's ImageRNG does
+                kwargs["noise_sampler"] = rng.noise_sampler
+            if config.kind == "range":
+                if img2img:
+                    bounds = (sigmas[-2], sigmas[0])
+                    n = len(sigmas) - 1
+                else:
+                    table = self.schedule
+                    bounds, n = (table.sigma_min, table.sigma_max), steps
+                if config.name == "DPM fast":
+                    kwargs["n"] = n
+                return config.function(model, x, *bounds, **kwargs), x, sigmas
+            return config.function(model, x, sigmas.to(x.device), **kwargs), x, sigmas
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
                             generator: torch.Generator, weight: float) -> torch.Tensor | None:
@@ -238,25 +299,33 @@ class Pipeline:
 
     def txt2img(self, prompt: str, negative_prompt: str = "", *, steps: int = 20, sampler: str = "DPM++ 2M",
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
-                height: int = 512, batch_size: int = 1, clip_skip: int = 1,
+                height: int = 512, batch_size: int = 1, clip_skip: int = 1, eta: float | None = None,
+                s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = 0.0, s_noise: float = 1.0,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
-        """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512)."""
+        """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512).
+
+        eta: None = the sampler's default (1.0 for ancestral/SDE samplers, 0.0 for DDIM); s_churn/s_tmin/s_tmax/s_noise:
+        A1111's sigma churn settings (s_tmax 0 = infinity), used by the samplers that take them (see `inpaint`).
+        """
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
+        config = SAMPLER_CONFIGS[sampler]
+        options, sampler_params = sampler_options(sampler, eta, s_churn, s_tmin, s_tmax, s_noise)
         processing_size((width, height), width, height)
         seeds = self._seeds(seed, batch_size)
         shape = (batch_size, 4, height // 8, width // 8)
         rng = ImageRNG(shape[1:], seeds, device=self.device)
         noise = rng.next()
-        sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
-        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps)
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps))
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
-        samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
-                               callback, progress)
+        model = self._denoiser(config, cond, uncond, cfg_scale, image_cond, None, None)
+        samples, start, sigmas = self._sample(config, schedule_label, steps, noise, None, None, rng, seeds, model,
+                                              options, callback, progress)
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
         if self.config.is_inpainting:
             params["Conditional mask weight"] = 1.0
-        return self._finish(samples, seeds, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
-                            sigmas=sigmas)
+        # A1111 adds the sampler's keys to the extra parameters while sampling, i.e. after the others
+        return self._finish(samples, seeds, prompt, negative_prompt, params, dict(sampler_params),
+                            start_latent=start, sigmas=sigmas)
 
     def img2img(self, image: Image.Image, prompt: str, negative_prompt: str = "", *, denoising_strength: float = 0.75,
                 **settings: Any) -> Result:
@@ -269,7 +338,8 @@ class Pipeline:
                 mask_blur: int = 4, mask_mode: str = "masked", masked_content: str = "original",
                 inpaint_area: str = "whole", padding: int = 32, batch_size: int = 1, clip_skip: int = 1,
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
-                callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
+                eta: float | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = 0.0,
+                s_noise: float = 1.0, callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
         """Inpaint `image` where `mask` is white, as A1111 v1.10's img2img inpaint tab does.
 
         Defaults are A1111's UI defaults (not its API's): DPM++ 2M with schedule "Automatic" (= Karras for DPM++ 2M, the
@@ -286,10 +356,19 @@ class Pipeline:
             process at width×height, paste back). fill_space: where "fill" runs — "pixel" (A1111: on the image before
             encoding) or "latent" (on the encoded latents). callback: gets k-diffusion's dict (x, i, sigma, sigma_hat,
             denoised) each step.
+        sampler: any of A1111's 20 (`inpaintlab.samplers.SAMPLERS`, aliases such as "k_euler_a" and old combined names
+            such as "DPM++ 2M Karras" accepted); scheduler: any schedule type label (ignored by DDIM, DDIM CFG++, PLMS
+            and UniPC, which run on A1111's own timesteps).
+        eta: None = the sampler's default (1.0 for the ancestral and SDE samplers, DPM fast/adaptive; 0.0 for DDIM);
+            written to the infotext ("Eta" / "Eta DDIM") when not the default. s_churn, s_tmin, s_tmax (0 = infinity),
+            s_noise: A1111's sigma churn settings, taken by Euler, Heun, DPM2 (all four) and by DPM2 a, DPM++ 2S a, the
+            DPM++ SDE samplers and DPM fast (s_noise); written as "Sigma churn" etc. when not the default.
         """
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
+        config = SAMPLER_CONFIGS[sampler]
+        options, sampler_params = sampler_options(sampler, eta, s_churn, s_tmin, s_tmax, s_noise)
         width, height = processing_size(image.size, width, height)
         seeds = self._seeds(seed, batch_size)
 
@@ -319,16 +398,16 @@ class Pipeline:
         image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
-        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps)
-        sigmas = img2img_sigmas(build_sigmas(self.schedule, sampler, schedule_label, steps), steps, denoising_strength)
-        start = init_latent + noise * sigmas[0]
-        samples = self._sample(start, sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
-                               callback, progress)
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps))
+        model = self._denoiser(config, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask)
+        samples, start, sigmas = self._sample(config, schedule_label, steps, noise, init_latent, denoising_strength, rng,
+                                              seeds, model, options, callback, progress)
         if latent_mask is not None:
             samples = masking.blend_latents(samples, init_latent, latent_mask)
 
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
         params["Denoising strength"] = denoising_strength
+        extra.update(sampler_params)
         if self.config.is_inpainting:
             params["Conditional mask weight"] = inpainting_mask_weight
         result = self._finish(samples, seeds, prompt, negative_prompt, params, extra, init_latent=init_latent,
@@ -358,8 +437,8 @@ class Pipeline:
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
         editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12)."""
         prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
-        # Schedules span the user's step count, not the truncated img2img run (A1111; all our samplers are first
-        # order, so no doubling for second-order samplers applies).
+        # Schedules span the user's step count (doubled for second-order samplers, whose schedules A1111 indexes by
+        # denoiser call), not the truncated img2img run.
         parts = split_and(prompt)
         cond_schedules = [get_prompt_schedule(text, steps) for text, _ in parts]
         uncond_schedule = get_prompt_schedule(negative_prompt, steps)

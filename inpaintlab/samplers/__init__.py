@@ -7,6 +7,7 @@ sampler (None: the model's own uniform-in-t schedule, ``DiscreteSchedule.get_sig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -26,8 +27,7 @@ from .schedules import (AYS_SD1, DiscreteSchedule, LCMSchedule, discard_penultim
 from .timestep import get_timesteps, img2img_start, sample_ddim, sample_ddim_cfgpp, sample_plms, sample_unipc
 
 
-def _heun_2m_sde(*args, **kwargs):
-    return sample_dpmpp_2m_sde(*args, solver_type="heun", **kwargs)
+_heun_2m_sde = partial(sample_dpmpp_2m_sde, solver_type="heun")
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,7 @@ SAMPLER_CONFIGS: Dict[str, SamplerConfig] = {c.name: c for c in [
                   second_order=True, uses_ensd=True, eta=1.0, churn=_NOISE_ONLY),
     SamplerConfig("DPM fast", sample_dpm_fast, ("k_dpm_fast",), kind="range", uses_ensd=True, eta=1.0,
                   churn=_NOISE_ONLY),
-    SamplerConfig("DPM adaptive", sample_dpm_adaptive, ("k_dpm_ad",), kind="range", uses_ensd=True, eta=1.0,
-                  churn=_NOISE_ONLY),
+    SamplerConfig("DPM adaptive", sample_dpm_adaptive, ("k_dpm_ad",), kind="range", uses_ensd=True, eta=1.0),
     SamplerConfig("Restart", sample_restart, ("restart",), scheduler="Karras", second_order=True),
     SamplerConfig("DDIM", sample_ddim, ("ddim",), kind="timesteps", eta=0.0, eta_key="Eta DDIM"),
     SamplerConfig("DDIM CFG++", sample_ddim_cfgpp, ("ddim_cfgpp",), kind="timesteps", eta=0.0, eta_key="Eta DDIM",
@@ -187,6 +186,51 @@ def total_steps(sampler: str, steps: int) -> int:
     return 2 * steps if sampler_config(sampler).second_order else steps
 
 
+CHURN_DEFAULTS = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": 0.0, "s_noise": 1.0}
+CHURN_KEYS = {"s_churn": "Sigma churn", "s_tmin": "Sigma tmin", "s_tmax": "Sigma tmax", "s_noise": "Sigma noise"}
+
+
+def sampler_options(sampler: str, eta: Optional[float] = None, s_churn: float = 0.0, s_tmin: float = 0.0,
+                    s_tmax: float = 0.0, s_noise: float = 1.0) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """``(keyword arguments for the sampler function, infotext entries)`` for eta and the churn settings.
+
+    As A1111 v1.10: eta goes to samplers with an eta parameter (default 1.0, "Eta DDIM" default 0.0; None = the
+    default) and is written when it differs from the default; s_churn/s_tmin/s_tmax/s_noise go only to the samplers
+    that take them (Euler, Heun, DPM2: all four; DPM2 a, DPM++ 2S a, DPM++ SDE/2M SDE/3M SDE, DPM fast: s_noise) and
+    are written as "Sigma churn" etc. when not at their defaults (0, 0, 0 = infinity, 1). Other samplers ignore them.
+    """
+    config = sampler_config(sampler)
+    values = {"s_churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise}
+    for key, value in [("eta", eta), *values.items()]:
+        if value is None and key == "eta":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+    options: Dict[str, float] = {}
+    infotext: Dict[str, float] = {}
+    if config.eta is not None:
+        options["eta"] = config.eta if eta is None else float(eta)
+        if options["eta"] != config.eta:
+            infotext[config.eta_key] = options["eta"]
+    for key in config.churn:
+        value = float(values[key])
+        if value != CHURN_DEFAULTS[key]:
+            options[key] = value
+            infotext[CHURN_KEYS[key]] = value
+    return options, infotext
+
+
+def records_ensd(sampler: str, eta: Optional[float] = None) -> bool:
+    """Whether A1111 writes "ENSD" (when non-zero) for this sampler: it must use ENSD and run with eta != 0.
+
+    ENSD still changes every later draw of the per-image generators for DDIM with eta > 0, Restart, LCM and churned
+    Euler/Heun/DPM2; A1111 just does not record it for them.
+    """
+    config = sampler_config(sampler)
+    effective = config.eta if eta is None else eta
+    return config.uses_ensd and bool(effective)
+
+
 def schedule_for(schedule: DiscreteSchedule, sampler: str) -> DiscreteSchedule:
     """The table a sampler's denoiser runs on: LCM's 50 levels for "LCM", the model's table otherwise."""
     if sampler_config(sampler).name == "LCM" and not isinstance(schedule, LCMSchedule):
@@ -250,7 +294,8 @@ def build_sigmas(schedule: DiscreteSchedule, sampler: str, scheduler: Optional[s
 
 __all__ = [
     "SAMPLERS", "SAMPLER_CONFIGS", "SamplerConfig", "SAMPLER_ALIASES", "SCHEDULERS", "DEFAULT_SCHEDULER",
-    "resolve_sampler", "sampler_config", "total_steps", "schedule_for", "build_sigmas", "get_timesteps",
+    "resolve_sampler", "sampler_config", "total_steps", "sampler_options", "records_ensd", "CHURN_DEFAULTS",
+    "schedule_for", "build_sigmas", "get_timesteps",
     "img2img_start",
     "sample_euler", "sample_euler_ancestral", "sample_heun", "sample_dpm_2", "sample_dpm_2_ancestral", "sample_lms",
     "sample_dpm_fast", "sample_dpm_adaptive", "sample_dpmpp_2s_ancestral", "sample_dpmpp_sde", "sample_dpmpp_2m",

@@ -163,7 +163,9 @@ def test_txt2img_and_img2img(pipe):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"sampler": "DDIM"}, "unknown sampler"),
+    ({"sampler": "DDPM"}, "unknown sampler"),
+    ({"eta": -0.5}, "eta"),
+    ({"s_churn": float("nan")}, "s_churn"),
     ({"scheduler": "Linear"}, "unknown scheduler"),
     ({"masked_content": "noise"}, "masked_content"),
     ({"mask_mode": "inverse"}, "mask_mode"),
