@@ -25,6 +25,10 @@ setup(
         "tqdm",
         # A1111 blurs masks with cv2.GaussianBlur (8-bit fixed point); we call the same code to be bit-exact.
         "opencv-python-headless",
+        # The SDE samplers use torchsde's Brownian tree (A1111 pins 0.2.6: the same numbers); LMS integrates its
+        # coefficients and the Beta schedule takes its quantiles with scipy, as A1111 does.
+        "torchsde==0.2.6",
+        "scipy>=1.10",
     ],
     extras_require={
         "triton": ["triton"],

@@ -21,8 +21,16 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 # name: (flag type, default, help). Defaults = A1111 v1.10 UI defaults.
 SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "steps": (int, 20, "sampling steps"),
-    "sampler": (str, "DPM++ 2M", "sampler: 'Euler' or 'DPM++ 2M'"),
-    "scheduler": (str, "Automatic", "schedule type: Automatic, Uniform, Karras, Exponential"),
+    "sampler": (str, "DPM++ 2M", "sampler: DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, DPM++ 2M SDE Heun, DPM++ 2S a, "
+                                 "DPM++ 3M SDE, Euler a, Euler, LMS, Heun, DPM2, DPM2 a, DPM fast, DPM adaptive, Restart, "
+                                 "DDIM, DDIM CFG++, PLMS, UniPC, LCM (aliases like k_euler_a, 'DPM++ 2M Karras' accepted)"),
+    "scheduler": (str, "Automatic", "schedule type: Automatic, Uniform, Karras, Exponential, Polyexponential, "
+                                    "SGM Uniform, KL Optimal, Align Your Steps, Simple, Normal, DDIM, Beta"),
+    "eta": (float, None, "eta of the ancestral/SDE samplers and DDIM (default: the sampler's, 1 or 0 for DDIM)"),
+    "s_churn": (float, 0.0, "sigma churn (Euler, Heun, DPM2)"),
+    "s_tmin": (float, 0.0, "sigma tmin (Euler, Heun, DPM2)"),
+    "s_tmax": (float, 0.0, "sigma tmax, 0 = infinity (Euler, Heun, DPM2)"),
+    "s_noise": (float, 1.0, "sigma noise (Euler, Heun, DPM2, DPM2 a, DPM++ 2S a, DPM++ SDE samplers, DPM fast)"),
     "cfg_scale": (float, 7.0, "classifier-free guidance scale"),
     "seed": (int, -1, "seed (-1 = random)"),
     "width": (int, None, "processing width (multiple of 8; default: the image's, or 512 for txt2img)"),
@@ -46,7 +54,8 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "inpainting_mask_weight": (float, 1.0, "conditional mask weight (9-channel inpainting models)"),
 }
 TXT2IMG = ("steps", "sampler", "scheduler", "cfg_scale", "seed", "width", "height", "batch_size", "clip_skip", "rng_source",
-           "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h", "ensd")
+           "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h", "ensd", "eta", "s_churn", "s_tmin",
+           "s_tmax", "s_noise")
 IMG2IMG = TXT2IMG + ("denoising_strength",)
 
 

@@ -138,7 +138,8 @@ def settings_from_infotext(text: str) -> dict[str, Any]:
         "Mask blur": ("mask_blur", int), "Masked area padding": ("padding", int), "Clip skip": ("clip_skip", int),
         "Conditional mask weight": ("inpainting_mask_weight", float),
         "Variation seed": ("subseed", int), "Variation seed strength": ("subseed_strength", float),
-        "ENSD": ("ensd", int),
+        "ENSD": ("ensd", int), "Eta": ("eta", float), "Eta DDIM": ("eta", float), "Sigma churn": ("s_churn", float),
+        "Sigma tmin": ("s_tmin", float), "Sigma tmax": ("s_tmax", float), "Sigma noise": ("s_noise", float),
     }
     for key, (name, convert) in converters.items():
         if key in fields:

@@ -99,3 +99,31 @@ def test_second_order_samplers_double_the_prompt_schedule(tiny_checkpoint):
     churned = pipe.txt2img("x", sampler="Euler", s_churn=1.0, s_noise=1.01, **common)
     fields = parse_infotext(churned.infotext)
     assert fields["Sigma churn"] == "1.0" and fields["Sigma noise"] == "1.01" and "Eta" not in fields
+
+
+def test_cli_sampler_settings_and_from_png_round_trip(tiny_checkpoint, tmp_path):
+    from inpaintlab.cli import main
+    from inpaintlab.infotext import read_png_infotext, settings_from_infotext
+
+    out = tmp_path / "a"
+    assert main(["txt2img", "--model", str(tiny_checkpoint), "--prompt", "x", "--width", "32", "--height", "32",
+                 "--steps", "2", "--seed", "5", "--sampler", "DPM2 a", "--scheduler", "KL Optimal", "--eta", "0.4",
+                 "--s-noise", "1.02", "--s-churn", "3", "--ensd", "31337", "--kernels", "torch",
+                 "--out", str(out)]) == 0
+    png = next(out.glob("*.png"))
+    text = read_png_infotext(png)
+    fields = parse_infotext(text)
+    assert fields["Sampler"] == "DPM2 a" and fields["Schedule type"] == "KL Optimal"
+    assert fields["Eta"] == "0.4" and fields["Sigma noise"] == "1.02" and fields["ENSD"] == "31337"
+    assert "Sigma churn" not in fields  # DPM2 a takes only s_noise
+    settings = settings_from_infotext(text)
+    assert (settings["sampler"], settings["scheduler"], settings["eta"], settings["s_noise"]) == (
+        "DPM2 a", "KL Optimal", 0.4, 1.02)
+    # eta 0: A1111 does not record ENSD for an ancestral sampler that adds no noise
+    again = tmp_path / "b"
+    assert main(["txt2img", "--model", str(tiny_checkpoint), "--prompt", "x", "--width", "32", "--height", "32",
+                 "--steps", "2", "--seed", "5", "--sampler", "Euler a", "--eta", "0", "--ensd", "31337",
+                 "--kernels", "torch", "--out", str(again)]) == 0
+    fields = parse_infotext(read_png_infotext(next(again.glob("*.png"))))
+    assert fields["Eta"] == "0.0" and "ENSD" not in fields
+    assert settings_from_infotext("x\nSteps: 3, Sampler: DDIM, Eta DDIM: 0.3, Sigma churn: 1.5, Seed: 1")["eta"] == 0.3

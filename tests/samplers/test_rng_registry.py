@@ -72,7 +72,12 @@ def test_registry_contents():
     assert SAMPLERS["Euler"] is samplers.sample_euler
     assert SAMPLERS["DPM++ 2M"] is samplers.sample_dpmpp_2m
     assert SAMPLERS["Euler a"] is samplers.sample_euler_ancestral
-    assert list(SCHEDULERS.values()) == ["Automatic", "Uniform", "Karras", "Exponential"]
+    assert list(SCHEDULERS.values()) == ["Automatic", "Uniform", "Karras", "Exponential", "Polyexponential",
+                                         "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM",
+                                         "Beta"]
+    assert list(SAMPLERS) == ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a",
+                              "DPM++ 3M SDE", "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast",
+                              "DPM adaptive", "Restart", "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM"]
     assert DEFAULT_SCHEDULER["DPM++ 2M"] == "Karras" and DEFAULT_SCHEDULER["Euler"] is None
 
 
@@ -88,16 +93,25 @@ def test_registry_contents():
     ("Euler Karras", "Automatic", ("Euler", "Karras")),
     ("Euler a", "automatic", ("Euler a", "Automatic")),
     ("k_dpmpp_2m", "Automatic", ("DPM++ 2M", "Karras")),
+    ("Euler a Karras", "Automatic", ("Euler a", "Karras")),
+    ("DPM++ 2M SDE Karras", "Automatic", ("DPM++ 2M SDE", "Karras")),
+    ("DPM++ 2M SDE Heun", "Automatic", ("DPM++ 2M SDE Heun", "Exponential")),
+    ("DPM++ 2M SDE Exponential", "Automatic", ("DPM++ 2M SDE", "Exponential")),
+    ("DPM2 a Karras", "Automatic", ("DPM2 a", "Karras")),
+    ("k_lms", "SGMUniform", ("LMS", "SGM Uniform")),
+    ("Euler", "align your steps", ("Euler", "Align Your Steps")),
+    ("ddim", "Karras", ("DDIM", "Karras")),
+    ("Euler DDIM", "Automatic", ("Euler", "DDIM")),
 ])
 def test_resolve_sampler(name, scheduler, expected):
     assert resolve_sampler(name, scheduler) == expected
 
 
 def test_resolve_sampler_errors():
-    with pytest.raises(ValueError, match="unknown sampler 'DDIM'.*Euler.*DPM\\+\\+ 2M"):
-        resolve_sampler("DDIM")
-    with pytest.raises(ValueError, match="unknown scheduler 'beta'.*Automatic.*Karras"):
-        resolve_sampler("Euler", "beta")
+    with pytest.raises(ValueError, match="unknown sampler 'DDPM'.*DPM\\+\\+ 2M.*Euler"):
+        resolve_sampler("DDPM")
+    with pytest.raises(ValueError, match="unknown scheduler 'cosine'.*Automatic.*Karras"):
+        resolve_sampler("Euler", "cosine")
     with pytest.raises(ValueError, match="also given"):
         resolve_sampler("DPM++ 2M Karras", "Exponential")
     with pytest.raises(ValueError, match="sampler name"):

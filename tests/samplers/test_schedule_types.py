@@ -69,7 +69,7 @@ def test_karras_exponential_polyexponential(table, n):
     lo, hi = table.sigma_min, table.sigma_max
     r = np.linspace(0, 1, n)
     karras = (hi ** (1 / 7) + r * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
-    _check(get_sigmas_karras(n, lo, hi), karras, 2e-6)  # measured <= 8.4e-7
+    _check(get_sigmas_karras(n, lo, hi), karras, 2e-6)  # measured <= 6.6e-7
     expo = np.exp(np.linspace(math.log(hi), math.log(lo), n))
     _check(get_sigmas_exponential(n, lo, hi), expo, 2e-6)
     _check(get_sigmas_polyexponential(n, lo, hi), expo, 2e-6)
@@ -85,7 +85,7 @@ def test_kl_optimal_ends_at_sigma_min_without_zero(table, n):
     i = np.arange(n + 1)
     ref = np.tan(i / n * math.atan(lo) + (1 - i / n) * math.atan(hi))
     ours = get_sigmas_kl_optimal(n, lo, hi)
-    _check(ours, ref, 1e-5, zero=False)  # tan amplifies the float32 angle error near atan(14.6): measured 2.3e-6
+    _check(ours, ref, 3e-6, zero=False)  # tan amplifies the float32 angle error near atan(14.6): measured 6.6e-7
     assert len(ours) == n + 1 and ours[-1].item() > 0  # A1111 quirk: no trailing 0
     assert ours[-1].item() == pytest.approx(lo, rel=1e-6)
 

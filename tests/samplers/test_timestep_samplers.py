@@ -85,7 +85,7 @@ def test_ddim_against_float64(ac, steps, eta, cfgpp):
     fn = sample_ddim_cfgpp if cfgpp else sample_ddim
     out = fn(model, _x(), ts, ac, disable=True, eta=eta, noise_sampler=draws)
     ref = ddim64(_x().double().numpy(), ts.tolist(), ac, eta, draws.drawn, cfgpp)
-    assert np.abs(out.double().numpy() - ref).max() < 2e-5  # measured <= 3.9e-6
+    assert np.abs(out.double().numpy() - ref).max() < 2e-5  # measured <= 7.5e-6 (CFG++ 1.1e-5)
     assert len(model.times) == len(draws.drawn) == len(ts) - 1  # one call and one draw per step, stops at t = 1
     assert model.times == [float(t) for t in ts.flip(0)[:-1]]
 
@@ -132,7 +132,7 @@ def test_plms_against_float64(ac, steps):
     model = EpsModel()
     out = sample_plms(model, _x(1), ts, ac, disable=True)
     ref = plms64(_x(1).double().numpy(), ts.tolist(), ac)
-    assert np.abs(out.double().numpy() - ref).max() < 2e-5  # measured <= 3.8e-6
+    assert np.abs(out.double().numpy() - ref).max() < 2e-5  # measured <= 4.4e-6
     assert len(model.times) == len(ts)  # the first step evaluates twice
 
 
@@ -207,7 +207,7 @@ def test_unipc_against_float64(ac, steps, variant):
     model = EpsModel()
     out = sample_unipc(model, _x(2), ts, ac, disable=True, variant=variant)
     ref = unipc64(_x(2).double().numpy(), ts, ac, variant=variant)
-    assert np.abs(out.double().numpy() - ref).max() < 5e-5  # measured <= 8.1e-6
+    assert np.abs(out.double().numpy() - ref).max() < 5e-5  # measured <= 7.6e-6
     assert len(model.times) == len(ts)  # the corrector's evaluation is reused: one call per step
 
 
