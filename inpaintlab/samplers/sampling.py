@@ -523,7 +523,7 @@ def sample_dpm_fast(model: Denoiser, x: torch.Tensor, sigma_min: float, sigma_ma
     with tqdm(total=n, disable=disable) as pbar:
         solver = _DPMSolver(model, extra_args, pbar.update)
         _info_to_callback(solver, callback)
-        t_start, t_end = solver.t(torch.tensor(sigma_max)), solver.t(torch.tensor(sigma_min))
+        t_start, t_end = solver.t(torch.as_tensor(sigma_max)), solver.t(torch.as_tensor(sigma_min))
         if not t_end > t_start and eta:
             raise ValueError("eta must be 0 for reverse sampling")
         m = math.floor(n / 3) + 1
@@ -592,7 +592,7 @@ def sample_dpm_adaptive(model: Denoiser, x: torch.Tensor, sigma_min: float, sigm
     with tqdm(disable=disable) as pbar:
         solver = _DPMSolver(model, extra_args, pbar.update)
         _info_to_callback(solver, callback)
-        t_start, t_end = solver.t(torch.tensor(sigma_max)), solver.t(torch.tensor(sigma_min))
+        t_start, t_end = solver.t(torch.as_tensor(sigma_max)), solver.t(torch.as_tensor(sigma_min))
         forward = t_end > t_start
         if not forward and eta:
             raise ValueError("eta must be 0 for reverse sampling")

@@ -66,7 +66,8 @@ def _check(x: torch.Tensor, timesteps: torch.Tensor, minimum: int = 2) -> None:
 
 
 def _ddim(model, x, timesteps, alphas_cumprod, extra_args, callback, disable, eta, noise_sampler, cfgpp):
-    _check(x, timesteps)
+    # fewer than 2 timesteps (img2img at a very low strength) run no step, as in A1111
+    _check(x, timesteps, minimum=0)
     extra_args = {} if extra_args is None else extra_args
     alphas, alphas_prev, sqrt_one_minus_alphas = _coefficients(alphas_cumprod, timesteps, x.device)
     a_np, prev_np = alphas.cpu().double().numpy(), alphas_prev.cpu().numpy()
@@ -126,7 +127,7 @@ def sample_plms(model: EpsModel, x: torch.Tensor, timesteps: torch.Tensor, alpha
 
     ``len(timesteps)`` calls in all; deterministic.
     """
-    _check(x, timesteps)
+    _check(x, timesteps, minimum=0)
     extra_args = {} if extra_args is None else extra_args
     alphas, alphas_prev, sqrt_one_minus_alphas = _coefficients(alphas_cumprod, timesteps, x.device)
     s_in = x.new_ones([x.shape[0]])

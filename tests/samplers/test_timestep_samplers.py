@@ -363,3 +363,15 @@ def test_heun_counts_match_table():
     calls = []
     sample_heun(lambda x, s: calls.append(1) or x * 0.5, _x(), sigmas, disable=True)
     assert len(calls) == 39
+
+
+def test_too_few_timesteps_run_no_step(ac):
+    # img2img at a very low strength leaves 0 or 1 timesteps: DDIM and PLMS return the start latent (A1111's loops
+    # run len - 1 times); UniPC needs at least its order in steps
+    x = _x(10)
+    for n in (0, 1):
+        ts = get_timesteps(20)[:n]
+        assert torch.equal(sample_ddim(EpsModel(), x, ts, ac, disable=True, eta=1.0, noise_sampler=Draws(1)), x)
+        assert torch.equal(sample_plms(EpsModel(), x, ts, ac, disable=True), x)
+    with pytest.raises(ValueError, match="timesteps"):
+        sample_unipc(EpsModel(), x, get_timesteps(20)[:0], ac, disable=True)
