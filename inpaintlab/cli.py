@@ -55,6 +55,11 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> N
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     for name in registry.for_command(command):
         setting = registry.SETTINGS[name]
+        if setting.parts:
+            for part in setting.parts:
+                parser.add_argument(f"{setting.flag}-{part}", dest=f"{name}_{part}", type=int, default=argparse.SUPPRESS,
+                                    metavar=part.upper(), help=f"{setting.help}: {part}")
+            continue
         # Strings: the registry converts and checks (one message for CLI, Python and sweeps). SUPPRESS keeps unset
         # flags out of the namespace, so --from-png values are only overridden by flags actually given.
         parser.add_argument(setting.flag, default=argparse.SUPPRESS, metavar=name.split("_")[-1].upper(),
@@ -210,6 +215,15 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
         problems += unapplied(fields)
         settings.update({k: v for k, v in read_settings(fields)[0].items() if k in allowed})
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
+    for name in allowed:
+        parts = registry.SETTINGS[name].parts
+        given = {i: getattr(args, f"{name}_{part}") for i, part in enumerate(parts) if hasattr(args, f"{name}_{part}")}
+        if given:
+            # Each part flag replaces its element of the --from-png value (or of zeros).
+            value = list(settings.get(name) or (0,) * len(parts))
+            for i, part in given.items():
+                value[i] = part
+            explicit[name] = tuple(value)
     settings.update(explicit)
     if "prompt" not in settings:
         raise CommandError("--prompt is required (or --from-png)")

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # A1111 v1.10.1 `create_infotext` order for the keys this library can produce.
 FIXED_KEYS = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Size", "Model hash", "Model", "VAE hash",
-    "VAE", "Denoising strength", "Conditional mask weight", "Clip skip", "RNG",
+    "VAE", "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
+    "Conditional mask weight", "Clip skip", "ENSD", "RNG",
 )
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -165,8 +166,8 @@ def settings_from_infotext(text: str, *, strict: bool = False) -> dict[str, Any]
     """Turn an infotext back into `Pipeline` keyword arguments (with prompt / negative_prompt).
 
     Missing keys take A1111's parsing defaults (masked, original, whole picture, padding 32, clip skip 1, schedule
-    Automatic; no "Mask blur" in an img2img infotext means 0). Whatever inpaintlab does not apply (keys such as
-    "Variation seed", "ENSD", "Hires upscale", `<lora:...>` prompt tags) is named in one logged warning, or raises
+    Automatic, RNG "GPU"; no "Mask blur" in an img2img infotext means 0). Whatever inpaintlab does not apply (keys such as
+    "Hires upscale", "Eta", `<lora:...>` prompt tags) is named in one logged warning, or raises
     ValueError when `strict`.
     """
     fields = parse_infotext(text)

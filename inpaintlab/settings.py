@@ -49,7 +49,9 @@ class Setting:
     '-' and spaces), e.g. A1111's infotext labels. check(value) -> error text or None, for ranges.
     parse(text) -> value: reads the infotext text (default: `coerce`). infotext_default: the value A1111 assumes when
     the key is absent (a callable gets the parsed infotext fields and may return MISSING). example: a non-default
-    value whose infotext must read back to itself (tested).
+    value whose infotext must read back to itself (tested). parts: for kind tuple (a tuple of ints, e.g. a size), the
+    name of each element; the CLI then has one flag per part (`--seed-resize-from-w`), and each replaces its element
+    of a `--from-png` value.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Setting:
     parse: Callable[[str], Any] | None = None
     infotext_default: Any = MISSING
     example: Any = MISSING
+    parts: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -167,6 +170,19 @@ def _convert(setting: Setting, value: Any) -> Any:
         if not isinstance(value, int):
             raise ValueError(f"{name} must be an integer, got {value!r}")
         return value
+    if kind is tuple:
+        if isinstance(value, str):
+            value = value.lower().replace(",", "x").split("x")
+        if not isinstance(value, (list, tuple)) or len(value) != len(setting.parts):
+            raise ValueError(f"{name} must be {len(setting.parts)} integers ({', '.join(setting.parts)}), got {value!r}")
+        converted = []
+        for part in value:
+            if isinstance(part, str) and part.strip().lstrip("-").isdigit():
+                part = int(part)
+            if isinstance(part, bool) or not isinstance(part, int):
+                raise ValueError(f"{name} must be integers ({', '.join(setting.parts)}), got {value!r}")
+            converted.append(part)
+        return tuple(converted)
     if kind is float:
         try:
             number = float(value.strip() if isinstance(value, str) else value)
@@ -264,6 +280,10 @@ def _sampler_and_scheduler(s: dict[str, Any]) -> str | None:
     return None
 
 
+def _non_negative_pair(v: tuple[int, ...]) -> str | None:
+    return None if all(part >= 0 for part in v) else "must not be negative"
+
+
 def _mask_blur_default(fields: dict[str, str]) -> Any:
     # A1111 (>= 1.8) records "Mask blur" whenever the blur is > 0, so an img2img/inpaint infotext without it had none.
     return 0 if "Denoising strength" in fields else MISSING
@@ -283,7 +303,7 @@ for _row in (
     Setting("negative_prompt", str, "", "negative prompt", infotext="Negative prompt", example="blurry"),
     Setting("steps", int, 20, "sampling steps", infotext="Steps", check=_at_least(1), example=3),
     Setting("sampler", str, "DPM++ 2M", f"sampler: {', '.join(SAMPLERS)}", infotext="Sampler", check=_sampler,
-            example="Euler"),
+            example="Euler a"),
     Setting("scheduler", str, "Automatic", f"schedule type: {', '.join(SCHEDULERS.values())}",
             infotext="Schedule type", check=_scheduler, infotext_default="Automatic", example="Exponential"),
     Setting("cfg_scale", float, 7.0, "classifier-free guidance scale", infotext="CFG scale", example=4.5),
@@ -295,6 +315,17 @@ for _row in (
     Setting("batch_size", int, 1, "images per run (seeds seed, seed+1, ...)", check=_at_least(1)),
     Setting("clip_skip", int, 1, "CLIP layers to skip, counted as in A1111 (1 = last layer)", infotext="Clip skip",
             check=_at_least(1), infotext_default=1, example=2),
+    Setting("rng_source", str, "CPU", "noise source: CPU (the same noise on every device), NV (A1111's emulation of "
+            "CUDA noise, any device) or GPU (torch's CUDA generator, A1111's default)", infotext="RNG",
+            choices=("CPU", "GPU", "NV"), infotext_default="GPU", example="NV"),
+    Setting("subseed", int, -1, "variation seed (-1 = random)", infotext="Variation seed", check=_at_least(-1),
+            example=7),
+    Setting("subseed_strength", float, 0.0, "variation strength (0 = off, 1 = the variation seed's noise)",
+            infotext="Variation seed strength", check=_between(0, 1), example=0.25),
+    Setting("seed_resize_from", tuple, None, "resize seed from, in pixels (used when both sides are > 0)",
+            infotext="Seed resize from", check=_non_negative_pair, example=(40, 24), parts=("w", "h")),
+    Setting("ensd", int, 0, "eta noise seed delta: sampler noise after the initial noise comes from seed + ENSD "
+            "(recorded for ancestral samplers)", infotext="ENSD", example=31337),
     Setting("denoising_strength", float, 0.75, "denoising strength, 0-1", IMAGE, infotext="Denoising strength",
             check=_between(0, 1), example=0.5),
     Setting("resize_mode", int, 0, "resize mode: 0 just resize, 1 crop and resize, 2 resize and fill", IMAGE,
@@ -321,17 +352,8 @@ for _row in (
 CROSS_CHECKS["sampler and scheduler"] = _sampler_and_scheduler
 
 # Stored to identify the files and program that made an image; replay uses --model/--vae, so they are reported by
-# `inpaintlab info` but not applied. "RNG: CPU" is the only noise source inpaintlab draws from.
+# `inpaintlab info` but not applied.
 for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "Version"):
     register_infotext_key(_key_name)
-register_infotext_key("RNG", lambda text: text.strip() == "CPU")
-
-
-def _missing_rng(fields: dict[str, str]) -> list[str]:
-    # A1111 omits the key for its default source, the GPU generator; inpaintlab draws every seed's noise on the CPU.
-    return [] if "RNG" in fields else ["RNG (absent = A1111's default GPU noise; replayed with CPU noise)"]
-
-
-INFOTEXT_CHECKS["rng"] = _missing_rng
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))

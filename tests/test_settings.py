@@ -37,12 +37,14 @@ def test_every_row_has_a_cli_flag_with_one_default_in_its_help():
     for command in registry.COMMANDS:
         actions = {a.dest: a for a in subparsers[command]._actions}
         for name in registry.for_command(command):
-            assert name in actions, f"--{name} missing from {command}"
+            parts = registry.SETTINGS[name].parts
+            for dest in [f"{name}_{part}" for part in parts] or [name]:
+                assert dest in actions, f"--{dest} missing from {command}"
     for sub in subparsers.values():
         for action in sub._actions:
             if action.dest != "help":
                 assert action.help, f"{sub.prog} {action.option_strings or action.dest} has no help"
-                assert action.help.count("default") <= 1, action.help
+                assert action.help.count("(default:") <= 1, action.help
 
 
 def test_a1111_labels_are_accepted_everywhere():
@@ -104,15 +106,16 @@ def test_unapplied_infotext_keys_warn_once_and_strict_refuses(caplog):
         settings = settings_from_infotext(A1111_TEXT)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    for key in ("Variation seed", "Variation seed strength", "ENSD", "Hires upscale", "Eta", "<lora:catstyle:0.8>",
-                "RNG"):
+    for key in ("Hires upscale", "Eta", "<lora:catstyle:0.8>"):
         assert key in warnings[0]
-    for applied in ("Steps", "Mask mode", "Model hash", "Version", "Masked area padding"):
+    for applied in ("Steps", "Mask mode", "Model hash", "Version", "Masked area padding", "Variation seed", "ENSD"):
         assert applied + "," not in warnings[0] and not warnings[0].endswith(applied)
     assert (settings["masked_content"], settings["inpaint_area"], settings["mask_mode"], settings["padding"]) == (
         "latent_noise", "only_masked", "not_masked", 16)
     assert (settings["width"], settings["height"], settings["mask_blur"]) == (512, 512, 0)
-    with pytest.raises(ValueError, match="ENSD"):
+    assert (settings["subseed"], settings["subseed_strength"], settings["ensd"], settings["rng_source"]) == (
+        99, 0.3, 31337, "GPU")
+    with pytest.raises(ValueError, match="Hires upscale"):
         settings_from_infotext(A1111_TEXT, strict=True)
 
 
@@ -122,10 +125,10 @@ def test_registering_a_key_or_extra_network_silences_it(monkeypatch):
     monkeypatch.setattr("inpaintlab.infotext.INFOTEXT_KEYS", registry.INFOTEXT_KEYS)
     fields = parse_infotext(A1111_TEXT)
     before = unapplied(fields)
-    registry.register_infotext_key("ENSD")
+    registry.register_infotext_key("Hires upscale")
     registry.register_extra_network("lora")
     after = unapplied(fields)
-    assert "ENSD" in before and "ENSD" not in after
+    assert "Hires upscale" in before and "Hires upscale" not in after
     assert any("<lora:" in p for p in before) and not any("<lora:" in p for p in after)
 
 
