@@ -192,7 +192,12 @@ def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | st
         if any(isinstance(v, bool) or not isinstance(v, int) for v in (width, height)):
             raise ValueError(f"seed_resize_from must be two ints (width, height), got {seed_resize_from!r}")
         resize = (width, height) if width > 0 and height > 0 else None  # A1111: used only when both are > 0
-    return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, resolve_rng_source(rng_source), ensd)
+    source = resolve_rng_source(rng_source)
+    if source == "GPU" and not torch.cuda.is_available():
+        # fail before any model work; ImageRNG would refuse the same way
+        raise ValueError("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' "
+                         "(A1111's emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
+    return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, source, ensd)
 
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
