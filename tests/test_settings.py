@@ -66,7 +66,9 @@ def test_a1111_labels_are_accepted_everywhere():
     ("steps", 0, "steps must be >= 1"),
     ("steps", "ten", "steps must be an integer"),
     ("masked_content", "latent", "unknown masked_content 'latent'"),
-    ("sampler", "DDIM", "unknown sampler 'DDIM'"),
+    ("sampler", "DDPM", "unknown sampler 'DDPM'"),
+    ("eta", -0.5, "eta must be >= 0"),
+    ("s_noise", "x", "s_noise must be a number"),
     ("width", 100, "width must be a positive multiple of 8"),
     ("cfg_scale", "nan", "cfg_scale must be a finite number"),
     ("denoising_strength", 1.5, "denoising_strength must be in [0, 1]"),
@@ -106,15 +108,17 @@ def test_unapplied_infotext_keys_warn_once_and_strict_refuses(caplog):
         settings = settings_from_infotext(A1111_TEXT)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    for key in ("Hires upscale", "Eta", "<lora:catstyle:0.8>"):
+    for key in ("Hires upscale", "<lora:catstyle:0.8>"):
         assert key in warnings[0]
-    for applied in ("Steps", "Mask mode", "Model hash", "Version", "Masked area padding", "Variation seed", "ENSD"):
+    for applied in ("Steps", "Mask mode", "Model hash", "Version", "Masked area padding", "Variation seed", "ENSD",
+                    "Eta"):
         assert applied + "," not in warnings[0] and not warnings[0].endswith(applied)
     assert (settings["masked_content"], settings["inpaint_area"], settings["mask_mode"], settings["padding"]) == (
         "latent_noise", "only_masked", "not_masked", 16)
     assert (settings["width"], settings["height"], settings["mask_blur"]) == (512, 512, 0)
     assert (settings["subseed"], settings["subseed_strength"], settings["ensd"], settings["rng_source"]) == (
         99, 0.3, 31337, "GPU")
+    assert settings["eta"] == 0.5
     with pytest.raises(ValueError, match="Hires upscale"):
         settings_from_infotext(A1111_TEXT, strict=True)
 
