@@ -256,12 +256,21 @@ class Pipeline:
     def txt2img(self, prompt: str, negative_prompt: str = "", *, steps: int = 20, sampler: str = "DPM++ 2M",
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
                 height: int = 512, batch_size: int = 1, clip_skip: int = 1,
-                callback: Callable[[dict], Any] | None = None, progress: bool = False, **controlnet: Any) -> Result:
+                callback: Callable[[dict], Any] | None = None, progress: bool = False,
+                controlnet: Any = None,
+                controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                controlnet_lama: Any = None, controlnets: list[ControlNetUnit] | None = None) -> Result:
         """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512).
 
         ControlNet keywords as for `inpaint`; in txt2img a unit needs its own image (`controlnet_image`).
         """
-        units = controlnet_units(**controlnet)
+        units = controlnet_units(controlnet, controlnets=controlnets, controlnet_preprocessor=controlnet_preprocessor,
+                                 control_weight=control_weight, control_mode=control_mode,
+                                 guidance_start=guidance_start, guidance_end=guidance_end,
+                                 controlnet_image=controlnet_image, controlnet_mask=controlnet_mask,
+                                 controlnet_lama=controlnet_lama)
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         processing_size((width, height), width, height)
         seeds = self._seeds(seed, batch_size)
@@ -293,7 +302,12 @@ class Pipeline:
                 mask_blur: int = 4, mask_mode: str = "masked", masked_content: str = "original",
                 inpaint_area: str = "whole", padding: int = 32, batch_size: int = 1, clip_skip: int = 1,
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
-                callback: Callable[[dict], Any] | None = None, progress: bool = False, **controlnet: Any) -> Result:
+                callback: Callable[[dict], Any] | None = None, progress: bool = False,
+                controlnet: Any = None,
+                controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                controlnet_lama: Any = None, controlnets: list[ControlNetUnit] | None = None) -> Result:
         """Inpaint `image` where `mask` is white, as A1111 v1.10's img2img inpaint tab does.
 
         Defaults are A1111's UI defaults (not its API's): DPM++ 2M with schedule "Automatic" (= Karras for DPM++ 2M, the
@@ -320,7 +334,11 @@ class Pipeline:
             of `ControlNetUnit`s. With a mask, inpaint_only falls back to inpaint_global_harmonious (the extension's
             rule: A1111's own inpainting then keeps the unmasked area).
         """
-        units = controlnet_units(**controlnet)
+        units = controlnet_units(controlnet, controlnets=controlnets, controlnet_preprocessor=controlnet_preprocessor,
+                                 control_weight=control_weight, control_mode=control_mode,
+                                 guidance_start=guidance_start, guidance_end=guidance_end,
+                                 controlnet_image=controlnet_image, controlnet_mask=controlnet_mask,
+                                 controlnet_lama=controlnet_lama)
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
