@@ -137,6 +137,8 @@ def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device,
     if isinstance(model, ControlNet):
         return model
     path = Path(model)
+    if not path.exists() and not path.suffix:
+        path = path.with_name(path.name + ".safetensors")  # a model name, as the infotext records it
     key = (str(path.resolve()), str(device), dtype, kernels)
     if key not in cache:
         loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
