@@ -105,3 +105,32 @@ def test_lama_noise_hack(pipe, tiny_controlnet, picture):
 
     expected = SD1_SCHEDULE.q_sample(x0, 999, noise) * result.sigmas[0]
     assert torch.allclose(result.start_latent, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_nine_channel_model_takes_the_hint_conditioning(tiny_inpainting_checkpoint, tiny_controlnet, picture,
+                                                        monkeypatch):
+    """With a 9-channel UNet the unit's mask and masked hint replace A1111's conditioning channels at every call."""
+    from inpaintlab.controlnet import ControlledUNet
+
+    pipe9 = inpaintlab.load(tiny_inpainting_checkpoint, kernels="torch")
+    image, mask = picture
+    seen = []
+    real = ControlledUNet.__call__
+
+    def spy(self, x, timesteps, context, cond_mark=None):
+        seen.append([u.inpaint_cond for u in self.units])
+        return real(self, x, timesteps, context, cond_mark)
+
+    monkeypatch.setattr(ControlledUNet, "__call__", spy)
+    result = pipe9.inpaint(image, mask, "a cat", controlnet=tiny_controlnet,
+                           controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    monkeypatch.undo()
+    hint4 = pp.make_hint(pp.combine_image_and_mask(image, pp.extension_mask(mask, 4)), SIZE, SIZE)
+    cond = seen[0][0]
+    assert len(seen) == 4 and cond.shape == (1, 5, 8, 8)
+    assert torch.equal(cond[:, :1], pp.inpaint_model_mask(hint4))
+    m = (hint4[:, 3:4] > 0.5).float()
+    masked = pipe9.encode_image((hint4[:, :3] * 2 - 1) * (1 - m), torch.Generator().manual_seed(7))
+    assert torch.equal(cond[:, 1:], masked)
+    plain = pipe9.inpaint(image, mask, "a cat", **FAST)
+    assert not torch.equal(plain.samples, result.samples) and torch.isfinite(result.samples).all()
