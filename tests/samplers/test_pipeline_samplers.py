@@ -127,3 +127,20 @@ def test_cli_sampler_settings_and_from_png_round_trip(tiny_checkpoint, tmp_path)
     fields = parse_infotext(read_png_infotext(next(again.glob("*.png"))))
     assert fields["Eta"] == "0.0" and "ENSD" not in fields
     assert settings_from_infotext("x\nSteps: 3, Sampler: DDIM, Eta DDIM: 0.3, Sigma churn: 1.5, Seed: 1")["eta"] == 0.3
+
+
+@pytest.mark.parametrize("sampler", ["DDIM", "DPM++ SDE", "UniPC"])
+def test_controlnet_with_new_samplers(pipe, tmp_path, sampler):
+    # weight 0 is no ControlNet, bit for bit, on the timestep path and with Brownian noise too; weight 1 runs
+    from inpaintlab.tiny import make_tiny_controlnet
+
+    controlnet = make_tiny_controlnet(tmp_path / "cn.safetensors")
+    image, mask = _picture(), _mask()
+    settings = dict(steps=4, seed=5, sampler=sampler, denoising_strength=1.0)  # UniPC img2img needs t_enc >= 3
+    plain = pipe.inpaint(image, mask, "a door", **settings)
+    off = pipe.inpaint(image, mask, "a door", controlnet=controlnet, control_weight=0.0,
+                       controlnet_preprocessor="inpaint_global_harmonious", **settings)
+    assert off.images[0].tobytes() == plain.images[0].tobytes()
+    on = pipe.inpaint(image, mask, "a door", controlnet=controlnet, controlnet_preprocessor="inpaint_global_harmonious",
+                      **settings)
+    assert torch.isfinite(on.samples).all() and not torch.equal(on.samples, plain.samples)
