@@ -9,10 +9,11 @@ from .apply import ActiveNetwork, NetworkMerger
 from .files import NetworkFile, NetworkLibrary, addnet_hash, network_hash, read_network
 from .modules import NetworkError, calc_updown, detect_type
 from .names import convert_kohya_name, module_names
-from .prompt import NetworkTag, lora_tags, parse_prompt, parse_prompts, set_lora_weight, strip_networks
+from .prompt import (NetworkTag, lora_tags, parse_lora_hashes, parse_prompt, parse_prompts, rename_by_hashes,
+                     set_lora_weight, strip_networks)
 
 __all__ = [
     "ActiveNetwork", "NetworkError", "NetworkFile", "NetworkLibrary", "NetworkMerger", "NetworkTag", "addnet_hash",
     "calc_updown", "convert_kohya_name", "detect_type", "lora_tags", "module_names", "network_hash", "parse_prompt",
-    "parse_prompts", "read_network", "set_lora_weight", "strip_networks",
+    "parse_lora_hashes", "parse_prompts", "read_network", "rename_by_hashes", "set_lora_weight", "strip_networks",
 ]

@@ -159,3 +159,11 @@ class NetworkLibrary:
             if self.hash_of(entry.path)[:12] == shorthash:
                 return entry
         return None
+
+    def name_for_hash(self, shorthash: str) -> str | None:
+        """The name A1111 writes into a pasted prompt for the file with this short hash: its alias when the alias
+        identifies it, else its file stem."""
+        entry = self.find_by_shorthash(shorthash)
+        if entry is None:
+            return None
+        return entry.alias if self.aliases.get(entry.alias) is entry else entry.name

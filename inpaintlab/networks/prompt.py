@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 _TAG = re.compile(r"<(\w+):([^>]+)>")
 LORA_TAGS = ("lora", "lyco")  # `lyco` is A1111's alias of the same handler
@@ -111,3 +112,28 @@ def set_lora_weight(prompt: str, name: str, weight: float) -> str:
     if pattern.search(prompt):
         return pattern.sub(lambda m: f"<{m[1]}:{name}:{weight:g}>", prompt)
     return f"{prompt} {tag}" if prompt else tag
+
+
+def parse_lora_hashes(text: str) -> dict[str, str]:
+    """The infotext's `Lora hashes` value ("name: hash12, name: hash12") as {name: hash12}."""
+    hashes = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition(":")
+        if sep:
+            hashes[name.strip()] = value.strip()
+    return hashes
+
+
+_LORA_NAME = re.compile(r"<lora:([^:]+):")
+
+
+def rename_by_hashes(prompt: str, hashes: dict[str, str], find: Callable[[str], str | None]) -> str:
+    """A1111's paste of an infotext: `<lora:name:` becomes the local network whose short hash the infotext recorded
+    for that name (`find(hash12)` → local name, or None to keep the tag as it is)."""
+
+    def replace(m: re.Match) -> str:
+        shorthash = hashes.get(m[1])
+        local = find(shorthash) if shorthash else None
+        return m[0] if local is None else f"<lora:{local}:"
+
+    return _LORA_NAME.sub(replace, prompt)

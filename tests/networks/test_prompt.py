@@ -75,3 +75,13 @@ def test_set_lora_weight():
     assert set_lora_weight("a <lyco:x> b", "x", 1.25) == "a <lyco:x:1.25> b"
     assert set_lora_weight("a b", "x", 0.3) == "a b <lora:x:0.3>"
     assert set_lora_weight("a <lora:xy:1>", "x", 0.3) == "a <lora:xy:1> <lora:x:0.3>"
+
+
+def test_lora_hashes_round_trip_and_paste_rename():
+    from inpaintlab.networks import parse_lora_hashes, rename_by_hashes
+
+    hashes = parse_lora_hashes("detail: 1a2b3c4d5e6f, my style: 0f9e8d7c6b5a")
+    assert hashes == {"detail": "1a2b3c4d5e6f", "my style": "0f9e8d7c6b5a"}
+    local = {"0f9e8d7c6b5a": "style_v3"}
+    prompt = "a <lora:detail:0.5> b <lora:my style:1:0.5> <lora:other:1>"
+    assert rename_by_hashes(prompt, hashes, local.get) == "a <lora:detail:0.5> b <lora:style_v3:1:0.5> <lora:other:1>"
