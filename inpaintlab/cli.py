@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .infotext import read_png_infotext, save_png, settings_from_infotext
+from .infotext import parse_infotext, read_png_infotext, save_png, settings_from_infotext
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -54,6 +54,7 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> N
     parser.add_argument("--model", required=required, help="single-file SD1.x checkpoint (.safetensors)")
     parser.add_argument("--vae", help="separate VAE file (.safetensors), e.g. vae-ft-mse-840000-ema-pruned")
     parser.add_argument("--embeddings-dir", help="directory of textual-inversion embeddings (.pt/.safetensors/.bin)")
+    parser.add_argument("--lora-dir", help="directory of LoRA/LyCORIS files named by <lora:name:weight> prompt tags")
     parser.add_argument("--allow-pickle", action="store_true", help="allow .ckpt pickles (loaded with weights_only)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
@@ -135,13 +136,25 @@ def _load(args):
     from .inpaint import load
 
     return load(args.model, args.vae, device=args.device, dtype=DTYPES[args.dtype], kernels=args.kernels,
-                embeddings_dir=args.embeddings_dir, allow_pickle=args.allow_pickle)
+                embeddings_dir=args.embeddings_dir, lora_dir=args.lora_dir, allow_pickle=args.allow_pickle)
+
+
+def _paste_lora_names(prompt: str, fields: dict[str, str], lora_dir: str | None) -> str:
+    """A1111's paste: `<lora:name:` tags become the local network whose hash the infotext's `Lora hashes` records."""
+    if "Lora hashes" not in fields or lora_dir is None:
+        return prompt
+    from .networks import NetworkLibrary, parse_lora_hashes, rename_by_hashes
+
+    library = NetworkLibrary(lora_dir)
+    return rename_by_hashes(prompt, parse_lora_hashes(fields["Lora hashes"]), library.name_for_hash)
 
 
 def _run_generation(args) -> int:
     settings: dict[str, Any] = {}
     if args.from_png:
-        settings.update(settings_from_infotext(read_png_infotext(args.from_png)))
+        text = read_png_infotext(args.from_png)
+        settings.update(settings_from_infotext(text))
+        settings["prompt"] = _paste_lora_names(settings["prompt"], parse_infotext(text), args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in SETTINGS or k in ("prompt", "negative_prompt")}
     # the two "Resize seed from" flags are one pipeline setting; a flag replaces its side of a --from-png value
     width, height = settings.pop("seed_resize_from", (0, 0))
