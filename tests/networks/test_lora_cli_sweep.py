@@ -84,3 +84,11 @@ def test_sweep_over_a_lora_weight(tiny_checkpoint, tmp_path):
     assert all("Lora hashes" in r["infotext"] for r in rows)
     images = [np.asarray(Image.open(tmp_path / "out" / r["image"])) for r in rows]
     assert not np.array_equal(*images)
+
+
+def test_lora_tags_and_hashes_count_as_applied_but_other_tags_warn():
+    from inpaintlab.infotext import unapplied
+
+    text = ("a <lora:x:0.5> <lyco:y:1> b <hypernet:z:1>\nNegative prompt: <lora:n:1>\n"
+            'Steps: 20, Sampler: Euler, Seed: 1, Size: 64x64, Lora hashes: "x: 0123456789ab, y: ba9876543210"')
+    assert unapplied(parse_infotext(text)) == ["prompt tag <hypernet:z:1>"]
