@@ -157,13 +157,13 @@ class NetworkMerger:
             updown, ex_bias = calc_updown(mw, kind, W, net.te, net.unet, net.dyn)
         except (RuntimeError, IndexError, KeyError) as e:
             raise NetworkError(f"{file.path}: {kind} module {mw.key!r} does not fit {mw.name} "
-                               f"(weight {list(W.shape)}): {e}") from e
+                               f"(weight {list(W.shape)}){_other_architecture(mw, W)}: {e}") from e
         if W.ndim == 4 and W.shape[1] == 9:
             # A 4-channel network on the 9-channel inpainting conv_in: zero-pad the input channels 4 → 9 (A1111).
             updown = torch.nn.functional.pad(updown, (0, 0, 0, 0, 0, 5))
         if not _fits(updown.shape, W.shape):
             raise NetworkError(f"{file.path}: {kind} module {mw.key!r} gives a delta of shape {list(updown.shape)} "
-                               f"for {mw.name} of shape {list(W.shape)}")
+                               f"for {mw.name} of shape {list(W.shape)}{_other_architecture(mw, W)}")
         if ex_bias is not None:
             bias = getattr(module, "bias", None)
             target = W.shape[:1] if bias is None else bias.shape
@@ -187,6 +187,16 @@ class NetworkMerger:
                 else:
                     module.bias.copy_(bias)
         self._key, self.active, self.files = (), [], []
+
+
+# Text widths of other Stable Diffusion versions that no SD1 layer has, so they show up in their networks' shapes.
+_OTHER_WIDTHS = {1024: "SD2.x (OpenCLIP-H, 1024 wide)", 2048: "SDXL (2048-wide cross-attention context)"}
+
+
+def _other_architecture(mw: ModuleWeights, W: torch.Tensor) -> str:
+    widths = {d for t in mw.w.values() for d in t.shape} - set(W.shape)
+    hits = [name for width, name in _OTHER_WIDTHS.items() if width in widths]
+    return f"; the file's shapes look like a network for {' or '.join(hits)}" if hits else ""
 
 
 def _fits(delta: torch.Size, target: torch.Size) -> bool:
