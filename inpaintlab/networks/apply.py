@@ -142,8 +142,9 @@ class NetworkMerger:
         return self.files
 
     def clear(self) -> None:
-        """Restore every touched layer to its original weights, bit for bit."""
+        """Restore every touched layer to its original weights, bit for bit, and drop the kept copies."""
         self._restore()
+        self._backup.clear()
         self._cache.clear()
 
     def _merge(self, file: NetworkFile, mw: ModuleWeights, kind: str, net: ActiveNetwork) -> None:

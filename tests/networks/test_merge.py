@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import kohya_key, pick, random_lora, write
+from network_helpers import kohya_key, pick, random_lora, write
 
 from inpaintlab.networks import ActiveNetwork, NetworkError, NetworkMerger
 from inpaintlab.tiny import build_tiny_models
