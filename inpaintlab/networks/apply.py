@@ -136,6 +136,8 @@ class NetworkMerger:
             self._restore()
             raise
         self._key, self.active, self.files = key, list(networks), [p.file for p in prepared]
+        for net, prep in zip(networks, prepared):
+            log.debug("merged %s (te %g, unet %g): %d modules", prep.file.path, net.te, net.unet, len(prep.modules))
         # Only the active networks stay in memory (A1111's default lora_in_memory_limit of 0).
         active_paths = {p.file.path.resolve() for p in prepared}
         self._cache = {k: v for k, v in self._cache.items() if k[0] in active_paths}
