@@ -2,7 +2,8 @@
 
 The re-derivations are written from the formulas (matrix products per kernel tap, explicit Kronecker blocks, block
 diagonal and permutation matrices for OFT/BOFT, per-column norms for DoRA), not from the implementation's einsums and
-reshapes. Inputs are float32; the float32 result must match float64 to max|Δ| <= 1e-5·max|ref| (measured at most 2.1e-7 over the 26 comparisons).
+reshapes. Inputs are float32; the float32 result must match float64 to max|Δ| <= 1e-5·max|ref| (measured at most
+2.1e-7 over the 26 comparisons).
 """
 from __future__ import annotations
 
