@@ -11,8 +11,14 @@
       "intermediates": false
     }
 
-Each axis names one `Pipeline.inpaint` setting (or `prompt` / `negative_prompt`) and lists its values. Relative paths are
-resolved against the spec file's directory.
+Each axis names one `Pipeline.inpaint` setting (or `prompt` / `negative_prompt`) and lists its values. An axis may instead
+have a free name and list groups of settings, each with an optional "label" for the grid, to vary several settings
+together (e.g. binary vs soft inpainting vs Differential Diffusion):
+
+      "x": {"blending": [{"label": "binary"}, {"label": "soft", "soft_inpainting": true},
+                         {"label": "differential", "differential_diffusion": true}]}
+
+Relative paths are resolved against the spec file's directory.
 """
 from __future__ import annotations
 
@@ -42,8 +48,22 @@ class Cell:
     seed: int
 
     def settings(self, base: dict[str, Any]) -> dict[str, Any]:
-        axes = dict([self.x, self.y] + ([self.z] if self.z else []))
+        axes: dict[str, Any] = {}
+        for name, value in [self.x, self.y] + ([self.z] if self.z else []):
+            axes.update(group_settings(value) if isinstance(value, dict) else {name: value})
         return {**base, **axes, "seed": self.seed}
+
+
+def group_settings(group: dict[str, Any]) -> dict[str, Any]:
+    """The settings of one value of a grouped axis (its "label" is only for display)."""
+    return {k: v for k, v in group.items() if k != "label"}
+
+
+def axis_label(name: str, value: Any) -> str:
+    """Grid label of an axis value: "setting: value", or a group's label (else its settings as k=v)."""
+    if isinstance(value, dict):
+        return str(value.get("label") or ", ".join(f"{k}={v}" for k, v in group_settings(value).items()) or name)
+    return f"{name}: {value}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +114,13 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
     if not isinstance(axis, dict) or len(axis) != 1:
         raise ValueError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
     (setting, values), = axis.items()
+    if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+        for group in values:
+            unknown = set(group_settings(group)) - set(SETTING_NAMES)
+            if unknown or "seed" in group:
+                raise ValueError(f"sweep spec: axis {name!r} group {group} names unknown settings "
+                                 f"{sorted(unknown or {'seed'})}; known: {', '.join(SETTING_NAMES)}")
+        return setting, values
     if setting not in SETTING_NAMES:
         raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}")
     if not isinstance(values, list) or not values:
@@ -126,7 +153,8 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ValueError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
     x, y, z = _axis(raw, "x", True), _axis(raw, "y", True), _axis(raw, "z", False)
-    names = [a[0] for a in (x, y, z) if a]
+    names = [n for a in (x, y, z) if a
+             for n in ({k for v in a[1] for k in group_settings(v)} if isinstance(a[1][0], dict) else {a[0]})]
     if len(set(names)) != len(names):
         raise ValueError(f"sweep spec: the axes must name different settings, got {names}")
 
