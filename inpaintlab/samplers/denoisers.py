@@ -365,10 +365,15 @@ class DifferentialBlend:
     model, so this works with all of them; pass a start latent you do not need afterwards. Calls at sigmas between
     schedule entries (second-order or churned evaluations) use the step of the next schedule entry below or at them.
     No final blend: decode the sampler output as it is.
+
+    add_noise(init_latent, noise, value [B]) -> noised latent: how the original is noised to a call's value; default
+    the k-diffusion form ``init + noise·sigma``. For samplers called with timesteps (A1111's DDIM/PLMS/UniPC), pass the
+    timesteps run (descending, then a final 0) as ``sigmas`` and the VP form ``√ā_t·init + √(1 − ā_t)·noise``.
     """
 
     def __init__(self, inner: Denoiser, init_latent: torch.Tensor, change_map: torch.Tensor, sigmas: torch.Tensor,
-                 noise: torch.Tensor) -> None:
+                 noise: torch.Tensor,
+                 add_noise: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = None) -> None:
         if change_map.ndim == 2:
             change_map = change_map[None, None]
         _check_latent_pair(init_latent, change_map, "change_map")
@@ -385,6 +390,7 @@ class DifferentialBlend:
         self.noise = noise
         self.steps = sigmas.shape[0] - 1
         self.keep = differential_masks(change_map, self.steps)
+        self.add_noise = add_noise
 
     def __repr__(self) -> str:
         return (f"DifferentialBlend(init_latent={tuple(self.init_latent.shape)}, "
@@ -398,6 +404,9 @@ class DifferentialBlend:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
         sigma = _sigma_batch(sigma, x)
         keep = self.keep[self.step_index(sigma[0])].to(x.device)
-        noised = self.init_latent.to(x) + self.noise.to(x) * _append_dims(sigma, x.ndim).to(x)
+        if self.add_noise is None:
+            noised = self.init_latent.to(x) + self.noise.to(x) * _append_dims(sigma, x.ndim).to(x)
+        else:
+            noised = self.add_noise(self.init_latent.to(x), self.noise.to(x), sigma)
         x.copy_(torch.where(keep, noised, x))
         return self.inner(x, sigma, **kwargs)

@@ -156,3 +156,17 @@ def test_differential_checks_inputs():
     assert [blend.step_index(s) for s in SIGMAS[:-1]] == [0, 1, 2, 3]
     assert blend.step_index(torch.tensor(8.0)) == 0 and blend.step_index(torch.tensor(2.0)) == 2
     assert "DifferentialBlend" in repr(blend) and "SoftInpaintBlend" in repr(SoftInpaintBlend(toy, init, change[None, None]))
+
+
+def test_differential_with_timesteps_and_vp_noising():
+    init, noise, change = make(7, (1, 4, 3, 3))
+    timesteps = torch.tensor([801.0, 601.0, 401.0, 0.0])
+    abar = lambda t: torch.exp(-t / 400.0)  # noqa: E731  (any decreasing toy schedule)
+    vp = lambda x0, n, t: abar(t).sqrt().reshape(-1, 1, 1, 1) * x0 + (1 - abar(t)).sqrt().reshape(-1, 1, 1, 1) * n  # noqa: E731
+    seen = []
+    blend = DifferentialBlend(lambda x, t: seen.append(x.clone()) or x, init, change, timesteps, noise, add_noise=vp)
+    x = vp(init, noise, timesteps[:1]).clone()
+    blend(x, timesteps[1:2])  # the call at the second timestep: threshold 1/3
+    keep = (1 - change) > 1 / 3
+    expected = torch.where(keep, vp(init, noise, timesteps[1:2]), vp(init, noise, timesteps[:1]))
+    assert torch.equal(seen[0], expected) and torch.equal(x, expected)
