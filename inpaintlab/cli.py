@@ -29,6 +29,13 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "height": (int, None, "processing height (multiple of 8; default: the image's, or 512 for txt2img)"),
     "batch_size": (int, 1, "images per run (seeds seed, seed+1, ...)"),
     "clip_skip": (int, 1, "CLIP layers to skip, counted as in A1111 (1 = last layer)"),
+    "rng_source": (str, "CPU", "noise source: CPU (same noise on every device), NV (A1111's emulation of CUDA noise, "
+                               "any device) or GPU (torch's CUDA generator, A1111's default)"),
+    "subseed": (int, -1, "variation seed (-1 = random)"),
+    "subseed_strength": (float, 0.0, "variation strength (0 = off, 1 = the variation seed's noise)"),
+    "seed_resize_from_w": (int, 0, "resize seed from width in pixels (used when both sides are > 0)"),
+    "seed_resize_from_h": (int, 0, "resize seed from height in pixels (used when both sides are > 0)"),
+    "ensd": (int, 0, "eta noise seed delta: sampler noise after the initial noise comes from seed + ENSD"),
     "denoising_strength": (float, 0.75, "denoising strength in [0, 1]"),
     "mask_blur": (int, 4, "mask blur sigma in pixels"),
     "mask_mode": (str, "masked", "'masked' (inpaint masked) or 'not_masked' (inpaint not masked)"),
@@ -37,8 +44,17 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "padding": (int, 32, "only-masked padding in pixels"),
     "fill_space": (str, "pixel", "where 'fill' runs: 'pixel' (A1111) or 'latent'"),
     "inpainting_mask_weight": (float, 1.0, "conditional mask weight (9-channel inpainting models)"),
+    "soft_inpainting": (bool, False, "A1111's soft inpainting (unrounded masks, per-step soft blend, difference composite)"),
+    "schedule_bias": (float, 1.0, "soft inpainting: schedule bias (power of sigma in the mask exponent), 0-8"),
+    "preservation_strength": (float, 0.5, "soft inpainting: preservation strength (scale of the mask exponent), 0-8"),
+    "transition_contrast_boost": (float, 4.0, "soft inpainting: transition contrast boost (magnitude power mean), 1-32"),
+    "mask_influence": (float, 0.0, "soft inpainting: how much the mask biases the difference threshold, 0-1"),
+    "difference_threshold": (float, 0.5, "soft inpainting: latent change at which the original is 50% opaque, 0-8"),
+    "difference_contrast": (float, 2.0, "soft inpainting: sharpness of the composite transition, 0-8"),
+    "differential_diffusion": (bool, False, "Differential Diffusion with the blurred mask as change map (not A1111)"),
 }
-TXT2IMG = ("steps", "sampler", "scheduler", "cfg_scale", "seed", "width", "height", "batch_size", "clip_skip")
+TXT2IMG = ("steps", "sampler", "scheduler", "cfg_scale", "seed", "width", "height", "batch_size", "clip_skip", "rng_source",
+           "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h", "ensd")
 IMG2IMG = TXT2IMG + ("denoising_strength",)
 
 
@@ -56,6 +72,10 @@ def _add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> No
     for name in names:
         kind, default, text = SETTINGS[name]
         # SUPPRESS keeps unset flags out of the namespace, so --from-png values are only overridden by explicit flags.
+        if kind is bool:  # --flag / --no-flag, so a --from-png value can be switched off too
+            parser.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+            continue
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS,
                             help=f"{text} (default: {default})")
 
@@ -135,9 +155,14 @@ def _run_generation(args) -> int:
     if args.from_png:
         settings.update(settings_from_infotext(read_png_infotext(args.from_png)))
     explicit = {k: v for k, v in vars(args).items() if k in SETTINGS or k in ("prompt", "negative_prompt")}
+    # the two "Resize seed from" flags are one pipeline setting; a flag replaces its side of a --from-png value
+    width, height = settings.pop("seed_resize_from", (0, 0))
+    width, height = explicit.pop("seed_resize_from_w", width), explicit.pop("seed_resize_from_h", height)
     settings.update(explicit)
     allowed = {"inpaint": tuple(SETTINGS), "img2img": IMG2IMG, "txt2img": TXT2IMG}[args.command]
     settings = {k: v for k, v in settings.items() if k in allowed or k in ("prompt", "negative_prompt")}
+    if width or height:
+        settings["seed_resize_from"] = (width, height)
     if "prompt" not in settings:
         raise SystemExit("inpaintlab: --prompt is required (or --from-png)")
     print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items()), flush=True)

@@ -11,6 +11,7 @@ alone; None values are left out. Fixed keys come first in A1111's order, then th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,10 +21,13 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from .masking.soft import SoftInpaintingSettings
+
 # A1111 v1.10.1 `create_infotext` order for the keys this library can produce.
 FIXED_KEYS = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Size", "Model hash", "Model", "VAE hash",
-    "VAE", "Denoising strength", "Conditional mask weight", "Clip skip", "RNG",
+    "VAE", "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
+    "Conditional mask weight", "Clip skip", "ENSD", "RNG",
 )
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -126,7 +130,8 @@ _INPAINT_AREAS = {"Whole picture": "whole", "Only masked": "only_masked"}
 def settings_from_infotext(text: str) -> dict[str, Any]:
     """Turn an infotext back into `Pipeline.inpaint` keyword arguments (plus prompt / negative_prompt).
 
-    Missing inpaint keys take A1111's parsing defaults: masked, original, whole picture, padding 32, clip skip 1.
+    Missing inpaint keys take A1111's parsing defaults: masked, original, whole picture, padding 32, clip skip 1, and
+    RNG "GPU" (A1111 writes `RNG` only for the CPU and NV sources).
     """
     fields = parse_infotext(text)
     settings: dict[str, Any] = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"]}
@@ -135,6 +140,8 @@ def settings_from_infotext(text: str) -> dict[str, Any]:
         "CFG scale": ("cfg_scale", float), "Seed": ("seed", int), "Denoising strength": ("denoising_strength", float),
         "Mask blur": ("mask_blur", int), "Masked area padding": ("padding", int), "Clip skip": ("clip_skip", int),
         "Conditional mask weight": ("inpainting_mask_weight", float),
+        "Variation seed": ("subseed", int), "Variation seed strength": ("subseed_strength", float),
+        "ENSD": ("ensd", int),
     }
     for key, (name, convert) in converters.items():
         if key in fields:
@@ -142,10 +149,20 @@ def settings_from_infotext(text: str) -> dict[str, Any]:
     if "Size" in fields:
         width, height = fields["Size"].lower().split("x")
         settings["width"], settings["height"] = int(width), int(height)
+    if "Seed resize from" in fields:
+        width, height = fields["Seed resize from"].lower().split("x")
+        settings["seed_resize_from"] = (int(width), int(height))
+    settings["rng_source"] = fields.get("RNG", "GPU")
     settings["mask_mode"] = _MASK_MODES[fields.get("Mask mode", "Inpaint masked")]
     settings["masked_content"] = _MASKED_CONTENT[fields.get("Masked content", "original")]
     settings["inpaint_area"] = _INPAINT_AREAS[fields.get("Inpaint area", "Whole picture")]
     settings["fill_space"] = fields.get("Fill space", "pixel")
+    soft = SoftInpaintingSettings.from_infotext(fields)
+    if soft is not None:
+        settings["soft_inpainting"] = True
+        settings.update(dataclasses.asdict(soft))
+    if fields.get("Differential diffusion", "").strip() == "True":
+        settings["differential_diffusion"] = True
     settings.setdefault("padding", 32)
     settings.setdefault("clip_skip", 1)
     if "Mask blur" not in fields and "Denoising strength" in fields:

@@ -149,3 +149,28 @@ def test_soft_and_differential_settings_are_checked(pipe):
         pipe.inpaint(image, mask, "x", soft_inpainting=True, differential_diffusion=True, **FAST)
     with pytest.raises(ValueError, match="mask_influence"):
         pipe.inpaint(image, mask, "x", soft_inpainting=True, mask_influence=2.0, **FAST)
+
+
+def test_cli_flags_and_from_png_round_trip(tiny_checkpoint, tmp_path):
+    from inpaintlab.cli import main
+    from inpaintlab.infotext import read_png_infotext, settings_from_infotext
+
+    picture(seed=7).save(tmp_path / "image.png")
+    rect_mask((64, 64), (16, 16, 47, 47)).save(tmp_path / "mask.png")
+    common = ["--model", str(tiny_checkpoint), "--image", str(tmp_path / "image.png"), "--mask",
+              str(tmp_path / "mask.png"), "--kernels", "torch", "--no-progress", "--steps", "2", "--seed", "5"]
+    assert main(["inpaint", *common, "--prompt", "x", "--soft-inpainting", "--mask-influence", "0.25",
+                 "--difference-contrast", "3", "--out", str(tmp_path / "a")]) == 0
+    first = tmp_path / "a" / "00000-5.png"
+    settings = settings_from_infotext(read_png_infotext(first))
+    assert settings["soft_inpainting"] is True and settings["mask_influence"] == 0.25
+    assert settings["difference_contrast"] == 3.0 and settings["schedule_bias"] == 1.0
+    assert main(["inpaint", *common, "--from-png", str(first), "--out", str(tmp_path / "b")]) == 0
+    again = tmp_path / "b" / "00000-5.png"
+    assert read_png_infotext(again) == read_png_infotext(first)
+    assert Image.open(again).tobytes() == Image.open(first).tobytes()
+    # --no-soft-inpainting switches a PNG's soft inpainting off; Differential Diffusion reads back too
+    assert main(["inpaint", *common, "--from-png", str(first), "--no-soft-inpainting", "--differential-diffusion",
+                 "--out", str(tmp_path / "c")]) == 0
+    settings = settings_from_infotext(read_png_infotext(tmp_path / "c" / "00000-5.png"))
+    assert settings.get("differential_diffusion") is True and "soft_inpainting" not in settings
