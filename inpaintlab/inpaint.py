@@ -35,6 +35,7 @@ from .clip.schedule import get_prompt_schedule, split_and
 from .infotext import build_infotext
 from .masking.soft import SoftInpaintingSettings, overlay_source, soft_overlays
 from .prepare import flatten, prepare_inpaint, processing_size
+from .settings import validated
 from .samplers import (SAMPLERS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend,
                        SoftInpaintBlend, build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
 from .samplers.rng import resolve_rng_source
@@ -74,6 +75,40 @@ class Result:
     @property
     def infotext(self) -> str:
         return self.infotexts[0]
+
+    def save(self, path_or_dir: str | Path) -> list[Path]:
+        """Write the images as PNGs carrying their infotext (what A1111's PNG Info and `--from-png` read back).
+
+        A path ending in `.png` takes the single image. Anything else is a folder (created if missing): each image
+        becomes `NNNNN-<seed>.png` with A1111's 5-digit counter, and a batch of several images also gets A1111's
+        grid, `grid-NNNN.png`, carrying the first image's infotext. Returns the written paths (images, then grid).
+        """
+        from .files import prepare_out_dir
+        from .grid import image_grid
+        from .infotext import save_png
+
+        target = Path(path_or_dir)
+        if target.suffix.lower() == ".png":
+            if len(self.images) != 1:
+                raise ValueError(f"{target}: {len(self.images)} images need a folder, not one file name")
+            return [save_png(self.images[0], target, self.infotexts[0])]
+        out = prepare_out_dir(target, "output folder")
+        index = _next_index(out, "[0-9][0-9][0-9][0-9][0-9]-*.png")
+        paths = []
+        for image, infotext, seed in zip(self.images, self.infotexts, self.seeds):
+            paths.append(save_png(image, out / f"{index:05d}-{seed}.png", infotext))
+            index += 1
+        if len(self.images) > 1:
+            number = _next_index(out, "grid-*.png", start=5, digits=4)
+            paths.append(save_png(image_grid(self.images), out / f"grid-{number:04d}.png", self.infotexts[0]))
+        return paths
+
+
+def _next_index(out: Path, pattern: str, start: int = 0, digits: int = 5) -> int:
+    """A1111's file counter: one past the highest number found at `start` in names matching `pattern`."""
+    numbers = [int(p.name[start:start + digits]) for p in out.glob(pattern)
+               if p.name[start:start + digits].isdigit()]
+    return max(numbers, default=-1) + 1
 
 
 @dataclasses.dataclass
@@ -161,7 +196,12 @@ def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | st
         if any(isinstance(v, bool) or not isinstance(v, int) for v in (width, height)):
             raise ValueError(f"seed_resize_from must be two ints (width, height), got {seed_resize_from!r}")
         resize = (width, height) if width > 0 and height > 0 else None  # A1111: used only when both are > 0
-    return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, resolve_rng_source(rng_source), ensd)
+    source = resolve_rng_source(rng_source)
+    if source == "GPU" and not torch.cuda.is_available():
+        # fail before any model work; ImageRNG would refuse the same way
+        raise ValueError("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' "
+                         "(A1111's emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
+    return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, source, ensd)
 
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
@@ -313,6 +353,7 @@ class Pipeline:
 
     # --- public entry points ---------------------------------------------------------------------------------------
 
+    @validated
     def txt2img(self, prompt: str, negative_prompt: str = "", *, steps: int = 20, sampler: str = "DPM++ 2M",
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
                 height: int = 512, batch_size: int = 1, clip_skip: int = 1, rng_source: str = "CPU", subseed: int = -1,
@@ -346,6 +387,7 @@ class Pipeline:
         """Image to image: `inpaint` without a mask (every pixel regenerated at the given strength)."""
         return self.inpaint(image, None, prompt, negative_prompt, denoising_strength=denoising_strength, **settings)
 
+    @validated
     def inpaint(self, image: Image.Image, mask: Image.Image | None, prompt: str, negative_prompt: str = "", *,
                 steps: int = 20, sampler: str = "DPM++ 2M", scheduler: str = "Automatic", cfg_scale: float = 7.0,
                 seed: int = -1, width: int | None = None, height: int | None = None, denoising_strength: float = 0.75,
@@ -381,6 +423,9 @@ class Pipeline:
         seed_resize_from: (width, height): make the seed's initial noise as if the image were this size, pasted centred
             ("Resize seed from"); used when both are > 0.
         ensd: A1111's "Eta noise seed delta": sampler noise after the initial noise comes from seed + ensd.
+
+        Every setting is checked (and A1111's labels such as "latent noise", "Only masked" or "Inpaint not masked"
+        accepted) by `inpaintlab.settings` before any work starts.
         """
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")

@@ -1,4 +1,4 @@
-"""Tiny random-weight SD 1.x checkpoints in the real file layout, for tests and the `--tiny` smoke mode.
+"""Tiny random-weight SD 1.x checkpoints in the real file layout, for tests, `inpaintlab demo` and `inpaintlab tiny`.
 
 The three networks keep the SD1 structure (UNet with spatial transformers, a 4-level VAE so latents are image/8,
 a 77-position CLIP text transformer over the full 49408-token vocabulary) at small widths. Weights are re-drawn
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .checkpoint import CLIP_POSITION_IDS, CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from .files import atomic_path
 from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .kernels import GroupNorm
 from .unet import UNetConfig, UNetModel
@@ -137,6 +136,20 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
     return _save(sd, path)
 
 
+TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors")
+
+
+def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
+    """`inpaintlab tiny`: a 4-channel and a 9-channel tiny checkpoint and a standalone VAE file in `folder`.
+
+    Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
+    """
+    folder = Path(folder)
+    plain, inpainting, vae = (folder / name for name in TINY_FILES)
+    return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
+            make_tiny_vae_file(vae, seed=seed)]
+
+
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """CPU copy for saving; only floating-point tensors take the storage dtype."""
     return t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
@@ -153,12 +166,6 @@ def _save(sd: dict[str, torch.Tensor], path: Path) -> Path:
     from safetensors.torch import save_file
 
     # Written to a temporary file and renamed, so an interrupted run never leaves a truncated checkpoint behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata={"format": "pt"})  # one entry: safetensors orders metadata arbitrarily
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt"})  # one entry: safetensors orders metadata arbitrarily
     return path

@@ -9,9 +9,10 @@ per draw, whatever its size. Of the four output words only the first two are use
 
 evaluated in float64 (as A1111's numpy arithmetic promotes it) and rounded to float32 once.
 
-The 32×32→64-bit products are done in int64 on 16-bit halves, so nothing overflows and the same code runs on every
-torch device. The transcendental part runs in float64 on the CPU (libm ``log``/``sin`` as numpy calls them); a float64
-difference of a few ULPs between math libraries would change a float32 result only with probability ~2⁻²⁸ per element.
+The 32×32→64-bit products are done in int64 on 16-bit halves, so nothing relies on overflow. Like A1111's numpy code,
+a draw is computed on the CPU (float64 ``log``/``sin``) and then moved to the requested device. Math libraries may
+differ by a float64 ULP or two, which changes a float32 result with probability ~2⁻²⁸ per element; against numpy's
+float64 functions no difference was found in 6.7·10⁷ values.
 """
 from __future__ import annotations
 

@@ -173,4 +173,4 @@ def test_cli_flags_and_from_png_round_trip(tiny_checkpoint, tmp_path):
     assert main(["inpaint", *common, "--from-png", str(first), "--no-soft-inpainting", "--differential-diffusion",
                  "--out", str(tmp_path / "c")]) == 0
     settings = settings_from_infotext(read_png_infotext(tmp_path / "c" / "00000-5.png"))
-    assert settings.get("differential_diffusion") is True and "soft_inpainting" not in settings
+    assert settings["differential_diffusion"] is True and settings["soft_inpainting"] is False
