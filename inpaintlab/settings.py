@@ -372,7 +372,7 @@ _SOFT = "soft inpainting: "
 for _row in (
     Setting("soft_inpainting", bool, False, "A1111's soft inpainting: unrounded masks, a per-step soft blend and a "
             "composite from how far each latent pixel moved (use a large mask blur)", INPAINT,
-            infotext="Soft inpainting enabled", infotext_default=False, example=True),
+            infotext="Soft inpainting enabled", example=True),
     Setting("schedule_bias", float, 1.0, _SOFT + "schedule bias, the power of sigma in the mask exponent (0-8)",
             INPAINT, infotext="Soft inpainting schedule bias", check=_between(0, 8), example=1.5),
     Setting("preservation_strength", float, 0.5, _SOFT + "preservation strength, the scale of the mask exponent (0-8)",
@@ -388,8 +388,7 @@ for _row in (
             infotext="Soft inpainting difference contrast", check=_between(0, 8), example=3.0),
     # Not an A1111 feature: `Differential diffusion: True` is inpaintlab's own key.
     Setting("differential_diffusion", bool, False, "Differential Diffusion with the blurred mask as change map "
-            "(1 = change fully; not an A1111 feature)", INPAINT, infotext="Differential diffusion",
-            infotext_default=False),
+            "(1 = change fully; not an A1111 feature)", INPAINT, infotext="Differential diffusion"),
 ):
     register(_row)
 CROSS_CHECKS["one blend"] = _one_blend

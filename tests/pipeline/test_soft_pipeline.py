@@ -124,6 +124,7 @@ def test_soft_nine_channel_batch_uses_fractional_conditioning(inpainting_pipe, m
 
 
 def test_differential_extremes_end_to_end(pipe):
+    """Change 0 reproduces the input, change 1 is plain img2img, grey lies between."""
     image = picture(seed=5)
     none = pipe.inpaint(image, Image.new("L", (64, 64), 0), "x", differential_diffusion=True, **FAST)
     assert none.images[0].tobytes() == image.tobytes()  # change 0 everywhere: the input
@@ -132,15 +133,9 @@ def test_differential_extremes_end_to_end(pipe):
     assert torch.equal(full.samples, plain.samples)  # change 1 everywhere: plain img2img at that strength
     assert full.images[0].tobytes() == plain.images[0].tobytes()
     assert parse_infotext(full.infotext)["Differential diffusion"] == "True"
-
-
-def test_differential_grey_mask_is_between(pipe, tiny_inpainting_checkpoint):
-    image = picture(seed=6)
-    grey = pipe.inpaint(image, Image.new("L", (64, 64), 128), "x", differential_diffusion=True, mask_blur=0, **FAST)
-    full = pipe.inpaint(image, Image.new("L", (64, 64), 255), "x", differential_diffusion=True, mask_blur=0, **FAST)
-    d_grey = (grey.samples - grey.init_latent).norm(dim=1).mean()
-    d_full = (full.samples - full.init_latent).norm(dim=1).mean()
-    assert 0 < d_grey < d_full  # half the steps reset to the noised original: a smaller change
+    grey = pipe.inpaint(image, Image.new("L", (64, 64), 128), "x", differential_diffusion=True, **FAST)
+    moved = [(r.samples - r.init_latent).norm(dim=1).mean() for r in (grey, full)]
+    assert 0 < moved[0] < moved[1]  # about half the steps reset to the noised original: a smaller change
 
 
 def test_soft_and_differential_settings_are_checked(pipe):
@@ -173,4 +168,4 @@ def test_cli_flags_and_from_png_round_trip(tiny_checkpoint, tmp_path):
     assert main(["inpaint", *common, "--from-png", str(first), "--no-soft-inpainting", "--differential-diffusion",
                  "--out", str(tmp_path / "c")]) == 0
     settings = settings_from_infotext(read_png_infotext(tmp_path / "c" / "00000-5.png"))
-    assert settings["differential_diffusion"] is True and settings["soft_inpainting"] is False
+    assert settings["differential_diffusion"] is True and "soft_inpainting" not in settings
