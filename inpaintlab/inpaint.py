@@ -36,14 +36,20 @@ from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from .infotext import build_infotext
 from .masking.soft import SoftInpaintingSettings, overlay_source, soft_overlays
+from .networks import ActiveNetwork, NetworkError, NetworkLibrary, NetworkMerger, lora_tags, parse_prompt, strip_networks
 from .prepare import flatten, prepare_inpaint, processing_size
-from .settings import validated
+from .settings import register_extra_network, register_infotext_key, validated
 from .samplers import (SAMPLERS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend,
                        SoftInpaintBlend, build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
 from .samplers.rng import resolve_rng_source
 from .samplers.denoisers import ScheduledCFGDenoiser
 
 log = logging.getLogger(__name__)
+
+# `<lora:…>` / `<lyco:…>` tags and the `Lora hashes` they write are applied by the pipeline (inpaintlab.networks).
+register_extra_network("lora")
+register_extra_network("lyco")
+register_infotext_key("Lora hashes")
 
 VERSION_TAG = f"inpaintlab-{__version__}"  # A1111 writes its git tag; ours names the library
 
@@ -208,13 +214,17 @@ def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | st
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
          dtype: torch.dtype = torch.float32, kernels: str = "auto", *, embeddings_dir: str | Path | None = None,
-         allow_pickle: bool = False) -> "Pipeline":
-    """Load a single-file SD1.x checkpoint (and optionally a separate VAE) into a ready `Pipeline`."""
+         lora_dir: str | Path | None = None, allow_pickle: bool = False) -> "Pipeline":
+    """Load a single-file SD1.x checkpoint (and optionally a separate VAE) into a ready `Pipeline`.
+
+    lora_dir: directory of LoRA/LyCORIS files that `<lora:name:…>` prompt tags name (A1111's `--lora-dir`).
+    """
     models = load_models(path, vae, device=device, dtype=dtype, kernels=kernels, allow_pickle=allow_pickle)
     config = PipelineConfig(models.scale_factor, models.is_inpainting, models.model_name, models.model_hash,
                             models.vae_name, models.vae_hash)
     embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width) if embeddings_dir else None
-    return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings)
+    return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings, lora_dir=lora_dir,
+                    allow_pickle=allow_pickle)
 
 
 # --- small conversions -------------------------------------------------------------------------------------------------
@@ -259,13 +269,84 @@ class Pipeline:
     """SD1.x txt2img / img2img / inpaint with A1111 v1.10 semantics. Build it with `inpaintlab.load`."""
 
     def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, config: PipelineConfig,
-                 tokenizer: Tokenizer | None = None, embeddings: dict[str, torch.Tensor] | None = None):
+                 tokenizer: Tokenizer | None = None, embeddings: dict[str, torch.Tensor] | None = None, *,
+                 lora_dir: str | Path | None = None, allow_pickle: bool = False):
         self.unet, self.vae, self.text_encoder, self.config = unet, vae, text_encoder, config
         self.tokenizer = tokenizer or Tokenizer()
         self.embeddings = embeddings or {}
         self.schedule = DiscreteSchedule()
         self.device = next(unet.parameters()).device
         self._controlnets: dict = {}  # loaded ControlNet files, by path, device, dtype and kernels
+        self.lora_dir = None if lora_dir is None else Path(lora_dir)
+        self._library: NetworkLibrary | None = None
+        self._merger = NetworkMerger(unet, text_encoder, allow_pickle=allow_pickle)
+        self._networks: list[ActiveNetwork] = []  # set by apply_networks, active under every prompt's own tags
+
+    # --- networks (LoRA / LyCORIS) ---------------------------------------------------------------------------------
+
+    @property
+    def library(self) -> NetworkLibrary:
+        """The networks in `lora_dir`, listed on first use."""
+        if self._library is None:
+            self._library = NetworkLibrary(self.lora_dir)
+        return self._library
+
+    def _resolve_network(self, name_or_path: str | Path) -> Path:
+        path = Path(name_or_path)
+        if path.suffix.lower() in (".safetensors", ".pt", ".ckpt") and path.is_file():
+            return path
+        try:
+            return self.library.find(str(name_or_path))
+        except NetworkError:
+            if self._library is not None and self.lora_dir is not None:
+                self._library = NetworkLibrary(self.lora_dir)  # A1111 re-lists the directory when a name is missing
+                return self.library.find(str(name_or_path))
+            raise
+
+    def apply_networks(self, networks: list[tuple]) -> None:
+        """Merge networks into the UNet and text encoder: `[(path_or_name, te_weight, unet_weight[, dyn]), ...]`.
+
+        Deltas are added in list order into the live weights, each time from a kept copy of the original weights, so
+        calling it again (or `clear_networks()`) restores the base bit for bit. A name is looked up in `lora_dir`
+        (file stem or `ss_output_name` alias). Prompt tags add their networks after these at each generation.
+        """
+        wanted = []
+        for item in networks:
+            if isinstance(item, (str, Path)):
+                item = (item,)
+            if not 1 <= len(item) <= 4:
+                raise ValueError(f"apply_networks: expected (path_or_name, te_weight, unet_weight[, dyn]), got {item!r}")
+            source, te, unet, dyn = (tuple(item) + (None, None, None))[:4]
+            te = 1.0 if te is None else float(te)
+            unet = te if unet is None else float(unet)
+            path = self._resolve_network(source)
+            wanted.append(ActiveNetwork(path, te, unet, None if dyn is None else int(dyn), Path(path).stem))
+        self._merger.apply(wanted)
+        self._networks = wanted
+
+    def clear_networks(self) -> None:
+        """Remove every merged network: all touched weights return to the checkpoint's, bit for bit."""
+        self._networks = []
+        self._merger.clear()
+
+    @property
+    def active_networks(self) -> list[ActiveNetwork]:
+        """The networks merged into the weights right now (those of `apply_networks`, then the last prompt's)."""
+        return list(self._merger.active)
+
+    def _activate_prompt_networks(self, prompt: str) -> dict[str, str]:
+        """Merge `apply_networks`' set plus the prompt's `<lora:…>` tags (A1111: the batch's first prompt decides);
+        returns the infotext's {name: shorthash} for `Lora hashes`."""
+        _, data = parse_prompt(strip_comments(prompt))
+        wanted = list(self._networks)
+        for tag in lora_tags(data):
+            wanted.append(ActiveNetwork(self._resolve_network(tag.name), tag.te, tag.unet, tag.dyn, tag.name))
+        files = self._merger.apply(wanted)
+        hashes: dict[str, str] = {}
+        for net, file in zip(wanted, files):
+            if file.shorthash:
+                hashes[net.name.replace(":", "").replace(",", "")] = file.shorthash
+        return hashes
 
     # --- conditioning ----------------------------------------------------------------------------------------------
 
@@ -396,6 +477,7 @@ class Pipeline:
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
                                    seed_resize_from=seed_resize_from, rng_source=rng_source, ensd=ensd)
         seeds = noise_cfg.seeds
+        lora_hashes = self._activate_prompt_networks(prompt)
         shape = (batch_size, 4, height // 8, width // 8)
         rng = noise_cfg.rng(shape[1:], self.device)
         control = self._prepare_units(units, width, height, seeds)
@@ -410,9 +492,10 @@ class Pipeline:
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
         if self.config.is_inpainting:
             params["Conditional mask weight"] = 1.0
+        # ControlNet writes its keys when the job is set up; the Lora hashes follow when the networks activate (A1111).
         return self._finish(samples, noise_cfg, prompt, negative_prompt, params,
-                            {} if control is None else control.infotext, start_latent=noise * sigmas[0], sigmas=sigmas,
-                            control=control)
+                            _lora_extra({} if control is None else control.infotext, lora_hashes),
+                            start_latent=noise * sigmas[0], sigmas=sigmas, control=control)
 
     def img2img(self, image: Image.Image, prompt: str, negative_prompt: str = "", *, denoising_strength: float = 0.75,
                 **settings: Any) -> Result:
@@ -489,6 +572,7 @@ class Pipeline:
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
                                    seed_resize_from=seed_resize_from, rng_source=rng_source, ensd=ensd)
         seeds = noise_cfg.seeds
+        lora_hashes = self._activate_prompt_networks(prompt)
 
         # Soft inpainting switches mask rounding off before anything else runs (A1111 sets it in its `process` hook).
         mask_round = not (soft_inpainting or differential_diffusion)
@@ -559,7 +643,8 @@ class Pipeline:
             params["Conditional mask weight"] = inpainting_mask_weight
         if control is not None:
             extra.update(control.infotext)
-        result = self._finish(samples, noise_cfg, prompt, negative_prompt, params, extra, init_latent=init_latent,
+        result = self._finish(samples, noise_cfg, prompt, negative_prompt, params, _lora_extra(extra, lora_hashes),
+                              init_latent=init_latent,
                               start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
                               repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask, control=control)
         if soft is not None and latent_mask is not None:
@@ -587,7 +672,8 @@ class Pipeline:
     def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int):
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
         editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12)."""
-        prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
+        # Network tags leave the positive prompt only; in the negative prompt they stay text (A1111).
+        prompt, negative_prompt = strip_networks(strip_comments(prompt)), strip_comments(negative_prompt)
         # Schedules span the user's step count, not the truncated img2img run (A1111; all our samplers are first
         # order, so no doubling for second-order samplers applies).
         parts = split_and(prompt)
@@ -681,6 +767,13 @@ def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit
     if controlnet is None:
         return []
     return [ControlNetUnit(controlnet, **single)]
+
+
+def _lora_extra(extra: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any]:
+    """A1111's `Lora hashes: "name: hash12, ..."`, after the keys set before the networks are activated."""
+    if not hashes:
+        return extra
+    return {**extra, "Lora hashes": ", ".join(f"{name}: {h}" for name, h in hashes.items())}
 
 
 def main(argv: list[str] | None = None) -> int:

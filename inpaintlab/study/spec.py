@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings as registry
+from ..networks import set_lora_weight
 
+LORA_AXIS = "lora:"  # an axis `lora:NAME` varies that network's weight
 # Settings a cell may set (every setting `inpaint` takes; the seed comes from "seeds").
 SETTING_NAMES = registry.for_command("inpaint")
 
@@ -51,7 +53,12 @@ class Cell:
         axes: dict[str, Any] = {}
         for name, value in [self.x, self.y] + ([self.z] if self.z else []):
             axes.update(group_settings(value) if isinstance(value, dict) else {name: value})
-        return {**base, **axes, "seed": self.seed}
+        settings = {**base, **axes, "seed": self.seed}
+        # A `lora:NAME` axis sets that network's weight in the prompt (the tag is added when the prompt lacks it), as
+        # A1111's X/Y/Z "Prompt S/R" over `<lora:NAME:w>` does; the infotext then records it.
+        for name in [n for n in settings if n.startswith(LORA_AXIS)]:
+            settings["prompt"] = set_lora_weight(settings["prompt"], name[len(LORA_AXIS):], settings.pop(name))
+        return settings
 
 
 def group_settings(group: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +87,7 @@ class SweepSpec:
     intermediates: bool = False
     device: str = "cpu"
     kernels: str = "auto"
+    lora_dir: Path | None = None
 
     def cells(self) -> list[Cell]:
         """All cells in a fixed order (z, seed, y, x): every rank enumerates the same list."""
@@ -114,6 +122,11 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
     if not isinstance(axis, dict) or len(axis) != 1:
         raise ValueError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
     (setting, values), = axis.items()
+    if setting.startswith(LORA_AXIS):
+        if not setting[len(LORA_AXIS):] or not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
+        return setting, values
     if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
         groups = []
         for group in values:
@@ -127,7 +140,8 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
                 raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
         return setting, groups
     if setting not in SETTING_NAMES:
-        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}")
+        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}"
+                         f", or {LORA_AXIS}NAME for a network's weight")
     if not isinstance(values, list) or not values:
         raise ValueError(f"sweep spec: axis {name!r} needs a non-empty list of values")
     try:
@@ -147,7 +161,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         path = Path(source)
         raw, root = _read(path), path.resolve().parent
     unknown = set(raw) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
-                          "kernels"}
+                          "kernels", "lora_dir"}
     if unknown:
         raise ValueError(f"sweep spec: unknown keys {sorted(unknown)}")
     for key in ("model", "image", "mask"):
@@ -181,7 +195,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
 
     spec = SweepSpec(resolve(raw["model"]), resolve(raw.get("vae")), resolve(raw["image"]), resolve(raw["mask"]), base,
                      x, y, z, list(seeds), bool(raw.get("intermediates", False)), raw.get("device", "cpu"),
-                     raw.get("kernels", "auto"))
+                     raw.get("kernels", "auto"), resolve(raw.get("lora_dir")))
     for cell in spec.cells():
         # Combinations too (a sampler on one axis, a schedule on another): a bad cell fails now, not mid-sweep.
         try:

@@ -161,7 +161,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
     out = Path(out_dir)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _distributed() as (rank, world):
-        pipe = load(spec.model, spec.vae, device=spec.device, kernels=spec.kernels)
+        pipe = load(spec.model, spec.vae, device=spec.device, kernels=spec.kernels, lora_dir=spec.lora_dir)
         with Image.open(spec.image) as im:
             image = im.copy()
         with Image.open(spec.mask) as im:
