@@ -35,13 +35,14 @@ from .clip.schedule import get_prompt_schedule, split_and
 from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from .infotext import build_infotext
+from .masking.soft import SoftInpaintingSettings, overlay_source, soft_overlays
 from .networks import ActiveNetwork, NetworkError, NetworkLibrary, NetworkMerger, lora_tags, parse_prompt, strip_networks
 from .prepare import flatten, prepare_inpaint, processing_size
 from .settings import register_extra_network, register_infotext_key, validated
-from .samplers import (SAMPLER_CONFIGS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend,
-                       InpaintBlendInput, LCMDenoiser, SamplerConfig, TimestepEpsModel, brownian_noise_sampler,
-                       build_sigmas, get_timesteps, img2img_start, img2img_steps, records_ensd, resolve_sampler,
-                       resolve_seed, sampler_options, total_steps)
+from .samplers import (SAMPLER_CONFIGS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG,
+                       InpaintBlend, InpaintBlendInput, LCMDenoiser, SamplerConfig, SoftInpaintBlend, TimestepEpsModel,
+                       brownian_noise_sampler, build_sigmas, get_timesteps, img2img_start, img2img_steps, records_ensd,
+                       resolve_sampler, resolve_seed, sampler_options, total_steps)
 from .samplers.rng import resolve_rng_source
 from .samplers.denoisers import ScheduledCFGDenoiser
 
@@ -62,8 +63,10 @@ class Result:
     images: final PIL images (after overlay / paste-back); infotexts: one A1111 infotext per image; seeds: per image.
     init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
     from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
-    sigmas: the (truncated) schedule that was run (for DDIM, DDIM CFG++, PLMS and UniPC: the integer timesteps);
-    subseeds: per-image variation seeds (None when the variation strength is 0).
+    sigmas: the (truncated) schedule that was run (the integer timesteps for DDIM, DDIM CFG++, PLMS, UniPC);
+    subseeds: per-image variation seeds (None when the variation strength is 0). repaint_mask: the binary
+    (mode-applied) mask; overlay_mask: the mask of the final composite (255 = generated) of the first image,
+    overlay_masks: one per image (soft inpainting builds one per image from how far its latent moved).
     """
 
     images: list[Image.Image]
@@ -77,6 +80,7 @@ class Result:
     sigmas: torch.Tensor | None = None
     repaint_mask: Image.Image | None = None
     overlay_mask: Image.Image | None = None
+    overlay_masks: list[Image.Image] | None = None
 
     @property
     def infotext(self) -> str:
@@ -392,8 +396,7 @@ class Pipeline:
     # --- sampling --------------------------------------------------------------------------------------------------
 
     def _denoiser(self, config: SamplerConfig, unet: Callable, cond: torch.Tensor | ScheduledConditioning,
-                  uncond: torch.Tensor | None, cfg_scale: float, image_cond: torch.Tensor | None,
-                  init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None) -> Callable:
+                  uncond: torch.Tensor | None, cfg_scale: float, image_cond: torch.Tensor | None) -> Callable:
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
         if config.kind == "timesteps":
             model: Callable = TimestepEpsModel(unet, self.schedule, image_cond=image_cond)
@@ -404,25 +407,21 @@ class Pipeline:
         cfg_scale = cfg_scale * config.extra.get("cfg_scale_multiplier", 1.0)  # DDIM CFG++: A1111 scales by 1/12.5
         if isinstance(cond, ScheduledConditioning):
             # Counts its own calls from 0, so a truncated img2img run starts at the schedule's first entry (A1111).
-            model = ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
-        else:
-            model = CFGDenoiser(model, cond, uncond, cfg_scale)
-        if latent_mask is not None:
-            # k-diffusion samplers blend the denoised estimate; A1111's timestep samplers blend the model input
-            blend = InpaintBlendInput if config.kind == "timesteps" else InpaintBlend
-            model = blend(model, init_latent, latent_mask)
-        return model
+            return ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
+        return CFGDenoiser(model, cond, uncond, cfg_scale)
 
     def _sample(self, config: SamplerConfig, schedule_label: str, steps: int, noise: torch.Tensor,
                 init_latent: torch.Tensor | None, denoising_strength: float | None, rng: ImageRNG, seeds: list[int],
                 cond: torch.Tensor | ScheduledConditioning, uncond: torch.Tensor | None, cfg_scale: float,
-                image_cond: torch.Tensor | None, latent_mask: torch.Tensor | None, options: dict[str, Any],
-                callback: Callable[[dict], Any] | None, progress: bool,
+                image_cond: torch.Tensor | None, blend: Callable[[Callable, torch.Tensor], Callable] | None,
+                options: dict[str, Any], callback: Callable[[dict], Any] | None, progress: bool,
                 control: PreparedUnits | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run a sampler as A1111 v1.10 does; returns (samples, start latent, the sigmas / timesteps run).
 
         txt2img when denoising_strength is None: k-diffusion samplers start from noise · sigmas[0], timestep samplers
         from the raw noise. img2img: A1111's truncation of the schedule / timesteps, start latent in VE resp. VP form.
+        `blend(model, schedule run)` wraps the CFG denoiser (InpaintBlend, SoftInpaintBlend, DifferentialBlend,
+        InpaintBlendInput) or is None for no mask.
         """
         kwargs: dict[str, Any] = {"disable": not progress}
         if "eta" in options:
@@ -452,7 +451,7 @@ class Pipeline:
                     kwargs["noise_sampler"] = noise_sampler
                 # callbacks per run: one per call for DDIM/PLMS (len - 1 steps), one per step for UniPC
                 run = (len(timesteps) if config.name == "UniPC" else len(timesteps) - 1, timesteps)
-                sampled = (config.function, (x, timesteps.to(x.device), ac))
+                function, args = config.function, (timesteps.to(x.device), ac)
             else:
                 full = build_sigmas(self.schedule, config.name, schedule_label, steps)
                 if img2img:
@@ -475,21 +474,23 @@ class Pipeline:
                         bounds, n = (self.schedule.sigma_min, self.schedule.sigma_max), steps
                     if config.name == "DPM fast":
                         kwargs["n"] = n
-                    sampled = (config.function, (x, *bounds))
+                    function, args = config.function, bounds
                 else:
-                    sampled = (config.function, (x, sigmas.to(x.device)))
+                    function, args = config.function, (sigmas.to(x.device),)
                 run = (len(sigmas) - 1, sigmas)
             unet: Callable = self.unet
             if control is not None:
                 # ControlNet units act where the UNet is called; the step counter follows the sampler's callback.
                 unet = ControlledUNet(self.unet, control.inputs, sampling_steps=run[0])
                 callback = _chain(unet.step_callback, callback)
-            model = self._denoiser(config, unet, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask)
-            function, args = sampled
-            return function(model, *args, callback=callback, **kwargs), x, run[1]
+            model = self._denoiser(config, unet, cond, uncond, cfg_scale, image_cond)
+            if blend is not None:
+                model = blend(model, run[1])
+            # DifferentialBlend resets pixels of the sampler's state in place: the sampler starts from a copy.
+            return function(model, x.clone(), *args, callback=callback, **kwargs), x, run[1]
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
-                            generator: torch.Generator, weight: float) -> torch.Tensor | None:
+                            generator: torch.Generator, weight: float, mask_round: bool = True) -> torch.Tensor | None:
         """9-channel models: cat[mask, VAE(masked image)] (A1111 step 11); None for ordinary 4-channel models.
 
         source: the prepared init image in [-1,1] (VAE dtype), or None for txt2img (a mid-grey image, all repainted).
@@ -500,7 +501,8 @@ class Pipeline:
         if source is None:
             source = self.to_vae_input(torch.full((1, 3, h * 8, w * 8), 0.5))
         # Without a mask (txt2img, img2img) everything is repainted: the conditioning mask is all ones, as in A1111.
-        cmask = masking.conditioning_mask(image_mask) if image_mask is not None else torch.ones(1, 1, h * 8, w * 8)
+        cmask = (masking.conditioning_mask(image_mask, round=mask_round) if image_mask is not None
+                 else torch.ones(1, 1, h * 8, w * 8))
         cmask = cmask.to(source)
         masked = masking.masked_image(source, cmask, weight)
         cond_latent = self.encode_image(masked.expand(batch, -1, -1, -1), generator, batched=True)
@@ -523,9 +525,8 @@ class Pipeline:
                 controlnet_lama: Any = None, controlnets: list[ControlNetUnit] | None = None) -> Result:
         """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512).
 
-        Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd), sampler settings (eta, s_churn,
-        s_tmin, s_tmax, s_noise) and ControlNet keywords as in `inpaint`; in txt2img a ControlNet unit needs its own
-        image (`controlnet_image`).
+        Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd) and ControlNet keywords as in
+        `inpaint`; in txt2img a ControlNet unit needs its own image (`controlnet_image`).
         """
         units = controlnet_units(controlnet, controlnets=controlnets, controlnet_preprocessor=controlnet_preprocessor,
                                  control_weight=control_weight, control_mode=control_mode,
@@ -572,7 +573,10 @@ class Pipeline:
                 inpaint_area: str = "whole", padding: int = 32, batch_size: int = 1, clip_skip: int = 1,
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
                 rng_source: str = "CPU", subseed: int = -1, subseed_strength: float = 0.0,
-                seed_resize_from: tuple[int, int] | None = None, ensd: int = 0, eta: float | None = None,
+                seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
+                soft_inpainting: bool = False, schedule_bias: float = 1.0, preservation_strength: float = 0.5,
+                transition_contrast_boost: float = 4.0, mask_influence: float = 0.0, difference_threshold: float = 0.5,
+                difference_contrast: float = 2.0, differential_diffusion: bool = False, eta: float | None = None,
                 s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = 0.0, s_noise: float = 1.0,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False,
                 controlnet: Any = None,
@@ -630,8 +634,14 @@ class Pipeline:
                                  controlnet_lama=controlnet_lama)
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
+        if soft_inpainting and differential_diffusion:
+            raise ValueError("soft_inpainting and differential_diffusion are two different blends; choose one")
+        soft = SoftInpaintingSettings(schedule_bias, preservation_strength, transition_contrast_boost, mask_influence,
+                                      difference_threshold, difference_contrast) if soft_inpainting else None
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         config = SAMPLER_CONFIGS[sampler]
+        if config.kind == "timesteps" and (soft_inpainting or differential_diffusion):
+            raise ValueError(f"soft_inpainting and differential_diffusion run with the k-diffusion samplers, not {sampler}")
         options, sampler_params = sampler_options(sampler, eta, s_churn, s_tmin, s_tmax, s_noise)
         width, height = processing_size(image.size, width, height)
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
@@ -639,10 +649,16 @@ class Pipeline:
         seeds = noise_cfg.seeds
         lora_hashes = self._activate_prompt_networks(prompt)
 
+        # Soft inpainting switches mask rounding off before anything else runs (A1111 sets it in its `process` hook).
+        mask_round = not (soft_inpainting or differential_diffusion)
         prep = prepare_inpaint(image, mask, width, height, mask_blur=mask_blur, mask_mode=mask_mode,
                                masked_content=masked_content, inpaint_area=inpaint_area, padding=padding,
-                               resize_mode=resize_mode, fill_space=fill_space)
-        extra, image_mask = prep.extra, prep.image_mask
+                               resize_mode=resize_mode, fill_space=fill_space, mask_round=mask_round)
+        image_mask = prep.image_mask
+        extra = dict(soft.infotext()) if soft is not None and mask is not None else {}
+        extra.update(prep.extra)
+        if differential_diffusion and mask is not None:
+            extra["Differential diffusion"] = True
 
         # Encode, then the latent mask and the latent stage of masked content.
         source = self.to_vae_input(image_to_tensor(prep.init))
@@ -661,7 +677,8 @@ class Pipeline:
         noise = rng.next()
         latent_mask = None
         if image_mask is not None:
-            latent_mask = masking.latent_mask(image_mask, width, height).to(self.device).expand(shape).contiguous()
+            latent_mask = masking.latent_mask(image_mask, width, height, round=mask_round).to(self.device)
+            latent_mask = latent_mask.expand(shape).contiguous()
             if masked_content == "fill" and fill_space == "latent":
                 init_latent = masking.apply_masked_content("fill", init_latent, latent_mask)
             elif masked_content in ("latent_noise", "latent_nothing"):
@@ -673,16 +690,26 @@ class Pipeline:
                 extra["Masked content"] = masking.MASKED_CONTENT_LABELS[masked_content]
                 if masked_content == "latent_noise":
                     posterior_rng = _posterior_generator(seeds)  # A1111 reseeds torch's global generator here
-        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight)
+        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight,
+                                              mask_round)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps))
         if control is not None:
             noise = control.noise(noise)  # inpaint_only+lama: the sampling noise, not the masked-content noise
+        blend = None
+        if latent_mask is not None and soft is not None:
+            blend = lambda model, sigmas: SoftInpaintBlend(model, init_latent, latent_mask, soft)  # noqa: E731
+        elif latent_mask is not None and differential_diffusion:
+            blend = lambda model, sigmas: DifferentialBlend(model, init_latent, latent_mask, sigmas, noise)  # noqa: E731
+        elif latent_mask is not None:
+            # k-diffusion samplers blend the denoised estimate; A1111's timestep samplers blend the model input
+            kind = InpaintBlendInput if config.kind == "timesteps" else InpaintBlend
+            blend = lambda model, sigmas: kind(model, init_latent, latent_mask)  # noqa: E731
         samples, start, sigmas = self._sample(config, schedule_label, steps, noise, init_latent, denoising_strength, rng,
-                                              seeds, cond, uncond, cfg_scale, image_cond, latent_mask, options,
-                                              callback, progress, control)
-        if latent_mask is not None:
+                                              seeds, cond, uncond, cfg_scale, image_cond, blend, options, callback,
+                                              progress, control)
+        if latent_mask is not None and soft is None and not differential_diffusion:
             samples = masking.blend_latents(samples, init_latent, latent_mask)
 
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg, eta)
@@ -695,8 +722,17 @@ class Pipeline:
                               {**_lora_extra(extra, lora_hashes), **sampler_params}, init_latent=init_latent,
                               start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
                               repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask, control=control)
-        if prep.overlay is not None:
+        if soft is not None and latent_mask is not None:
+            # Rebuilt per image from the unmodified original and the raw samples (A1111's post-sample hook).
+            source_image = overlay_source(flatten(image), width, height, resize_mode, prep.paste_to is not None)
+            overlays, masks = soft_overlays(source_image, latent_mask, init_latent, samples, soft, width, height,
+                                            prep.paste_to)
+            result.images = [masking.apply_overlay(img, overlay, prep.paste_to)
+                             for img, overlay in zip(result.images, overlays)]
+            result.overlay_mask, result.overlay_masks = masks[0], masks
+        elif prep.overlay is not None:
             result.images = [masking.apply_overlay(img, prep.overlay, prep.paste_to) for img in result.images]
+            result.overlay_masks = [prep.overlay_mask] * len(result.images)
         return result
 
     def inpaint_sketch(self, image: Image.Image, sketch: Image.Image, prompt: str, negative_prompt: str = "", *,

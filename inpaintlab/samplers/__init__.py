@@ -13,8 +13,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from .brownian import BrownianTreeNoiseSampler, brownian_noise_sampler
-from .denoisers import (CFGDenoiser, EpsDenoiser, InpaintBlend, InpaintBlendInput, LCMDenoiser, ScheduledCFGDenoiser,
-                        TimestepEpsModel, stack_conds)
+from .denoisers import (CFGDenoiser, DifferentialBlend, EpsDenoiser, InpaintBlend, InpaintBlendInput, LCMDenoiser,
+                        ScheduledCFGDenoiser, SoftInpaintBlend, TimestepEpsModel, stack_conds)
 from .extra import sample_restart
 from .rng import ImageRNG, resolve_seed
 from .sampling import (sample_dpm_2, sample_dpm_2_ancestral, sample_dpm_adaptive, sample_dpm_fast, sample_dpmpp_2m,
@@ -306,5 +306,5 @@ __all__ = [
     "get_sigmas_normal", "get_sigmas_ddim", "get_sigmas_beta", "discard_penultimate", "AYS_SD1", "img2img_sigmas",
     "img2img_steps",
     "EpsDenoiser", "TimestepEpsModel", "LCMDenoiser", "CFGDenoiser", "ScheduledCFGDenoiser", "stack_conds",
-    "InpaintBlend", "InpaintBlendInput", "ImageRNG", "resolve_seed",
+    "InpaintBlend", "InpaintBlendInput", "SoftInpaintBlend", "DifferentialBlend", "ImageRNG", "resolve_seed",
 ]
