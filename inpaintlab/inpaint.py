@@ -1,7 +1,7 @@
 """The inpaint pipeline: AUTOMATIC1111 v1.10's img2img inpaint tab, step by step.
 
-`inpaintlab.load(path)` returns a `Pipeline`; `pipe.inpaint(image, mask, prompt, ...)` runs, in A1111's order
-(`spec/a1111-inpaint.md` §2): seeds → mask intake, invert, blur → whole-picture / only-masked geometry → init image
+`inpaintlab.load(path)` returns a `Pipeline`; `pipe.inpaint(image, mask, prompt, ...)` runs, in the order of A1111
+v1.10's img2img job with a mask: seeds → mask intake, invert, blur → whole-picture / only-masked geometry → init image
 (flatten, resize or crop, fill) → VAE encode × 0.18215 → latent mask and masked content → 9-channel image conditioning →
 text conditioning → noise → strength truncation → sampling (blend after CFG) → final latent blend → decode, truncate to
 uint8 → overlay / paste back → infotext. Each step is a function of `inpaintlab.masking`, `inpaintlab.samplers` or the
@@ -16,6 +16,7 @@ Choices where A1111 is not reproducible from its inputs:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import logging
 import math
@@ -30,7 +31,7 @@ from PIL import Image
 from . import masking
 from ._version import __version__
 from .checkpoint import load_models
-from .clip import Tokenizer, encode_prompts, load_embeddings
+from .clip import Tokenizer, encode_prompts, load_embeddings, tokenize_prompt
 from .clip.schedule import get_prompt_schedule, split_and
 from .infotext import build_infotext
 from .prepare import prepare_inpaint, processing_size
@@ -207,8 +208,11 @@ def load(path: str | Path, vae: str | Path | None = None, device: str | torch.de
     models = load_models(path, vae, device=device, dtype=dtype, kernels=kernels, allow_pickle=allow_pickle)
     config = PipelineConfig(models.scale_factor, models.is_inpainting, models.model_name, models.model_hash,
                             models.vae_name, models.vae_hash)
-    embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width) if embeddings_dir else None
-    return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings)
+    files: dict[str, Path] = {}
+    embeddings = (load_embeddings(embeddings_dir, width=models.text_encoder.config.width, files=files)
+                  if embeddings_dir else None)
+    return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings,
+                    embedding_files=files)
 
 
 # --- small conversions -------------------------------------------------------------------------------------------------
@@ -236,6 +240,14 @@ def strip_comments(text: str) -> str:
     return _COMMENT_TAIL.sub("\n", _COMMENT_LINE.sub("\n", text))
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _posterior_generator(seeds: list[int]) -> torch.Generator:
     """CPU generator for VAE posterior samples, in the state A1111's global generator has when the same job runs twice.
 
@@ -250,10 +262,13 @@ class Pipeline:
     """SD1.x txt2img / img2img / inpaint with A1111 v1.10 semantics. Build it with `inpaintlab.load`."""
 
     def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, config: PipelineConfig,
-                 tokenizer: Tokenizer | None = None, embeddings: dict[str, torch.Tensor] | None = None):
+                 tokenizer: Tokenizer | None = None, embeddings: dict[str, torch.Tensor] | None = None,
+                 embedding_files: dict[str, Path] | None = None):
         self.unet, self.vae, self.text_encoder, self.config = unet, vae, text_encoder, config
         self.tokenizer = tokenizer or Tokenizer()
         self.embeddings = embeddings or {}
+        self.embedding_files = embedding_files or {}  # name -> file, for the infotext's "TI hashes"
+        self._embedding_hashes: dict[str, str] = {}
         self.schedule = DiscreteSchedule()
         self.device = next(unet.parameters()).device
 
@@ -482,6 +497,32 @@ class Pipeline:
 
     # --- helpers ---------------------------------------------------------------------------------------------------
 
+    def _used_embeddings(self, texts: list[str]) -> list[str]:
+        """Embedding names one encoder call over `texts` uses, in A1111's order (chunk by chunk, then by text)."""
+        if not self.embeddings:
+            return []
+        per_text = [tokenize_prompt(self.tokenizer, text, self.embeddings) for text in dict.fromkeys(texts)]
+        names: dict[str, None] = {}
+        for i in range(max(len(chunks) for chunks in per_text)):
+            for chunks in per_text:
+                for fix in chunks[i].fixes if i < len(chunks) else ():
+                    names[fix.name] = None
+        return list(names)
+
+    def _ti_hashes(self, cond_texts: list[str], uncond_texts: list[str]) -> str | None:
+        """A1111's "TI hashes": `name: sha256[:12]` of each embedding file used, the prompt's first, then the negative
+        prompt's (A1111 encodes the negative prompt first and prepends each later call's hashes); None if unused."""
+        entries = []
+        for texts in (cond_texts, uncond_texts):
+            for name in self._used_embeddings(texts):
+                path = self.embedding_files.get(name)
+                if path is None:
+                    continue  # given as a tensor, not loaded from a file: nothing to hash
+                if name not in self._embedding_hashes:
+                    self._embedding_hashes[name] = _sha256(path)[:12]
+                entries.append(f"{name.replace(':', '').replace(',', '')}: {self._embedding_hashes[name]}")
+        return ", ".join(entries) or None
+
     def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int):
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
         editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12)."""
@@ -523,6 +564,11 @@ class Pipeline:
 
     def _finish(self, samples, noise_cfg: NoiseSettings, prompt, negative_prompt, params, extra, **latents) -> Result:
         prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
+        if self.embeddings:
+            cond_texts = [variant for text, _ in split_and(prompt)
+                          for _, variant in get_prompt_schedule(text, params["Steps"])]
+            uncond_texts = [variant for _, variant in get_prompt_schedule(negative_prompt, params["Steps"])]
+            extra = {**extra, "TI hashes": self._ti_hashes(cond_texts, uncond_texts)}
         subseeds = noise_cfg.subseeds or [None] * len(noise_cfg.seeds)
         infotexts = [build_infotext(prompt, negative_prompt, {**params, "Seed": s, "Variation seed": sub}, extra,
                                     version=VERSION_TAG)

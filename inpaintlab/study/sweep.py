@@ -31,7 +31,8 @@ import torch
 from PIL import Image
 
 from ..files import atomic_path, write_text_atomic
-from ..grid import make_grid
+from .. import settings as registry
+from ..grid import grid_infotext, make_grid
 from ..infotext import save_png
 from .metrics import compute_metrics
 from .preview import latent_preview
@@ -120,6 +121,11 @@ def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: 
     return paths
 
 
+def _axis_label(name: str) -> str:
+    """A1111's name for a setting (its infotext key) where it has one."""
+    return registry.SETTINGS[name].infotext or name
+
+
 def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
     by_index = {row["index"]: row for row in rows}
     cells = spec.cells()
@@ -142,7 +148,11 @@ def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
             grid = make_grid(images, [_label((spec.x[0], v)) for v in spec.x[1]],
                              [_label((spec.y[0], v)) for v in spec.y[1]], title=title)
             name = f"grid-z{zi}-seed{seed}.png" if z else f"grid-seed{seed}.png"
-            paths.append(save_png(grid, out / name, None))
+            axes = [("X", _axis_label(spec.x[0]), spec.x[1]), ("Y", _axis_label(spec.y[0]), spec.y[1])]
+            if z:
+                axes.append(("Z", _axis_label(z[0]), [z[1]]))
+            infotext = grid_infotext(by_index[block[0].index]["infotext"], axes)
+            paths.append(save_png(grid, out / name, infotext))
     return paths
 
 
