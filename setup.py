@@ -35,5 +35,5 @@ setup(
         # Oracles only: the models and samplers are checked against these, never imported by the library.
         "test": ["pytest", "ruff", "diffusers==0.42.1", "transformers>=5.6"],
     },
-    entry_points={"console_scripts": ["inpaintlab = inpaintlab.cli:main"]},
+    entry_points={"console_scripts": ["inpaintlab = inpaintlab.inpaint:main"]},
 )
