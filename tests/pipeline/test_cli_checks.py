@@ -203,3 +203,16 @@ def test_demo_passes_every_model_option(inputs, monkeypatch, capsys):
     assert "--vae needs --model" in capsys.readouterr().err
     assert main(["demo", "--out", str(inputs / "d"), "--device", "cpu", "--kernels", "torch", "--no-progress"]) == 130
     assert seen["device"] == "cpu"  # tiny mode loads with the given device too
+
+
+def test_unwritable_output_folder_is_refused_first_even_as_root(tiny_checkpoint, inputs, no_load, monkeypatch, capsys):
+    """A folder that refuses new files (what a read-only --out does for a normal user), simulated for any user."""
+    import inpaintlab.files
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(inpaintlab.files.tempfile, "mkstemp", refuse)
+    assert main(_inpaint(tiny_checkpoint, inputs, "--out", str(inputs / "ro"))) == 2
+    err = capsys.readouterr().err
+    assert "ro: cannot write there (Permission denied)" in err and len(err.strip().splitlines()) == 1
