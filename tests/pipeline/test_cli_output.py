@@ -109,6 +109,8 @@ def test_demo_modes_differ_visibly_with_a_progress_bar_and_a_grid_infotext(tmp_p
         assert np.abs(out[a] - out[b])[inside].mean() > 20, (a, b)
     for m in MODES:
         assert np.array_equal(out[m][far_outside], picture[far_outside]), m
+        stored = parse_infotext(read_png_infotext(tmp_path / f"inpaint-{m}.png")).get("Masked content", "original")
+        assert stored == m.replace("_", " ")
     fields = parse_infotext(read_png_infotext(tmp_path / "demo-grid.png"))
     assert fields["X Type"] == "Masked content"
     assert fields["X Values"] == "fill, original, latent_noise, latent_nothing"
