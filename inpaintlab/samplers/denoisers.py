@@ -82,11 +82,16 @@ class EpsDenoiser:
         rows = ic.expand(int(index.max()) + 1, -1, -1, -1) if ic.shape[0] == 1 else ic
         return rows[index].to(device=x.device, dtype=x.dtype)
 
+    @property
+    def accepts_cond_mark(self) -> bool:
+        """True when the UNet wants to know the cond rows (a ``ControlledUNet``); CFG then passes ``cond_mark``."""
+        return bool(getattr(self.unet, "accepts_cond_mark", False))
+
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                 image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``image_index`` (``[B]`` ints, optional) names the image each row of ``x`` belongs to, for batches that
         are not ``[cond batch..., uncond batch...]`` (several ``AND`` conds per image); it picks the rows of
-        ``image_cond``."""
+        ``image_cond``. ``cond_mark`` (``[B]``, 1 = cond row, 0 = uncond row) is handed to the UNet."""
         sigma = _sigma_batch(sigma, x)
         c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
         x_in = x * c_in
@@ -94,7 +99,8 @@ class EpsDenoiser:
             ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
             x_in = torch.cat([x_in, ic], dim=1)
         t = self.schedule.sigma_to_t(sigma, quantize=self.quantize).to(torch.float32)
-        eps = self.unet(x_in, t, context=cond)
+        extra = {} if cond_mark is None else {"cond_mark": cond_mark}
+        eps = self.unet(x_in, t, context=cond, **extra)
         return x + eps * c_out
 
 
@@ -138,6 +144,14 @@ class CFGDenoiser:
         return (f"CFGDenoiser(cond={tuple(self.cond.shape)}, uncond={tuple(self.uncond.shape)}, "
                 f"cfg_scale={self.cfg_scale}{weights})")
 
+    def _marks(self, cond_rows: int, uncond_rows: int, x: torch.Tensor) -> Callable[[int, int], dict]:
+        """``cond_mark`` keyword for rows a..b of the CFG batch, for inner models that ask for it (ControlNet's
+        "ControlNet is more important" mode acts on cond rows only); nothing otherwise."""
+        if not getattr(self.inner, "accepts_cond_mark", False):
+            return lambda a, b: {}
+        marks = torch.cat([torch.ones(cond_rows), torch.zeros(uncond_rows)]).to(device=x.device, dtype=x.dtype)
+        return lambda a, b: {"cond_mark": marks[a:b]}
+
     @staticmethod
     def _per_image(c: torch.Tensor, batch: int, name: str) -> torch.Tensor:
         if c.shape[0] == batch:
@@ -155,11 +169,12 @@ class CFGDenoiser:
         uncond = self._per_image(self.uncond, batch, "uncond")
         x_in = torch.cat([x, x])
         sigma_in = torch.cat([sigma, sigma])
+        mark = self._marks(batch, batch, x)
         if cond.shape[1] == uncond.shape[1]:
-            x_out = self.inner(x_in, sigma_in, cond=torch.cat([cond, uncond]))
+            x_out = self.inner(x_in, sigma_in, cond=torch.cat([cond, uncond]), **mark(0, 2 * batch))
         else:
-            x_out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond),
-                               self.inner(x_in[batch:], sigma_in[batch:], cond=uncond)])
+            x_out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond, **mark(0, batch)),
+                               self.inner(x_in[batch:], sigma_in[batch:], cond=uncond, **mark(batch, 2 * batch))])
         denoised_cond, denoised_uncond = x_out[:batch], x_out[batch:]
         denoised = denoised_uncond.clone()
         denoised += (denoised_cond - denoised_uncond) * (1.0 * self.cfg_scale)
@@ -182,10 +197,12 @@ class CFGDenoiser:
         index = torch.cat([images.repeat_interleave(n), images])
         rows = batch * n
 
+        mark = self._marks(rows, batch, x)
+
         def run(a: int, b: int, c: torch.Tensor) -> torch.Tensor:
             # Rows in the default [cond batch, uncond batch] layout need no index (keeps plain inner models usable).
             extra = {"image_index": index[a:b]} if n > 1 else {}
-            return self.inner(x_in[a:b], sigma_in[a:b], cond=c, **extra)
+            return self.inner(x_in[a:b], sigma_in[a:b], cond=c, **extra, **mark(a, b))
 
         if conds.shape[1] == uncond.shape[1]:
             x_out = run(0, rows + batch, torch.cat([conds, uncond]))

@@ -127,15 +127,17 @@ def test_a1111_labels_on_the_command_line(tiny_checkpoint, inputs):
     assert "Mask mode: Inpaint not masked" in text
 
 
-def test_tiny_writes_three_loadable_files(tmp_path, capsys):
+def test_tiny_writes_loadable_files(tmp_path, capsys):
     import inpaintlab
+    from inpaintlab.controlnet import load_controlnet
 
     assert main(["tiny", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
-    names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors"]
+    names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
     assert not inpaintlab.load(tmp_path / names[0], kernels="torch").config.is_inpainting
     assert inpaintlab.load(tmp_path / names[1], tmp_path / names[2], kernels="torch").config.is_inpainting
+    assert load_controlnet(tmp_path / names[3], kernels="torch").config.num_outputs == 5  # the tiny UNet's skips + 1
 
 
 def test_python_dash_m_inpaintlab_runs_without_warnings():
