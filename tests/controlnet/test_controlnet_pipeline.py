@@ -134,3 +134,17 @@ def test_nine_channel_model_takes_the_hint_conditioning(tiny_inpainting_checkpoi
     assert torch.equal(cond[:, 1:], masked)
     plain = pipe9.inpaint(image, mask, "a cat", **FAST)
     assert not torch.equal(plain.samples, result.samples) and torch.isfinite(result.samples).all()
+
+
+def test_prompt_schedules_and_and_compose(pipe, tiny_controlnet, picture):
+    """Prompt editing and AND run through ScheduledCFGDenoiser; the ControlNet sits below it unchanged."""
+    image, mask = picture
+    prompt = "[a cat:a dog:2] AND a sofa :0.5"
+    plain = pipe.inpaint(image, mask, prompt, **FAST)
+    off = pipe.inpaint(image, mask, prompt, controlnet=tiny_controlnet, control_weight=0.0,
+                       control_mode="ControlNet is more important",
+                       controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    on = pipe.inpaint(image, mask, prompt, controlnet=tiny_controlnet, control_mode="ControlNet is more important",
+                      controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    assert torch.equal(plain.samples, off.samples)
+    assert not torch.equal(plain.samples, on.samples)
