@@ -122,8 +122,10 @@ def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: 
 
 
 def _axis_label(name: str) -> str:
-    """A1111's name for a setting (its infotext key) where it has one."""
-    return registry.SETTINGS[name].infotext or name
+    """A1111's name for a setting (its infotext key) where it has one; other axes (LoRA weights, grouped axes) keep
+    their spec name."""
+    setting = registry.SETTINGS.get(name) if isinstance(name, str) else None
+    return setting.infotext if setting is not None and setting.infotext else str(name)
 
 
 def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
