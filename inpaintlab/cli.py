@@ -62,6 +62,10 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                 parser.add_argument(f"{setting.flag}-{part}", dest=f"{name}_{part}", type=int, default=argparse.SUPPRESS,
                                     metavar=part.upper(), help=f"{setting.help}: {part}")
             continue
+        if setting.kind is bool:  # --flag / --no-flag: a --from-png value can be switched off too
+            parser.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=registry.cli_help(setting))
+            continue
         # Strings: the registry converts and checks (one message for CLI, Python and sweeps). SUPPRESS keeps unset
         # flags out of the namespace, so --from-png values are only overridden by flags actually given.
         parser.add_argument(setting.flag, default=argparse.SUPPRESS, metavar=name.split("_")[-1].upper(),

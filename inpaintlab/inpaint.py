@@ -35,11 +35,12 @@ from .clip.schedule import get_prompt_schedule, split_and
 from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from .infotext import build_infotext
+from .masking.soft import SoftInpaintingSettings, overlay_source, soft_overlays
 from .networks import ActiveNetwork, NetworkError, NetworkLibrary, NetworkMerger, lora_tags, parse_prompt, strip_networks
 from .prepare import flatten, prepare_inpaint, processing_size
 from .settings import register_extra_network, register_infotext_key, validated
-from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, build_sigmas,
-                       img2img_sigmas, resolve_sampler, resolve_seed)
+from .samplers import (SAMPLERS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend,
+                       SoftInpaintBlend, build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
 from .samplers.rng import resolve_rng_source
 from .samplers.denoisers import ScheduledCFGDenoiser
 
@@ -61,7 +62,9 @@ class Result:
     init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
     from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
     sigmas: the (truncated) schedule that was run; subseeds: per-image variation seeds (None when the variation strength
-    is 0).
+    is 0). repaint_mask: the binary (mode-applied) mask; overlay_mask: the mask of the final composite (255 =
+    generated) of the first image, overlay_masks: one per image (soft inpainting builds one per image from how far
+    its latent moved).
     """
 
     images: list[Image.Image]
@@ -75,6 +78,7 @@ class Result:
     sigmas: torch.Tensor | None = None
     repaint_mask: Image.Image | None = None
     overlay_mask: Image.Image | None = None
+    overlay_masks: list[Image.Image] | None = None
 
     @property
     def infotext(self) -> str:
@@ -396,9 +400,11 @@ class Pipeline:
     def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, rng: ImageRNG,
                 cond: torch.Tensor | ScheduledConditioning, uncond: torch.Tensor | None, cfg_scale: float,
                 image_cond: torch.Tensor | None,
-                init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
+                blend: Callable[[Callable], Callable] | None,
                 callback: Callable[[dict], Any] | None, progress: bool,
                 control: PreparedUnits | None = None) -> torch.Tensor:
+        """Run the sampler on the denoiser stack; `blend` wraps the CFG denoiser (InpaintBlend, SoftInpaintBlend,
+        DifferentialBlend) or is None for no mask."""
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
         unet: Callable = self.unet
         if control is not None:
@@ -411,8 +417,8 @@ class Pipeline:
             model = ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
         else:
             model = CFGDenoiser(model, cond, uncond, cfg_scale)
-        if latent_mask is not None:
-            model = InpaintBlend(model, init_latent, latent_mask)
+        if blend is not None:
+            model = blend(model)
         with torch.inference_mode():
             function = SAMPLERS[sampler]
             # Samplers that draw noise continue each image's seeded generator, as A1111's ImageRNG does.
@@ -425,7 +431,7 @@ class Pipeline:
             return function(model, x, sigmas.to(x.device), callback=callback, disable=not progress, **extra)
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
-                            generator: torch.Generator, weight: float) -> torch.Tensor | None:
+                            generator: torch.Generator, weight: float, mask_round: bool = True) -> torch.Tensor | None:
         """9-channel models: cat[mask, VAE(masked image)] (A1111 step 11); None for ordinary 4-channel models.
 
         source: the prepared init image in [-1,1] (VAE dtype), or None for txt2img (a mid-grey image, all repainted).
@@ -436,7 +442,8 @@ class Pipeline:
         if source is None:
             source = self.to_vae_input(torch.full((1, 3, h * 8, w * 8), 0.5))
         # Without a mask (txt2img, img2img) everything is repainted: the conditioning mask is all ones, as in A1111.
-        cmask = masking.conditioning_mask(image_mask) if image_mask is not None else torch.ones(1, 1, h * 8, w * 8)
+        cmask = (masking.conditioning_mask(image_mask, round=mask_round) if image_mask is not None
+                 else torch.ones(1, 1, h * 8, w * 8))
         cmask = cmask.to(source)
         masked = masking.masked_image(source, cmask, weight)
         cond_latent = self.encode_image(masked.expand(batch, -1, -1, -1), generator, batched=True)
@@ -481,7 +488,7 @@ class Pipeline:
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps)
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
-        samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
+        samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None,
                                callback, progress, control)
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
         if self.config.is_inpainting:
@@ -505,6 +512,9 @@ class Pipeline:
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
                 rng_source: str = "CPU", subseed: int = -1, subseed_strength: float = 0.0,
                 seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
+                soft_inpainting: bool = False, schedule_bias: float = 1.0, preservation_strength: float = 0.5,
+                transition_contrast_boost: float = 4.0, mask_influence: float = 0.0, difference_threshold: float = 0.5,
+                difference_contrast: float = 2.0, differential_diffusion: bool = False,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False,
                 controlnet: Any = None,
                 controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
@@ -554,6 +564,10 @@ class Pipeline:
                                  controlnet_lama=controlnet_lama)
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
+        if soft_inpainting and differential_diffusion:
+            raise ValueError("soft_inpainting and differential_diffusion are two different blends; choose one")
+        soft = SoftInpaintingSettings(schedule_bias, preservation_strength, transition_contrast_boost, mask_influence,
+                                      difference_threshold, difference_contrast) if soft_inpainting else None
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         width, height = processing_size(image.size, width, height)
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
@@ -561,10 +575,16 @@ class Pipeline:
         seeds = noise_cfg.seeds
         lora_hashes = self._activate_prompt_networks(prompt)
 
+        # Soft inpainting switches mask rounding off before anything else runs (A1111 sets it in its `process` hook).
+        mask_round = not (soft_inpainting or differential_diffusion)
         prep = prepare_inpaint(image, mask, width, height, mask_blur=mask_blur, mask_mode=mask_mode,
                                masked_content=masked_content, inpaint_area=inpaint_area, padding=padding,
-                               resize_mode=resize_mode, fill_space=fill_space)
-        extra, image_mask = prep.extra, prep.image_mask
+                               resize_mode=resize_mode, fill_space=fill_space, mask_round=mask_round)
+        image_mask = prep.image_mask
+        extra = dict(soft.infotext()) if soft is not None and mask is not None else {}
+        extra.update(prep.extra)
+        if differential_diffusion and mask is not None:
+            extra["Differential diffusion"] = True
 
         # Encode, then the latent mask and the latent stage of masked content.
         source = self.to_vae_input(image_to_tensor(prep.init))
@@ -583,7 +603,8 @@ class Pipeline:
         noise = rng.next()
         latent_mask = None
         if image_mask is not None:
-            latent_mask = masking.latent_mask(image_mask, width, height).to(self.device).expand(shape).contiguous()
+            latent_mask = masking.latent_mask(image_mask, width, height, round=mask_round).to(self.device)
+            latent_mask = latent_mask.expand(shape).contiguous()
             if masked_content == "fill" and fill_space == "latent":
                 init_latent = masking.apply_masked_content("fill", init_latent, latent_mask)
             elif masked_content in ("latent_noise", "latent_nothing"):
@@ -595,7 +616,8 @@ class Pipeline:
                 extra["Masked content"] = masking.MASKED_CONTENT_LABELS[masked_content]
                 if masked_content == "latent_noise":
                     posterior_rng = _posterior_generator(seeds)  # A1111 reseeds torch's global generator here
-        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight)
+        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight,
+                                              mask_round)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps)
@@ -603,9 +625,17 @@ class Pipeline:
         if control is not None:
             noise = control.noise(noise)  # inpaint_only+lama: the sampling noise, not the masked-content noise
         start = init_latent + noise * sigmas[0]
-        samples = self._sample(start, sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
+        blend = None
+        if latent_mask is not None and soft is not None:
+            blend = lambda model: SoftInpaintBlend(model, init_latent, latent_mask, soft)  # noqa: E731
+        elif latent_mask is not None and differential_diffusion:
+            blend = lambda model: DifferentialBlend(model, init_latent, latent_mask, sigmas, noise)  # noqa: E731
+        elif latent_mask is not None:
+            blend = lambda model: InpaintBlend(model, init_latent, latent_mask)  # noqa: E731
+        # DifferentialBlend resets pixels of the sampler's state in place: start from a copy.
+        samples = self._sample(start.clone(), sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, blend,
                                callback, progress, control)
-        if latent_mask is not None:
+        if latent_mask is not None and soft is None and not differential_diffusion:
             samples = masking.blend_latents(samples, init_latent, latent_mask)
 
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
@@ -618,8 +648,17 @@ class Pipeline:
                               init_latent=init_latent,
                               start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
                               repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask, control=control)
-        if prep.overlay is not None:
+        if soft is not None and latent_mask is not None:
+            # Rebuilt per image from the unmodified original and the raw samples (A1111's post-sample hook).
+            source_image = overlay_source(flatten(image), width, height, resize_mode, prep.paste_to is not None)
+            overlays, masks = soft_overlays(source_image, latent_mask, init_latent, samples, soft, width, height,
+                                            prep.paste_to)
+            result.images = [masking.apply_overlay(img, overlay, prep.paste_to)
+                             for img, overlay in zip(result.images, overlays)]
+            result.overlay_mask, result.overlay_masks = masks[0], masks
+        elif prep.overlay is not None:
             result.images = [masking.apply_overlay(img, prep.overlay, prep.paste_to) for img in result.images]
+            result.overlay_masks = [prep.overlay_mask] * len(result.images)
         return result
 
     def inpaint_sketch(self, image: Image.Image, sketch: Image.Image, prompt: str, negative_prompt: str = "", *,
