@@ -305,7 +305,8 @@ class Pipeline:
             self._library = NetworkLibrary(self.lora_dir)
         return self._library
 
-    def _resolve_network(self, name_or_path: str | Path) -> Path:
+    def network_path(self, name_or_path: str | Path) -> Path:
+        """The file a network name (file stem or `ss_output_name` alias in `lora_dir`) or path refers to."""
         path = Path(name_or_path)
         if path.suffix.lower() in (".safetensors", ".pt", ".ckpt") and path.is_file():
             return path
@@ -333,7 +334,7 @@ class Pipeline:
             source, te, unet, dyn = (tuple(item) + (None, None, None))[:4]
             te = 1.0 if te is None else float(te)
             unet = te if unet is None else float(unet)
-            path = self._resolve_network(source)
+            path = self.network_path(source)
             wanted.append(ActiveNetwork(path, te, unet, None if dyn is None else int(dyn), Path(path).stem))
         self._merger.apply(wanted)
         self._networks = wanted
@@ -354,7 +355,7 @@ class Pipeline:
         _, data = parse_prompt(strip_comments(prompt))
         wanted = list(self._networks)
         for tag in lora_tags(data):
-            wanted.append(ActiveNetwork(self._resolve_network(tag.name), tag.te, tag.unet, tag.dyn, tag.name))
+            wanted.append(ActiveNetwork(self.network_path(tag.name), tag.te, tag.unet, tag.dyn, tag.name))
         files = self._merger.apply(wanted)
         hashes: dict[str, str] = {}
         for net, file in zip(wanted, files):

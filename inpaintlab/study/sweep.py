@@ -158,6 +158,14 @@ def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
     return paths
 
 
+def _network_hashes(pipe, prompts: list[str]) -> dict[str, str]:
+    """{name: file hash} of every network the cells' `<lora:…>` tags name (an unknown name fails here, up front)."""
+    from ..networks import lora_tags, parse_prompt
+
+    names = sorted({tag.name for prompt in prompts for tag in lora_tags(parse_prompt(prompt)[1])})
+    return {name: pipe.library.hash_of(pipe.network_path(name)) for name in names}
+
+
 def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: int | None = None,
           progress: bool = False) -> list[dict] | None:
     """Run (or resume) a sweep. Returns the merged rows on rank 0 (None on other ranks).
@@ -181,6 +189,9 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
         identity = {"model": pipe.config.model_hash or "", "vae": pipe.config.vae_hash or "",
                     "image": _sha256(spec.image), "mask": _sha256(spec.mask)}
         cells = spec.cells()
+        networks = _network_hashes(pipe, [cell.settings(spec.base)["prompt"] for cell in cells])
+        if networks:
+            identity["networks"] = networks  # a changed network file must not reuse old cells
         keys = [cell_key(identity, cell.settings(spec.base)) for cell in cells]
         done = 0
         mine = list(zip(cells[rank::world], keys[rank::world]))
