@@ -148,3 +148,17 @@ def test_prompt_schedules_and_and_compose(pipe, tiny_controlnet, picture):
                       controlnet_preprocessor="inpaint_global_harmonious", **FAST)
     assert torch.equal(plain.samples, off.samples)
     assert not torch.equal(plain.samples, on.samples)
+
+
+def test_soft_inpainting_composes(pipe, tiny_controlnet, picture):
+    """Soft inpainting's blend wraps CFG, the ControlNet sits below it: weight 0 leaves the soft result unchanged."""
+    image, mask = picture
+    plain = pipe.inpaint(image, mask, "a cat", soft_inpainting=True, **FAST)
+    off = pipe.inpaint(image, mask, "a cat", soft_inpainting=True, controlnet=tiny_controlnet, control_weight=0.0,
+                       controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    on = pipe.inpaint(image, mask, "a cat", soft_inpainting=True, controlnet=tiny_controlnet,
+                      controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    assert torch.equal(plain.samples, off.samples)
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(off.images[0]))
+    assert not torch.equal(plain.samples, on.samples)
+    assert "Soft inpainting enabled" in on.infotext and "ControlNet 0" in on.infotext
