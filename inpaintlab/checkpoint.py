@@ -1,6 +1,6 @@
 """Read SD 1.x single-file checkpoints and standalone VAE files, split them by prefix and load them strictly.
 
-A single-file LDM checkpoint holds the three networks under fixed prefixes (`spec/checkpoints.md` §1.2):
+A single-file LDM checkpoint holds the three networks under fixed prefixes (the CompVis ldm key layout):
 
     model.diffusion_model.                      UNet       -> inpaintlab.unet.UNetModel
     first_stage_model.                          VAE        -> inpaintlab.vae.AutoencoderKL
@@ -45,7 +45,8 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 # --- Allow-list: keys that may sit in an SD1 file next to the three networks and are ignored (debug-logged). ---
 # The 12 DDPM schedule buffers of ldm's LatentDiffusion, each [1000]. The sampler schedule is always rebuilt from
-# the constants (spec/samplers.md §1): many community files lack these, and merges may carry averaged values.
+# the constants (SD1's scaled-linear betas, 0.00085 to 0.012 over 1000 steps): many community files lack these, and
+# merges may carry averaged values.
 SCHEDULE_BUFFERS = (
     "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
     "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",

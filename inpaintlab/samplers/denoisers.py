@@ -1,8 +1,8 @@
 """Denoiser wrappers that stack around the UNet: ``InpaintBlend(CFGDenoiser(EpsDenoiser(unet, ...)))``.
 
 Each layer has the denoiser signature (x, sigma [B]) -> denoised x0 estimate, so samplers never learn about CFG or
-masks. Semantics of k-diffusion ``CompVisDenoiser`` and A1111 v1.10 ``CFGDenoiser`` (spec/samplers.md §2, §8.6;
-spec/a1111-inpaint.md step 15).
+masks. Semantics of k-diffusion ``CompVisDenoiser`` and A1111 v1.10 ``CFGDenoiser``
+(CFG on denoised outputs, then the inpaint blend).
 """
 from __future__ import annotations
 
