@@ -10,7 +10,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from .denoisers import CFGDenoiser, EpsDenoiser, InpaintBlend, ScheduledCFGDenoiser, stack_conds
+from .denoisers import (CFGDenoiser, EpsDenoiser, InpaintBlend, ScheduledCFGDenoiser, VDenoiser, cat_conds,
+                        stack_conds)
 from .rng import ImageRNG, resolve_seed
 from .sampling import sample_dpmpp_2m, sample_euler, sample_euler_ancestral
 from .schedules import (DiscreteSchedule, get_sigmas_exponential, get_sigmas_karras, img2img_sigmas,
@@ -119,5 +120,6 @@ __all__ = [
     "SAMPLERS", "SAMPLER_ALIASES", "SCHEDULERS", "DEFAULT_SCHEDULER", "resolve_sampler", "build_sigmas",
     "sample_euler", "sample_euler_ancestral", "sample_dpmpp_2m",
     "DiscreteSchedule", "get_sigmas_karras", "get_sigmas_exponential", "img2img_sigmas", "img2img_steps",
-    "EpsDenoiser", "CFGDenoiser", "ScheduledCFGDenoiser", "stack_conds", "InpaintBlend", "ImageRNG", "resolve_seed",
+    "EpsDenoiser", "VDenoiser", "CFGDenoiser", "ScheduledCFGDenoiser", "stack_conds", "cat_conds", "InpaintBlend",
+    "ImageRNG", "resolve_seed",
 ]
