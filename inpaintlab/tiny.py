@@ -62,6 +62,8 @@ def reinit_(module: nn.Module, seed: int = 0) -> nn.Module:
                 draw(p, 1.0 / math.sqrt(math.prod(p.shape[1:])))
                 if name.endswith(_QK_SUFFIXES):
                     p.mul_(1.5)
+                elif name.endswith("attn.in_proj_weight"):  # OpenCLIP's fused [q; k; v] rows
+                    p[: 2 * p.shape[0] // 3].mul_(1.5)
     return module
 
 

@@ -33,7 +33,7 @@ import logging
 import os
 import pickle
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,12 +183,27 @@ def _check_emphasis(emphasis: str) -> None:
         raise ValueError(f"unknown emphasis mode {emphasis!r}; expected one of {EMPHASIS_MODES}")
 
 
-def _encode_chunks(text_encoder: torch.nn.Module, batch: Sequence[PromptChunk], clip_skip: int,
-                   emphasis: str) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Reader:
+    """How A1111 reads one text encoder: its token-embedding table, the id it pads prompts with after the first end
+    token, and ``encode(ids, inputs_embeds) -> (z [B,77,C], pooled [B,P] or None)``."""
+
+    token_embedding: torch.nn.Embedding
+    pad_id: int
+    encode: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _encode_chunks(reader: _Reader, batch: Sequence[PromptChunk],
+                   emphasis: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Encode one chunk per prompt: [B, 77] ids -> [B, 77, C], embeddings inserted, emphasis applied."""
-    token_embedding = text_encoder.embeddings.token_embedding
+    token_embedding = reader.token_embedding
     device = token_embedding.weight.device
     ids = torch.tensor([chunk.tokens for chunk in batch], dtype=torch.long, device=device)  # [B, 77]
+    if reader.pad_id != EOS:
+        # A1111 (OpenCLIP towers): every position after the first end token becomes the pad id, in the ids the
+        # encoder sees; the chunk itself was built with end-token padding like SD1's.
+        for b, chunk in enumerate(batch):
+            ids[b, chunk.tokens.index(EOS) + 1 :] = reader.pad_id
     inputs_embeds = token_embedding(ids)  # [B, 77, C]
     length, width = inputs_embeds.shape[1:]
     for b, chunk in enumerate(batch):
@@ -199,7 +214,7 @@ def _encode_chunks(text_encoder: torch.nn.Module, batch: Sequence[PromptChunk], 
                 )
             n = min(length - fix.position, fix.vectors.shape[0])
             inputs_embeds[b, fix.position : fix.position + n] = fix.vectors[:n].to(inputs_embeds)
-    z = text_encoder(ids, clip_skip=clip_skip, inputs_embeds=inputs_embeds)  # [B, 77, C]
+    z, pooled = reader.encode(ids, inputs_embeds)  # [B, 77, C]; the pooled output never sees the emphasis
     if emphasis in ("Original", "No norm"):
         # float32 weights as in A1111 (torch.asarray of Python floats); products promote accordingly.
         multipliers = torch.tensor([chunk.multipliers for chunk in batch], dtype=torch.float32, device=z.device)
@@ -207,7 +222,43 @@ def _encode_chunks(text_encoder: torch.nn.Module, batch: Sequence[PromptChunk], 
         z = z * multipliers[:, :, None]
         if emphasis == "Original":
             z = z * (mean_before / z.mean())
-    return z
+    return z, pooled
+
+
+def _check_texts(texts: Sequence[str], caller: str) -> None:
+    if isinstance(texts, str):
+        raise TypeError(f"{caller} expects a sequence of prompts, not a single str")
+    if len(texts) == 0:
+        raise ValueError(f"{caller} needs at least one prompt")
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"prompt must be a str, got {type(text).__name__}")
+
+
+def _tokenize_batch(tokenizer: Tokenizer, texts: Sequence[str], embeddings: Mapping[str, torch.Tensor] | None,
+                    comma_padding_backtrack: int, emphasis: str) -> list[list[PromptChunk]]:
+    """Chunks of every prompt, each distinct prompt tokenized once (as A1111 caches them per call)."""
+    tokenized: dict[str, list[PromptChunk]] = {}
+    for text in texts:
+        if text not in tokenized:
+            tokenized[text] = tokenize_prompt(
+                tokenizer, text, embeddings, comma_padding_backtrack=comma_padding_backtrack, emphasis=emphasis
+            )
+    return [tokenized[text] for text in texts]
+
+
+def _encode_batch(reader: _Reader, per_prompt: list[list[PromptChunk]],
+                  emphasis: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[B, 77 * k, C] with shorter prompts padded by empty chunks, and the first chunk's pooled output."""
+    n_chunks = max(len(chunks) for chunks in per_prompt)
+    outputs, first_pooled = [], None
+    for i in range(n_chunks):
+        batch = [chunks[i] if i < len(chunks) else empty_chunk() for chunks in per_prompt]
+        z, pooled = _encode_chunks(reader, batch, emphasis)
+        outputs.append(z)
+        if i == 0:
+            first_pooled = pooled
+    return torch.cat(outputs, dim=1), first_pooled
 
 
 @torch.no_grad()
@@ -232,21 +283,14 @@ def encode_prompts(
     _check_emphasis(emphasis)
     if isinstance(texts, str):
         raise TypeError("encode_prompts expects a sequence of prompts; use encode_prompt for a single str")
-    if len(texts) == 0:
-        raise ValueError("encode_prompts needs at least one prompt")
-    tokenized: dict[str, list[PromptChunk]] = {}
-    for text in texts:
-        if text not in tokenized:
-            tokenized[text] = tokenize_prompt(
-                tokenizer, text, embeddings, comma_padding_backtrack=comma_padding_backtrack, emphasis=emphasis
-            )
-    per_prompt = [tokenized[text] for text in texts]
-    n_chunks = max(len(chunks) for chunks in per_prompt)
-    outputs = []
-    for i in range(n_chunks):
-        batch = [chunks[i] if i < len(chunks) else empty_chunk() for chunks in per_prompt]
-        outputs.append(_encode_chunks(text_encoder, batch, clip_skip, emphasis))
-    return torch.cat(outputs, dim=1)
+    _check_texts(texts, "encode_prompts")
+    per_prompt = _tokenize_batch(tokenizer, texts, embeddings, comma_padding_backtrack, emphasis)
+
+    def encode(ids: torch.Tensor, inputs_embeds: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return text_encoder(ids, clip_skip=clip_skip, inputs_embeds=inputs_embeds), None
+
+    reader = _Reader(text_encoder.embeddings.token_embedding, EOS, encode)
+    return _encode_batch(reader, per_prompt, emphasis)[0]
 
 
 def encode_prompt(
@@ -324,20 +368,42 @@ def _vectors_from_data(data: object, path: Path) -> torch.Tensor | None:
     return vectors.detach().to(torch.float32).contiguous()  # A1111 keeps embeddings in float32
 
 
-def _read_embedding(path: Path) -> torch.Tensor | None:
+def _read_embedding_data(path: Path) -> object:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         import safetensors.torch
 
         try:
-            data = safetensors.torch.load_file(str(path), device="cpu")
+            return safetensors.torch.load_file(str(path), device="cpu")
         except Exception as e:
             raise ValueError(f"{path}: not a readable safetensors file: {e}") from e
-    elif suffix in (".pt", ".bin"):
-        data = _torch_load(path)
-    else:
-        raise ValueError(f"{path}: unsupported embedding file type {suffix!r}; expected one of {_EMBEDDING_SUFFIXES}")
-    return _vectors_from_data(data, path)
+    if suffix in (".pt", ".bin"):
+        return _torch_load(path)
+    raise ValueError(f"{path}: unsupported embedding file type {suffix!r}; expected one of {_EMBEDDING_SUFFIXES}")
+
+
+def _read_embedding(path: Path) -> torch.Tensor | None:
+    return _vectors_from_data(_read_embedding_data(path), path)
+
+
+def _embedding_paths(root: Path) -> list[Path]:
+    """Candidate embedding files under ``root`` in sorted order: known suffixes, non-empty (A1111 ignores empty
+    files); image-embedded embeddings are skipped with a warning (previews silently)."""
+    if not root.is_dir():
+        raise NotADirectoryError(f"embeddings directory not found: {root}")
+    paths = []
+    for dirpath, _, filenames in os.walk(root, followlinks=True):
+        paths += [Path(dirpath) / name for name in filenames]
+    found = []
+    for path in sorted(paths):
+        suffix = path.suffix.lower()
+        if suffix in _IMAGE_SUFFIXES:
+            if not path.name.lower().endswith(".preview" + suffix):
+                logger.warning("skipping %s: embeddings stored in images are not supported", path)
+            continue
+        if suffix in _EMBEDDING_SUFFIXES and path.stat().st_size > 0:
+            found.append(path)
+    return found
 
 
 def load_embedding_file(path: str | os.PathLike) -> torch.Tensor:
@@ -362,23 +428,12 @@ def load_embeddings(directory: str | os.PathLike, width: int = 768) -> dict[str,
     be read raises ValueError naming it.
     """
     root = Path(directory)
-    if not root.is_dir():
-        raise NotADirectoryError(f"embeddings directory not found: {root}")
-    paths = []
-    for dirpath, _, filenames in os.walk(root, followlinks=True):
-        paths += [Path(dirpath) / name for name in filenames]
     found: dict[str, torch.Tensor] = {}
-    for path in sorted(paths):
-        suffix = path.suffix.lower()
-        if suffix in _IMAGE_SUFFIXES:
-            if not path.name.lower().endswith(".preview" + suffix):
-                logger.warning("skipping %s: embeddings stored in images are not supported", path)
-            continue
-        if suffix not in _EMBEDDING_SUFFIXES or path.stat().st_size == 0:
-            continue
+    for path in _embedding_paths(root):
         vectors = _read_embedding(path)
         if vectors is None:
-            logger.warning("skipping embedding %s: SDXL embedding (clip_g + clip_l), not usable with SD1", path)
+            logger.warning("skipping embedding %s: SDXL embedding (clip_g + clip_l); load_sdxl_embeddings reads it",
+                           path)
             continue
         if vectors.shape[1] != width:
             logger.warning("skipping embedding %s: width %d, the text encoder needs %d", path, vectors.shape[1], width)

@@ -156,12 +156,14 @@ class CLIPTextTransformer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(config.width, eps=1e-5)
 
     def forward(self, tokens: torch.Tensor | None, clip_skip: int = 1,
-                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                inputs_embeds: torch.Tensor | None = None, *, final_norm: bool = True) -> torch.Tensor:
         """Hidden states [B,L,width] for token ids [B,L] (L <= max_positions).
 
         clip_skip: 1 returns the last hidden state (after final_layer_norm); N > 1 returns
             final_layer_norm(hidden_states[-N]), where hidden_states holds the embeddings and every layer's output
             (13 entries for SD1), as A1111's "Clip skip" does. Valid values are 1 .. layers + 1.
+        final_norm: False returns hidden_states[-N] itself, without final_layer_norm (SDXL reads CLIP-L so:
+            hidden_states[-2], i.e. ``clip_skip=2, final_norm=False``).
         inputs_embeds: optional [B,L,width] used instead of the token-embedding lookup (e.g. with textual-inversion
             vectors spliced in); position embeddings are still added. `tokens` may then be None; if given, its
             shape must be [B,L].
@@ -191,7 +193,7 @@ class CLIPTextTransformer(nn.Module):
         # hidden_states[-N] is the output after (layers + 1 - N) layers; later layers are never computed.
         for layer in self.encoder.layers[: cfg.layers + 1 - clip_skip]:
             x = layer(x)
-        return self.final_layer_norm(x)
+        return self.final_layer_norm(x) if final_norm else x
 
     def extra_repr(self) -> str:
         return f"heads={self.config.heads}, kernels={self.kernels!r}"

@@ -38,12 +38,20 @@ EOS = 49407  # <|endoftext|>; SD1 also pads with it
 COMMA = 267  # ",</w>"
 _NUM_MERGES = VOCAB_SIZE - 2 * 256 - 2  # 48,894 merge lines are used; the file holds 262,144
 _SPECIAL = {"<|startoftext|>": BOS, "<|endoftext|>": EOS}
+# open_clip's SimpleTokenizer spells the same two tokens differently; that only matters for prompts that contain
+# the literal text of a special token.
+_OPENCLIP_SPECIAL = {"<start_of_text>": BOS, "<end_of_text>": EOS}
 
-# \p{L}/\p{N} need the `regex` module. Digits are matched one at a time on purpose (CLIP's training setup).
-_PIECE_RE = regex.compile(
-    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
-    regex.IGNORECASE,
-)
+
+def _piece_re(special: dict[str, int]) -> regex.Pattern:
+    # \p{L}/\p{N} need the `regex` module. Digits are matched one at a time on purpose (CLIP's training setup).
+    return regex.compile(
+        "|".join(regex.escape(s) for s in special) + r"|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
+        regex.IGNORECASE,
+    )
+
+
+_PIECE_RE = _piece_re(_SPECIAL)
 _SPACE_RE = regex.compile(r"\s+")
 _CACHE_LIMIT = 200_000  # distinct pieces remembered before the cache is cleared
 
@@ -92,7 +100,7 @@ def _load_vocab(path: str) -> tuple[tuple[str, ...], dict[tuple[str, str], int]]
             raise ValueError(f"{p}: line {n} is not a merge pair: {line!r}")
         merges.append(pair)
     base = _vocab_order()
-    strings = base + [s + "</w>" for s in base] + [a + b for a, b in merges] + list(_SPECIAL)
+    strings = base + [s + "</w>" for s in base] + [a + b for a, b in merges] + list(_SPECIAL)  # ids 49406, 49407
     return tuple(strings), {pair: rank for rank, pair in enumerate(merges)}
 
 
@@ -107,6 +115,8 @@ class Tokenizer:
     eos = EOS
     comma = COMMA
     vocab_size = VOCAB_SIZE
+    special_tokens = _SPECIAL  # text -> id of the special tokens recognised inside a prompt
+    _pieces = _PIECE_RE
 
     def __init__(self, vocab_file: str | Path | None = None, *, html_unescape: bool = True) -> None:
         self.vocab_file = Path(vocab_file) if vocab_file is not None else VOCAB_FILE
@@ -173,8 +183,8 @@ class Tokenizer:
         self._ensure_loaded()
         symbols = byte_symbols()
         ids: list[int] = []
-        for piece in _PIECE_RE.findall(self.clean(text)):
-            special = _SPECIAL.get(piece)
+        for piece in self._pieces.findall(self.clean(text)):
+            special = self.special_tokens.get(piece)
             if special is not None:
                 ids.append(special)
                 continue
@@ -199,3 +209,19 @@ class Tokenizer:
         """Id of a vocabulary string such as ``",</w>"``; KeyError if absent."""
         self._ensure_loaded()
         return self._ids[token]
+
+
+class OpenCLIPTokenizer(Tokenizer):
+    """open_clip's ``SimpleTokenizer``, which A1111 uses for SD 2.x's and SDXL's OpenCLIP towers.
+
+    Same vocabulary, cleaning (ftfy, ``html.unescape`` twice) and ids as ``Tokenizer``; only the special tokens a
+    prompt can spell out are ``<start_of_text>`` / ``<end_of_text>`` instead of ``<|startoftext|>`` /
+    ``<|endoftext|>``. The 0-padding of OpenCLIP prompts is applied when a chunk is encoded
+    (``conditioning.py``), not here.
+    """
+
+    special_tokens = _OPENCLIP_SPECIAL
+    _pieces = _piece_re(_OPENCLIP_SPECIAL)
+
+    def __init__(self, vocab_file: str | Path | None = None) -> None:
+        super().__init__(vocab_file, html_unescape=True)
