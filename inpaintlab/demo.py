@@ -7,6 +7,7 @@ checkpoint: a txt2img base image, then an inpaint of its centre with each masked
 """
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -49,15 +50,26 @@ def centre_mask(size: int, fraction: float = 0.375) -> Image.Image:
 
 
 def run_demo(args) -> Path:
-    from .inpaint import load
+    """Run the demo for parsed `inpaintlab demo` arguments; returns the grid's path. Everything is checked first."""
+    from tqdm import tqdm
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from .cli import CommandError, _load, _model_options
+    from .files import prepare_out_dir
+
+    if args.steps is not None and args.steps < 1:
+        raise CommandError(f"--steps must be >= 1, got {args.steps}")
+    if args.model is None and args.vae is not None:
+        raise CommandError("--vae needs --model (the tiny demo checkpoint has its own VAE)")
+    options = _model_options(args)
+    out = prepare_out_dir(args.out)
+    jobs = len(MODES) + (1 if args.model else 0)
+    bar = tqdm(total=jobs, desc="demo", unit="image", disable=args.no_progress, file=sys.stderr)
     if args.model:
-        pipe = load(args.model, args.vae, device=args.device, kernels=args.kernels)
+        pipe = _load(args.model, args.vae, options)
         settings = dict(TUTORIAL, steps=args.steps or TUTORIAL["steps"])
         base = pipe.txt2img(TUTORIAL_PROMPT, TUTORIAL_NEGATIVE, width=TUTORIAL_SIZE, height=TUTORIAL_SIZE,
                             **{k: v for k, v in settings.items() if k not in ("denoising_strength", "mask_blur")})
+        bar.update()
         image, prompt, size = base.images[0], TUTORIAL_INPAINT_PROMPT, TUTORIAL_SIZE
         save_png(image, out / "base.png", base.infotext)
         title = f"{Path(args.model).stem}: masked content at the tutorial's settings"
@@ -66,7 +78,7 @@ def run_demo(args) -> Path:
 
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny-random.safetensors")
-            pipe = load(checkpoint, kernels=args.kernels)
+            pipe = _load(checkpoint, None, options)
         size, prompt = 128, "a red square and a green circle"
         image = synthetic_picture(size)
         settings = dict(TUTORIAL, steps=args.steps or 8)
@@ -77,5 +89,7 @@ def run_demo(args) -> Path:
         result = pipe.inpaint(image, mask, prompt, TUTORIAL_NEGATIVE, masked_content=mode, **settings)
         save_png(result.images[0], out / f"inpaint-{mode}.png", result.infotext)
         cells.append(result.images[0])
+        bar.update()
+    bar.close()
     grid = make_grid([cells], col_labels=["input", "mask"] + [f"masked content: {m}" for m in MODES], title=title)
     return save_png(grid, out / "demo-grid.png", None)

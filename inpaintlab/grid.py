@@ -1,6 +1,8 @@
 """Labelled image grids in the manner of A1111's X/Y/Z plot: column labels on top, row labels on the left."""
 from __future__ import annotations
 
+import math
+
 from PIL import Image, ImageDraw, ImageFont
 
 
@@ -56,4 +58,15 @@ def make_grid(images: list[list[Image.Image]], col_labels: list[str] | None = No
             x = left + c * cell_w + (cell_w - im.width) // 2
             y = head + top + r * cell_h + (cell_h - im.height) // 2
             grid.paste(im.convert("RGB"), (x, y))
+    return grid
+
+
+def image_grid(images: list[Image.Image]) -> Image.Image:
+    """A1111's batch grid: round(sqrt(n)) rows, images left to right then top to bottom on black, no labels."""
+    rows = min(len(images), max(1, round(math.sqrt(len(images)))))
+    cols = math.ceil(len(images) / rows)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), "black")
+    for i, image in enumerate(images):
+        grid.paste(image.convert("RGB"), (i % cols * w, i // cols * h))
     return grid

@@ -12,18 +12,24 @@ alone; None values are left out. Fixed keys come first in A1111's order, then th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from .files import write_atomic
+from .settings import INFOTEXT_CHECKS, INFOTEXT_KEYS, MISSING, SETTINGS, coerce
+
+log = logging.getLogger(__name__)
+
 # A1111 v1.10.1 `create_infotext` order for the keys this library can produce.
 FIXED_KEYS = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Size", "Model hash", "Model", "VAE hash",
-    "VAE", "Denoising strength", "Conditional mask weight", "Clip skip", "RNG",
+    "VAE", "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
+    "Conditional mask weight", "Clip skip", "ENSD", "RNG",
 )
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -85,7 +91,7 @@ def parse_infotext(text: str) -> dict[str, str]:
 def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None) -> Path:
     """Write `image` as PNG with a `parameters` text chunk (tEXt if Latin-1, else iTXt), atomically.
 
-    The file is written under a temporary name in the same directory and renamed, so a reader never sees half a PNG.
+    Written atomically with the usual file mode (`inpaintlab.files.write_atomic`).
     """
     path = Path(path)
     info = PngImagePlugin.PngInfo()
@@ -95,16 +101,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None) 
             info.add_text("parameters", infotext)
         except UnicodeEncodeError:
             info.add_itxt("parameters", infotext)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda handle: image.save(handle, format="PNG", pnginfo=info))
 
 
 def read_png_infotext(path: str | os.PathLike) -> str:
@@ -117,37 +114,67 @@ def read_png_infotext(path: str | os.PathLike) -> str:
     return text
 
 
-_MASK_MODES = {"Inpaint masked": "masked", "Inpaint not masked": "not_masked"}
-_MASKED_CONTENT = {"fill": "fill", "original": "original", "latent noise": "latent_noise",
-                   "latent nothing": "latent_nothing"}
-_INPAINT_AREAS = {"Whole picture": "whole", "Only masked": "only_masked"}
+def read_settings(fields: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Settings stored in parsed infotext `fields`, plus A1111's parsing defaults for absent keys.
+
+    Returns (settings, origin) where origin[name] is the infotext key the value came from, or "absent" when it is
+    A1111's default for a missing key. Values are coerced as the pipeline would (ValueError names the key).
+    """
+    settings: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, setting in SETTINGS.items():
+        if setting.infotext is None:
+            continue
+        if setting.infotext in fields:
+            text = fields[setting.infotext]
+            try:
+                value = setting.parse(text) if setting.parse else text
+                settings[name] = coerce(name, value)
+            except ValueError as error:
+                raise ValueError(f"infotext {setting.infotext}: {text!r}: {error}") from None
+            origin[name] = setting.infotext
+        elif setting.infotext_default is not MISSING:
+            default = setting.infotext_default
+            value = default(fields) if callable(default) else default
+            if value is not MISSING:
+                settings[name] = coerce(name, value)
+                origin[name] = "absent"
+    return settings, origin
 
 
-def settings_from_infotext(text: str) -> dict[str, Any]:
-    """Turn an infotext back into `Pipeline.inpaint` keyword arguments (plus prompt / negative_prompt).
+def unapplied(fields: dict[str, str]) -> list[str]:
+    """What in parsed infotext `fields` inpaintlab does not apply: unknown keys, values it cannot reproduce, and
+    whatever the registered whole-infotext checks report (e.g. `<lora:...>` prompt tags)."""
+    by_key = {s.infotext for s in SETTINGS.values() if s.infotext}
+    problems = []
+    for key, text in fields.items():
+        if key in by_key:
+            continue
+        if key in INFOTEXT_KEYS:
+            applies = INFOTEXT_KEYS[key]
+            if applies is None or applies(text):
+                continue
+            problems.append(f"{key}: {text}")
+        else:
+            problems.append(key)
+    for check in INFOTEXT_CHECKS.values():
+        problems.extend(check(fields))
+    return problems
 
-    Missing inpaint keys take A1111's parsing defaults: masked, original, whole picture, padding 32, clip skip 1.
+
+def settings_from_infotext(text: str, *, strict: bool = False) -> dict[str, Any]:
+    """Turn an infotext back into `Pipeline` keyword arguments (with prompt / negative_prompt).
+
+    Missing keys take A1111's parsing defaults (masked, original, whole picture, padding 32, clip skip 1, schedule
+    Automatic, RNG "GPU"; no "Mask blur" in an img2img infotext means 0). Whatever inpaintlab does not apply (keys such as
+    "Hires upscale", "Eta", `<lora:...>` prompt tags) is named in one logged warning, or raises
+    ValueError when `strict`.
     """
     fields = parse_infotext(text)
-    settings: dict[str, Any] = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"]}
-    converters = {
-        "Steps": ("steps", int), "Sampler": ("sampler", str), "Schedule type": ("scheduler", str),
-        "CFG scale": ("cfg_scale", float), "Seed": ("seed", int), "Denoising strength": ("denoising_strength", float),
-        "Mask blur": ("mask_blur", int), "Masked area padding": ("padding", int), "Clip skip": ("clip_skip", int),
-        "Conditional mask weight": ("inpainting_mask_weight", float),
-    }
-    for key, (name, convert) in converters.items():
-        if key in fields:
-            settings[name] = convert(fields[key])
-    if "Size" in fields:
-        width, height = fields["Size"].lower().split("x")
-        settings["width"], settings["height"] = int(width), int(height)
-    settings["mask_mode"] = _MASK_MODES[fields.get("Mask mode", "Inpaint masked")]
-    settings["masked_content"] = _MASKED_CONTENT[fields.get("Masked content", "original")]
-    settings["inpaint_area"] = _INPAINT_AREAS[fields.get("Inpaint area", "Whole picture")]
-    settings["fill_space"] = fields.get("Fill space", "pixel")
-    settings.setdefault("padding", 32)
-    settings.setdefault("clip_skip", 1)
-    if "Mask blur" not in fields and "Denoising strength" in fields:
-        settings["mask_blur"] = 0  # A1111 writes the key whenever the blur is > 0
-    return settings
+    problems = unapplied(fields)
+    if problems:
+        message = "infotext settings inpaintlab does not apply (the replay will differ): " + "; ".join(problems)
+        if strict:
+            raise ValueError(message)
+        log.warning("%s", message)
+    return read_settings(fields)[0]

@@ -10,13 +10,15 @@ models; this module only puts them in order.
 Choices where A1111 is not reproducible from its inputs:
 * VAE posterior sample: A1111 draws ε from torch's global CPU generator, whose state is left by the previous job. We draw
   it, in A1111's order, from a CPU generator seeded with the batch's last seed — A1111's state when a job runs twice.
-* Noise: A1111's "CPU" RNG source (one CPU generator per image seed), so a seed gives the same image on every device.
+* Noise: A1111's "CPU" RNG source by default (one CPU generator per image seed), so a seed gives the same image on every
+  device; `rng_source="NV"` gives A1111's emulation of CUDA noise on any device, `"GPU"` CUDA's own generator.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -33,8 +35,10 @@ from .clip import (OpenCLIPTokenizer, Tokenizer, encode_prompts, encode_prompts_
 from .clip.schedule import get_prompt_schedule, split_and
 from .infotext import build_infotext
 from .prepare import prepare_inpaint, processing_size
+from .settings import validated
 from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, VDenoiser,
                        build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
+from .samplers.rng import resolve_rng_source
 from .samplers.denoisers import ScheduledCFGDenoiser
 from .unet import sdxl_adm_vector
 
@@ -50,12 +54,14 @@ class Result:
     images: final PIL images (after overlay / paste-back); infotexts: one A1111 infotext per image; seeds: per image.
     init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
     from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
-    sigmas: the (truncated) schedule that was run.
+    sigmas: the (truncated) schedule that was run; subseeds: per-image variation seeds (None when the variation strength
+    is 0).
     """
 
     images: list[Image.Image]
     infotexts: list[str]
     seeds: list[int]
+    subseeds: list[int] | None = None
     init_latent: torch.Tensor | None = None
     start_latent: torch.Tensor | None = None
     samples: torch.Tensor | None = None
@@ -67,6 +73,40 @@ class Result:
     @property
     def infotext(self) -> str:
         return self.infotexts[0]
+
+    def save(self, path_or_dir: str | Path) -> list[Path]:
+        """Write the images as PNGs carrying their infotext (what A1111's PNG Info and `--from-png` read back).
+
+        A path ending in `.png` takes the single image. Anything else is a folder (created if missing): each image
+        becomes `NNNNN-<seed>.png` with A1111's 5-digit counter, and a batch of several images also gets A1111's
+        grid, `grid-NNNN.png`, carrying the first image's infotext. Returns the written paths (images, then grid).
+        """
+        from .files import prepare_out_dir
+        from .grid import image_grid
+        from .infotext import save_png
+
+        target = Path(path_or_dir)
+        if target.suffix.lower() == ".png":
+            if len(self.images) != 1:
+                raise ValueError(f"{target}: {len(self.images)} images need a folder, not one file name")
+            return [save_png(self.images[0], target, self.infotexts[0])]
+        out = prepare_out_dir(target, "output folder")
+        index = _next_index(out, "[0-9][0-9][0-9][0-9][0-9]-*.png")
+        paths = []
+        for image, infotext, seed in zip(self.images, self.infotexts, self.seeds):
+            paths.append(save_png(image, out / f"{index:05d}-{seed}.png", infotext))
+            index += 1
+        if len(self.images) > 1:
+            number = _next_index(out, "grid-*.png", start=5, digits=4)
+            paths.append(save_png(image_grid(self.images), out / f"grid-{number:04d}.png", self.infotexts[0]))
+        return paths
+
+
+def _next_index(out: Path, pattern: str, start: int = 0, digits: int = 5) -> int:
+    """A1111's file counter: one past the highest number found at `start` in names matching `pattern`."""
+    numbers = [int(p.name[start:start + digits]) for p in out.glob(pattern)
+               if p.name[start:start + digits].isdigit()]
+    return max(numbers, default=-1) + 1
 
 
 @dataclasses.dataclass
@@ -96,6 +136,76 @@ class PipelineConfig:
 
 # A1111's options `sdxl_crop_top` / `sdxl_crop_left` (default 0): the crop coordinates of SDXL's size conditioning.
 SDXL_CROP_TOP_LEFT = (0, 0)
+
+
+# A1111 v1.10 writes ENSD only for samplers flagged uses_ensd, and only while their eta is non-zero (default 1).
+ENSD_RECORDED_SAMPLERS = frozenset({"Euler a", "DPM2 a", "DPM++ 2S a", "DPM fast", "DPM adaptive"})
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSettings:
+    """A job's noise: per-image seeds and variation seeds, plus what every `ImageRNG` of the job is built with."""
+
+    seeds: list[int]
+    subseeds: list[int] | None
+    subseed_strength: float
+    seed_resize_from: tuple[int, int] | None
+    rng_source: str
+    ensd: int
+
+    def rng(self, shape: tuple[int, ...], device: torch.device) -> ImageRNG:
+        return ImageRNG(shape, self.seeds, device, source=self.rng_source, subseeds=self.subseeds,
+                        subseed_strength=self.subseed_strength, seed_resize_from=self.seed_resize_from,
+                        eta_noise_seed_delta=self.ensd)
+
+    @property
+    def plain(self) -> bool:
+        """True when the first draw is each seed's own noise (no variation seed, no seed resize)."""
+        return self.subseeds is None and self.seed_resize_from is None
+
+    def params(self, sampler: str) -> dict[str, Any]:
+        """The infotext keys A1111 writes for these settings (`Variation seed` is per image, filled in later)."""
+        resize = f"{self.seed_resize_from[0]}x{self.seed_resize_from[1]}" if self.seed_resize_from else None
+        return {
+            "Variation seed strength": self.subseed_strength if self.subseeds is not None else None,
+            "Seed resize from": resize,
+            "ENSD": self.ensd if self.ensd and sampler in ENSD_RECORDED_SAMPLERS else None,
+            "RNG": self.rng_source if self.rng_source != "GPU" else None,
+        }
+
+
+def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | str | None = -1,
+                   subseed_strength: float = 0.0, seed_resize_from: tuple[int, int] | None = None,
+                   rng_source: str = "CPU", ensd: int = 0) -> NoiseSettings:
+    """A1111's per-image seeds: `seed + i`, or `seed` for every image when the variation strength is non-zero, with
+    variation seeds `subseed + i`. -1 picks a random seed (and subseed)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if isinstance(subseed_strength, bool) or not isinstance(subseed_strength, (int, float)) \
+            or not math.isfinite(subseed_strength):
+        raise ValueError(f"subseed_strength must be a finite number, got {subseed_strength!r}")
+    if isinstance(ensd, bool) or not isinstance(ensd, int):
+        raise ValueError(f"ensd must be an int, got {ensd!r}")
+    first = resolve_seed(seed)
+    subseeds = None
+    if subseed_strength != 0:
+        first_sub = resolve_seed(subseed)
+        subseeds = [first_sub + i for i in range(batch_size)]
+    seeds = [first + (0 if subseeds is not None else i) for i in range(batch_size)]
+    resize = None
+    if seed_resize_from is not None:
+        if isinstance(seed_resize_from, (str, bytes)) or len(seed_resize_from) != 2:
+            raise ValueError(f"seed_resize_from must be (width, height), got {seed_resize_from!r}")
+        width, height = seed_resize_from
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (width, height)):
+            raise ValueError(f"seed_resize_from must be two ints (width, height), got {seed_resize_from!r}")
+        resize = (width, height) if width > 0 and height > 0 else None  # A1111: used only when both are > 0
+    source = resolve_rng_source(rng_source)
+    if source == "GPU" and not torch.cuda.is_available():
+        # fail before any model work; ImageRNG would refuse the same way
+        raise ValueError("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' "
+                         "(A1111's emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
+    return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, source, ensd)
 
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
@@ -146,7 +256,7 @@ def _posterior_generator(seeds: list[int]) -> torch.Generator:
 
     A1111 samples the posterior from torch's global CPU generator; drawing the job's noise last reseeds it with the
     batch's last seed. (Its very first run starts from whatever state the previous job left, which cannot be
-    reproduced.)
+    reproduced; under the NV source A1111 never reseeds it. The same choice serves every source.)
     """
     return torch.Generator("cpu").manual_seed(seeds[-1])
 
@@ -296,26 +406,33 @@ class Pipeline:
 
     # --- public entry points ---------------------------------------------------------------------------------------
 
+    @validated
     def txt2img(self, prompt: str, negative_prompt: str = "", *, steps: int = 20, sampler: str = "DPM++ 2M",
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
-                height: int = 512, batch_size: int = 1, clip_skip: int = 1,
+                height: int = 512, batch_size: int = 1, clip_skip: int = 1, rng_source: str = "CPU", subseed: int = -1,
+                subseed_strength: float = 0.0, seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
-        """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512)."""
+        """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512).
+
+        Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd) as in `inpaint`.
+        """
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         processing_size((width, height), width, height)
-        seeds = self._seeds(seed, batch_size)
+        noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
+                                   seed_resize_from=seed_resize_from, rng_source=rng_source, ensd=ensd)
+        seeds = noise_cfg.seeds
         shape = (batch_size, 4, height // 8, width // 8)
-        rng = ImageRNG(shape[1:], seeds, device=self.device)
+        rng = noise_cfg.rng(shape[1:], self.device)
         noise = rng.next()
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps, (width, height))
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
         samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
                                callback, progress)
-        params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
+        params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
         if self.config.is_inpainting:
             params["Conditional mask weight"] = 1.0
-        return self._finish(samples, seeds, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
+        return self._finish(samples, noise_cfg, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
                             sigmas=sigmas)
 
     def img2img(self, image: Image.Image, prompt: str, negative_prompt: str = "", *, denoising_strength: float = 0.75,
@@ -323,12 +440,15 @@ class Pipeline:
         """Image to image: `inpaint` without a mask (every pixel regenerated at the given strength)."""
         return self.inpaint(image, None, prompt, negative_prompt, denoising_strength=denoising_strength, **settings)
 
+    @validated
     def inpaint(self, image: Image.Image, mask: Image.Image | None, prompt: str, negative_prompt: str = "", *,
                 steps: int = 20, sampler: str = "DPM++ 2M", scheduler: str = "Automatic", cfg_scale: float = 7.0,
                 seed: int = -1, width: int | None = None, height: int | None = None, denoising_strength: float = 0.75,
                 mask_blur: int = 4, mask_mode: str = "masked", masked_content: str = "original",
                 inpaint_area: str = "whole", padding: int = 32, batch_size: int = 1, clip_skip: int = 1,
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
+                rng_source: str = "CPU", subseed: int = -1, subseed_strength: float = 0.0,
+                seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
         """Inpaint `image` where `mask` is white, as A1111 v1.10's img2img inpaint tab does.
 
@@ -346,12 +466,24 @@ class Pipeline:
             process at width×height, paste back). fill_space: where "fill" runs — "pixel" (A1111: on the image before
             encoding) or "latent" (on the encoded latents). callback: gets k-diffusion's dict (x, i, sigma, sigma_hat,
             denoised) each step.
+        rng_source: "CPU" (default: the same noise on every device), "NV" (A1111's emulation of CUDA's generator, any
+            device) or "GPU" (torch's CUDA generator; A1111's default; needs CUDA).
+        subseed, subseed_strength: A1111's variation seed. With a non-zero strength every image uses `seed` and image i
+            the variation seed `subseed + i`; the initial noise is A1111's slerp between the two. -1 = random.
+        seed_resize_from: (width, height): make the seed's initial noise as if the image were this size, pasted centred
+            ("Resize seed from"); used when both are > 0.
+        ensd: A1111's "Eta noise seed delta": sampler noise after the initial noise comes from seed + ensd.
+
+        Every setting is checked (and A1111's labels such as "latent noise", "Only masked" or "Inpaint not masked"
+        accepted) by `inpaintlab.settings` before any work starts.
         """
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         width, height = processing_size(image.size, width, height)
-        seeds = self._seeds(seed, batch_size)
+        noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
+                                   seed_resize_from=seed_resize_from, rng_source=rng_source, ensd=ensd)
+        seeds = noise_cfg.seeds
 
         prep = prepare_inpaint(image, mask, width, height, mask_blur=mask_blur, mask_mode=mask_mode,
                                masked_content=masked_content, inpaint_area=inpaint_area, padding=padding,
@@ -363,7 +495,7 @@ class Pipeline:
         posterior_rng = _posterior_generator(seeds)
         init_latent = self.encode_image(source.expand(batch_size, -1, -1, -1), posterior_rng)
         shape = tuple(init_latent.shape)
-        rng = ImageRNG(shape[1:], seeds, device=self.device)
+        rng = noise_cfg.rng(shape[1:], self.device)
         noise = rng.next()
         latent_mask = None
         if image_mask is not None:
@@ -371,8 +503,11 @@ class Pipeline:
             if masked_content == "fill" and fill_space == "latent":
                 init_latent = masking.apply_masked_content("fill", init_latent, latent_mask)
             elif masked_content in ("latent_noise", "latent_nothing"):
-                # A1111 draws this from a fresh generator per image seed: the same numbers as the first sampling noise.
-                init_latent = masking.apply_masked_content(masked_content, init_latent, latent_mask, noise)
+                # A1111 draws this from a fresh generator per image seed, without variation seed or seed resize: the
+                # same numbers as the first sampling noise when neither is used.
+                fill_noise = noise if noise_cfg.plain else ImageRNG(shape[1:], seeds, self.device,
+                                                                     source=noise_cfg.rng_source).next()
+                init_latent = masking.apply_masked_content(masked_content, init_latent, latent_mask, fill_noise)
                 extra["Masked content"] = masking.MASKED_CONTENT_LABELS[masked_content]
                 if masked_content == "latent_noise":
                     posterior_rng = _posterior_generator(seeds)  # A1111 reseeds torch's global generator here
@@ -387,11 +522,11 @@ class Pipeline:
         if latent_mask is not None:
             samples = masking.blend_latents(samples, init_latent, latent_mask)
 
-        params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip)
+        params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
         params["Denoising strength"] = denoising_strength
         if self.config.is_inpainting:
             params["Conditional mask weight"] = inpainting_mask_weight
-        result = self._finish(samples, seeds, prompt, negative_prompt, params, extra, init_latent=init_latent,
+        result = self._finish(samples, noise_cfg, prompt, negative_prompt, params, extra, init_latent=init_latent,
                               start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
                               repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask)
         if prep.overlay is not None:
@@ -406,13 +541,6 @@ class Pipeline:
         return self.inpaint(composited, mask, prompt, negative_prompt, mask_blur=mask_blur, **settings)
 
     # --- helpers ---------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _seeds(seed: int, batch_size: int) -> list[int]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        first = resolve_seed(seed)
-        return [first + i for i in range(batch_size)]
 
     def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int,
                       size: tuple[int, int] | None = None):
@@ -447,20 +575,24 @@ class Pipeline:
         uncond = encoded(negative_prompt, uncond_schedule, negative=True)
         return ScheduledConditioning(conds, [weight for _, weight in parts], uncond), None
 
-    def _params(self, steps, sampler, schedule_label, cfg_scale, width, height, clip_skip) -> dict[str, Any]:
+    def _params(self, steps, sampler, schedule_label, cfg_scale, width, height, clip_skip,
+                noise_cfg: NoiseSettings) -> dict[str, Any]:
         return {
             "Steps": steps, "Sampler": sampler, "Schedule type": schedule_label,
             "CFG scale": int(cfg_scale) if float(cfg_scale).is_integer() else cfg_scale,
             "Size": f"{width}x{height}", "Model hash": self.config.model_hash, "Model": self.config.model_name,
             "VAE hash": self.config.vae_hash, "VAE": self.config.vae_name,
-            "Clip skip": clip_skip if clip_skip > 1 else None, "RNG": "CPU",
+            "Clip skip": clip_skip if clip_skip > 1 else None, **noise_cfg.params(sampler),
         }
 
-    def _finish(self, samples, seeds, prompt, negative_prompt, params, extra, **latents) -> Result:
+    def _finish(self, samples, noise_cfg: NoiseSettings, prompt, negative_prompt, params, extra, **latents) -> Result:
         prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
-        infotexts = [build_infotext(prompt, negative_prompt, {**params, "Seed": s}, extra, version=VERSION_TAG)
-                     for s in seeds]
-        return Result(self.decode_latents(samples), infotexts, seeds, samples=samples, **latents)
+        subseeds = noise_cfg.subseeds or [None] * len(noise_cfg.seeds)
+        infotexts = [build_infotext(prompt, negative_prompt, {**params, "Seed": s, "Variation seed": sub}, extra,
+                                    version=VERSION_TAG)
+                     for s, sub in zip(noise_cfg.seeds, subseeds)]
+        return Result(self.decode_latents(samples), infotexts, noise_cfg.seeds, noise_cfg.subseeds, samples=samples,
+                      **latents)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Tiny random-weight checkpoints (SD 1.x, SD 2.x eps and v, SDXL, SDXL inpainting) in the real file layouts, for
-tests and the smoke modes.
+tests, `inpaintlab demo` and `inpaintlab tiny`.
 
 The three networks keep the SD1 structure (UNet with spatial transformers, a 4-level VAE so latents are image/8,
 a 77-position CLIP text transformer over the full 49408-token vocabulary) at small widths. Weights are re-drawn
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ from torch import nn
 
 from .checkpoint import (CLIP_POSITION_IDS, CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX,
                          UNET_PREFIX, VAE_PREFIX)
+from .files import atomic_path
 from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
 from .kernels import GroupNorm
@@ -247,6 +246,21 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
     return _save(sd, path)
 
 
+TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors")
+
+
+def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
+    """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, and tiny SD 2.x (eps),
+    SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), in `folder`.
+
+    Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
+    """
+    folder = Path(folder)
+    plain, inpainting, vae = (folder / name for name in TINY_FILES)
+    return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
+            make_tiny_vae_file(vae, seed=seed)] + write_tiny_family_files(folder, seed=seed)
+
+
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """CPU copy for saving; only floating-point tensors take the storage dtype."""
     return t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype).contiguous()
@@ -263,12 +277,6 @@ def _save(sd: dict[str, torch.Tensor], path: Path) -> Path:
     from safetensors.torch import save_file
 
     # Written to a temporary file and renamed, so an interrupted run never leaves a truncated checkpoint behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata={"format": "pt"})  # one entry: safetensors orders metadata arbitrarily
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt"})  # one entry: safetensors orders metadata arbitrarily
     return path

@@ -57,7 +57,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .dispatch import check_backend, interpreting, resolve
+from .dispatch import log_once, check_backend, interpreting, resolve
 
 try:
     import triton
@@ -425,7 +425,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float
     if backend == "auto" and q.is_cuda:
         why = _auto_prefers_torch(q)
         if why is not None:
-            log.debug("attention: auto -> torch because %s", why)
+            log_once("attention: auto -> torch because %s", why)
             return attention_ref(q, k, v, scale)
     if resolve(backend, q) == "torch":
         return attention_ref(q, k, v, scale)

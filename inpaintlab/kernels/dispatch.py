@@ -31,6 +31,12 @@ def available() -> bool:
     return torch.cuda.is_available() and triton_installed()
 
 
+@functools.lru_cache(maxsize=None)
+def log_once(message: str, *args: object) -> None:
+    """Debug-log a backend decision once per process: it is taken on every op call, thousands of times a run."""
+    log.debug(message, *args)
+
+
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown kernel backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -49,7 +55,7 @@ def resolve(backend: str, x: torch.Tensor) -> str:
     if backend == "auto":
         if x.is_cuda and available():
             return "triton"
-        log.debug("kernels: auto -> torch for a %s tensor", x.device.type)
+        log_once("kernels: auto -> torch for %s tensors", x.device.type)
         return "torch"
     if not triton_installed():
         raise RuntimeError("kernels='triton' was requested but triton is not installed (pip install triton)")

@@ -11,24 +11,23 @@
       "intermediates": false
     }
 
-Each axis names one `Pipeline.inpaint` setting (or `prompt` / `negative_prompt`) and lists its values. Relative paths are
-resolved against the spec file's directory.
+Each axis names one `Pipeline.inpaint` setting (or `prompt` / `negative_prompt`) and lists its values; values may use
+A1111's labels ("latent noise", "Only masked"). The base settings and every cell are checked by `inpaintlab.settings`
+when the spec is read, before a model is loaded. Relative paths are resolved against the spec file's directory.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..inpaint import Pipeline
+from .. import settings as registry
 
-# Settings a cell may set; prompt and negative_prompt are positional in `inpaint` but ordinary settings here.
-_NOT_SETTINGS = {"self", "image", "mask", "callback", "progress"}
-SETTING_NAMES = tuple(n for n in inspect.signature(Pipeline.inpaint).parameters if n not in _NOT_SETTINGS)
+# Settings a cell may set (every setting `inpaint` takes; the seed comes from "seeds").
+SETTING_NAMES = registry.for_command("inpaint")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +97,12 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
         raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}")
     if not isinstance(values, list) or not values:
         raise ValueError(f"sweep spec: axis {name!r} needs a non-empty list of values")
+    try:
+        values = [registry.coerce(setting, value) for value in values]
+    except ValueError as error:
+        raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
+    if len(set(map(repr, values))) != len(values):
+        raise ValueError(f"sweep spec: axis {name!r} lists a value twice: {values}")
     return setting, values
 
 
@@ -130,9 +135,25 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     if len(set(names)) != len(names):
         raise ValueError(f"sweep spec: the axes must name different settings, got {names}")
 
+    try:
+        base = registry.validate(base, "inpaint")
+    except ValueError as error:
+        raise ValueError(f"sweep spec: base: {error}") from None
+
     def resolve(p: str | None) -> Path | None:
         return None if p is None else (root / p).resolve()
 
-    return SweepSpec(resolve(raw["model"]), resolve(raw.get("vae")), resolve(raw["image"]), resolve(raw["mask"]), base,
+    spec = SweepSpec(resolve(raw["model"]), resolve(raw.get("vae")), resolve(raw["image"]), resolve(raw["mask"]), base,
                      x, y, z, list(seeds), bool(raw.get("intermediates", False)), raw.get("device", "cpu"),
                      raw.get("kernels", "auto"))
+    for cell in spec.cells():
+        # Combinations too (a sampler on one axis, a schedule on another): a bad cell fails now, not mid-sweep.
+        try:
+            registry.validate(cell.settings(spec.base), "inpaint")
+        except ValueError as error:
+            raise ValueError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
+    return spec
+
+
+def _describe(cell: Cell) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in (cell.x, cell.y) + ((cell.z,) if cell.z else ()))

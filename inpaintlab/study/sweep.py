@@ -23,13 +23,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 from PIL import Image
 
+from ..files import atomic_path, write_text_atomic
 from ..grid import make_grid
 from ..infotext import save_png
 from .metrics import compute_metrics
@@ -51,18 +52,6 @@ def cell_key(identity: dict[str, str], settings: dict[str, Any]) -> str:
     """Stable 16-hex key of a cell: model/image/mask hashes plus the full settings (seed included)."""
     blob = json.dumps({"inputs": identity, "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -125,9 +114,8 @@ def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: 
         paths[name] = str(save_png(latent_preview(latent), folder / f"{name}.png", None).relative_to(out))
     paths["steps"] = [str(save_png(p, folder / f"step_{i:03d}.png", None).relative_to(out)) for i, p in enumerate(previews)]
     tensors = {k: v[:1].detach().float().cpu().contiguous() for k, v in stages.items() if v is not None}
-    tmp = folder / ".latents.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / "latents.safetensors")
+    with atomic_path(folder / "latents.safetensors") as tmp:
+        save_file(tensors, str(tmp))
     paths["latents"] = str((folder / "latents.safetensors").relative_to(out))
     return paths
 
@@ -158,12 +146,15 @@ def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
     return paths
 
 
-def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: int | None = None) -> list[dict] | None:
+def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: int | None = None,
+          progress: bool = False) -> list[dict] | None:
     """Run (or resume) a sweep. Returns the merged rows on rank 0 (None on other ranks).
 
     limit: stop after this many newly computed cells on this rank (for budgeted or partial runs); the merge and grids
-    then happen only once every cell is done.
+    then happen only once every cell is done. progress: a bar of cells done / total with an ETA on stderr (rank 0).
     """
+    from tqdm import tqdm
+
     from ..inpaint import load
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
@@ -180,16 +171,22 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
         cells = spec.cells()
         keys = [cell_key(identity, cell.settings(spec.base)) for cell in cells]
         done = 0
-        for cell, key in zip(cells[rank::world], keys[rank::world]):
+        mine = list(zip(cells[rank::world], keys[rank::world]))
+        bar = tqdm(total=len(mine), desc=f"sweep (rank {rank})" if world > 1 else "sweep", unit="cell",
+                   disable=not progress or rank != 0, file=sys.stderr)
+        for cell, key in mine:
             row_path = out / "cells" / f"{key}.json"
             if row_path.exists():
+                bar.update()
                 continue
             if limit is not None and done >= limit:
                 break
             log.info("rank %d: cell %d/%d", rank, cell.index + 1, len(cells))
             row = _run_cell(pipe, spec, cell, image, mask, out, key)
-            _write_atomic(row_path, json.dumps(row, sort_keys=True))
+            write_text_atomic(row_path, json.dumps(row, sort_keys=True))
             done += 1
+            bar.update()
+        bar.close()
         _barrier(world)
         if rank != 0:
             return None
@@ -198,6 +195,6 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
             log.warning("%d cells not done yet (e.g. %s): rerun to resume", len(missing), missing[:5])
             return None
         rows = [json.loads((out / "cells" / f"{k}.json").read_text()) for k in keys]
-        _write_atomic(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        write_text_atomic(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         _draw_grids(spec, rows, out)
         return rows

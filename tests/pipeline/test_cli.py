@@ -45,7 +45,7 @@ def test_inpaint_writes_png_with_infotext_and_from_png_reproduces_it(tiny_checkp
     assert (tmp_path / "b" / "00001-7.png").exists()
 
     assert main(["info", str(first)]) == 0
-    assert "masked_content: fill" in capsys.readouterr().out
+    assert "masked_content: 'fill'" in capsys.readouterr().out
 
 
 def test_txt2img_and_bad_input_exit_codes(tiny_checkpoint, inputs, tmp_path, capsys):

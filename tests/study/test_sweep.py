@@ -110,6 +110,18 @@ def test_spec_errors(tmp_path, spec_file):
     assert spec.x == ("steps", [1, 2]) and spec.model == (tmp_path / "m.safetensors").resolve()
 
 
+def test_noise_settings_as_axes(spec_file, tmp_path):
+    raw = json.loads(spec_file.read_text())
+    raw.update({"x": {"rng_source": ["CPU", "NV"]}, "y": {"subseed_strength": [0.0, 1.0]}, "seeds": [3],
+                "intermediates": False})
+    raw["base"] = {**raw["base"], "steps": 1, "subseed": 4}
+    rows = {(r["x"]["rng_source"], r["y"]["subseed_strength"]): r for r in sweep(load_spec(raw, spec_file.parent),
+                                                                               tmp_path / "noise")}
+    assert "RNG: NV" in rows["NV", 0.0]["infotext"] and "Variation seed: 4," in rows["CPU", 1.0]["infotext"]
+    images = {key: Image.open(tmp_path / "noise" / row["image"]).tobytes() for key, row in rows.items()}
+    assert len(set(images.values())) == 4
+
+
 def test_metrics_formulas():
     a = Image.fromarray(np.full((16, 16, 3), 100, np.uint8))
     b_arr = np.full((16, 16, 3), 100, np.uint8)
@@ -125,7 +137,7 @@ def test_metrics_formulas():
 
 
 @pytest.mark.parametrize("name", ["masked_content_vs_denoising.json", "mask_blur_vs_mask_mode.json",
-                                  "inpaint_area_vs_padding.toml"])
+                                  "inpaint_area_vs_padding.toml", "rng_source_vs_variation.json"])
 def test_example_specs_are_valid(name):
     examples = Path(__file__).resolve().parents[2] / "examples"
     spec = load_spec(examples / name)
