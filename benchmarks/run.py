@@ -10,6 +10,8 @@ Sections (each from its own script, called through its `run(device, quick) -> li
     unet        bench_unet_step.py    one UNet call (CFG batch 2), SD1.5 512x512 and 768x768, SDXL 1024x1024:
                                       kernels="torch" vs "triton" vs diffusers' UNet2DConditionModel, same weights
     vae         bench_vae_decode.py   VAE decode 512x512 batch 1, the same three providers
+    controlnet  bench_controlnet_step.py  one UNet + ControlNet call (CFG batch 2): torch vs triton vs diffusers'
+                                      ControlNetModel feeding UNet2DConditionModel
     unet_cpu    bench_unet_cpu.py     (--device cpu without --quick) SD1.5-width UNet vs diffusers on the CPU
 
 Every row has op, provider, shape, dtype, ms_p50, ms_p20, ms_p80, tflops, gb_s, pct_peak, status ("ok", "error" or
@@ -42,9 +44,10 @@ SECTIONS = {
     "group_norm": ("bench_group_norm", "GroupNorm+SiLU (fused Triton vs eager)"),
     "unet": ("bench_unet_step", "UNet step (one call, CFG batch 2)"),
     "vae": ("bench_vae_decode", "VAE decode (batch 1)"),
+    "controlnet": ("bench_controlnet_step", "UNet + ControlNet step (one call each, CFG batch 2)"),
     "unet_cpu": ("bench_unet_cpu", "UNet on the CPU, SD1.5 width (ours vs diffusers)"),
 }
-DEFAULT_SECTIONS = ("attention", "group_norm", "unet", "vae")
+DEFAULT_SECTIONS = ("attention", "group_norm", "unet", "vae", "controlnet")
 ROW_KEYS = ("section", "op", "provider", "shape", "dtype", "ms_p50", "ms_p20", "ms_p80", "tflops", "gb_s",
             "pct_peak", "status", "error", "note")
 # Keys other scripts may use for the same quantity (first match wins).

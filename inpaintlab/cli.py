@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
             source.add_argument("--sketch", help="inpaint sketch: the image with coloured strokes painted over it")
             sub.add_argument("--mask-alpha", type=float, default=0.0,
                              help="sketch mask transparency in percent, 0-100 (default: 0)")
+        sub.add_argument("--controlnet-image", help="the ControlNet unit's own image (default: the init image; "
+                                                    "needed for txt2img)")
+        sub.add_argument("--controlnet-mask", help="the ControlNet unit's own mask, white = repaint (with "
+                                                   "--controlnet-image; default: the inpaint mask)")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
         sub.add_argument("--strict", action="store_true",
                          help="refuse to run when the --from-png infotext or the prompt holds something inpaintlab does "
@@ -112,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel) and a VAE file")
+    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file and "
+                                            "a ControlNet")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
     return parser
@@ -249,8 +254,15 @@ def _run_generation(args) -> int:
         images["image"] = open_image(args.image)
     if args.command == "inpaint":
         images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
+    if args.controlnet_mask and not args.controlnet_image:
+        raise CommandError("--controlnet-mask needs --controlnet-image")
+    if args.controlnet_image:
+        settings["controlnet_image"] = open_image(args.controlnet_image)
+        if args.controlnet_mask:
+            settings["controlnet_mask"] = open_image(args.controlnet_mask)
     out = prepare_out_dir(args.out)
-    print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items()), flush=True)
+    print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
+                                   or k == "controlnet_preprocessor"), flush=True)
 
     pipe = _load(args.model, args.vae, options)
     prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")

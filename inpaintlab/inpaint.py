@@ -29,12 +29,14 @@ from PIL import Image
 
 from . import masking
 from ._version import __version__
-from .checkpoint import load_models
+from .checkpoint import FAMILY_LABELS, load_models
 from .clip import (OpenCLIPTokenizer, Tokenizer, encode_prompts, encode_prompts_sd2, encode_prompts_sdxl,
                    load_embeddings, load_sdxl_embeddings)
 from .clip.schedule import get_prompt_schedule, split_and
+from .controlnet.inject import ControlledUNet
+from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from .infotext import build_infotext
-from .prepare import prepare_inpaint, processing_size
+from .prepare import flatten, prepare_inpaint, processing_size
 from .settings import validated
 from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, VDenoiser,
                        build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
@@ -234,9 +236,12 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
-def tensor_to_image(x: torch.Tensor) -> Image.Image:
-    """[3,H,W] decoder output in [-1,1] → uint8 image, truncating like A1111 (no rounding)."""
+def tensor_to_image(x: torch.Tensor, postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Image.Image:
+    """[3,H,W] decoder output in [-1,1] → uint8 image, truncating like A1111 (no rounding). `postprocess` acts on the
+    [1,3,H,W] image in [0,1] before the truncation (where A1111 scripts' postprocess_batch runs)."""
     x = torch.clamp((x.float() + 1.0) / 2.0, min=0.0, max=1.0)
+    if postprocess is not None:
+        x = postprocess(x[None])[0]
     array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
     return Image.fromarray(array)
 
@@ -287,6 +292,7 @@ class Pipeline:
         self.embeddings = embeddings or {}
         self.schedule = DiscreteSchedule()
         self.device = next(unet.parameters()).device
+        self._controlnets: dict = {}  # loaded ControlNet files, by path, device, dtype and kernels
 
     # --- conditioning ----------------------------------------------------------------------------------------------
 
@@ -338,7 +344,8 @@ class Pipeline:
             samples = [self.vae.encode(part.to(self.device, self._vae_dtype())).sample(generator) for part in parts]
         return self.config.scale_factor * torch.cat(samples).float()
 
-    def decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
+    def decode_latents(self, latents: torch.Tensor,
+                       postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[Image.Image]:
         """Decode image by image. A half-precision VAE whose output starts with NaN (SDXL's VAE overflows in fp16) is
         converted to float32 for good and the image decoded again, with a warning: A1111's "Automatically revert VAE
         to 32-bit floats" (on by default), which tests only the first element of the decoded image."""
@@ -354,7 +361,7 @@ class Pipeline:
                     decoded = self._decode_one(z)
                 if not torch.isfinite(decoded).all():
                     raise FloatingPointError("VAE decode produced NaN/inf (try dtype=torch.float32 for the VAE)")
-                images.append(tensor_to_image(decoded[0]))
+                images.append(tensor_to_image(decoded[0], postprocess))
         return images
 
     def _decode_one(self, z: torch.Tensor) -> torch.Tensor:
@@ -367,10 +374,16 @@ class Pipeline:
                 cond: torch.Tensor | ScheduledConditioning, uncond: torch.Tensor | None, cfg_scale: float,
                 image_cond: torch.Tensor | None,
                 init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
-                callback: Callable[[dict], Any] | None, progress: bool) -> torch.Tensor:
+                callback: Callable[[dict], Any] | None, progress: bool,
+                control: PreparedUnits | None = None) -> torch.Tensor:
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
+        unet: Callable = self.unet
+        if control is not None:
+            # ControlNet units act where the UNet is called; the step counter follows the sampler's callback.
+            unet = ControlledUNet(self.unet, control.inputs, sampling_steps=len(sigmas) - 1)
+            callback = _chain(unet.step_callback, callback)
         denoiser = VDenoiser if self.config.prediction == "v" else EpsDenoiser
-        model: Callable = denoiser(self.unet, self.schedule, image_cond=image_cond)
+        model: Callable = denoiser(unet, self.schedule, image_cond=image_cond)
         if isinstance(cond, ScheduledConditioning):
             # Counts its own calls from 0, so a truncated img2img run starts at the schedule's first entry (A1111).
             model = ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
@@ -382,7 +395,11 @@ class Pipeline:
             function = SAMPLERS[sampler]
             # Samplers that draw noise continue each image's seeded generator, as A1111's ImageRNG does.
             takes_noise = "noise_sampler" in inspect.signature(function).parameters
-            extra = {"noise_sampler": rng.noise_sampler} if takes_noise else {}
+            noise_sampler = rng.noise_sampler
+            if control is not None and control.lama_latent is not None:
+                def noise_sampler(sigma, sigma_next):
+                    return control.noise(rng.next())
+            extra = {"noise_sampler": noise_sampler} if takes_noise else {}
             return function(model, x, sigmas.to(x.device), callback=callback, disable=not progress, **extra)
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
@@ -411,11 +428,22 @@ class Pipeline:
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
                 height: int = 512, batch_size: int = 1, clip_skip: int = 1, rng_source: str = "CPU", subseed: int = -1,
                 subseed_strength: float = 0.0, seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
-                callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
+                callback: Callable[[dict], Any] | None = None, progress: bool = False,
+                controlnet: Any = None,
+                controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                controlnet_lama: Any = None, controlnets: list[ControlNetUnit] | None = None) -> Result:
         """Text to image with A1111's UI defaults (DPM++ 2M, Automatic = Karras, 20 steps, CFG 7, 512×512).
 
-        Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd) as in `inpaint`.
+        Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd) and ControlNet keywords as in
+        `inpaint`; in txt2img a ControlNet unit needs its own image (`controlnet_image`).
         """
+        units = controlnet_units(controlnet, controlnets=controlnets, controlnet_preprocessor=controlnet_preprocessor,
+                                 control_weight=control_weight, control_mode=control_mode,
+                                 guidance_start=guidance_start, guidance_end=guidance_end,
+                                 controlnet_image=controlnet_image, controlnet_mask=controlnet_mask,
+                                 controlnet_lama=controlnet_lama)
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         processing_size((width, height), width, height)
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
@@ -423,17 +451,21 @@ class Pipeline:
         seeds = noise_cfg.seeds
         shape = (batch_size, 4, height // 8, width // 8)
         rng = noise_cfg.rng(shape[1:], self.device)
+        control = self._prepare_units(units, width, height, seeds)
         noise = rng.next()
+        if control is not None:
+            noise = control.noise(noise)
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps, (width, height))
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
         samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
-                               callback, progress)
+                               callback, progress, control)
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
         if self.config.is_inpainting:
             params["Conditional mask weight"] = 1.0
-        return self._finish(samples, noise_cfg, prompt, negative_prompt, params, {}, start_latent=noise * sigmas[0],
-                            sigmas=sigmas)
+        return self._finish(samples, noise_cfg, prompt, negative_prompt, params,
+                            {} if control is None else control.infotext, start_latent=noise * sigmas[0], sigmas=sigmas,
+                            control=control)
 
     def img2img(self, image: Image.Image, prompt: str, negative_prompt: str = "", *, denoising_strength: float = 0.75,
                 **settings: Any) -> Result:
@@ -449,7 +481,12 @@ class Pipeline:
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
                 rng_source: str = "CPU", subseed: int = -1, subseed_strength: float = 0.0,
                 seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
-                callback: Callable[[dict], Any] | None = None, progress: bool = False) -> Result:
+                callback: Callable[[dict], Any] | None = None, progress: bool = False,
+                controlnet: Any = None,
+                controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                controlnet_lama: Any = None, controlnets: list[ControlNetUnit] | None = None) -> Result:
         """Inpaint `image` where `mask` is white, as A1111 v1.10's img2img inpaint tab does.
 
         Defaults are A1111's UI defaults (not its API's): DPM++ 2M with schedule "Automatic" (= Karras for DPM++ 2M, the
@@ -474,9 +511,23 @@ class Pipeline:
             ("Resize seed from"); used when both are > 0.
         ensd: A1111's "Eta noise seed delta": sampler noise after the initial noise comes from seed + ensd.
 
+        ControlNet (sd-webui-controlnet semantics): `controlnet` (a file path or a loaded `ControlNet`),
+            `controlnet_preprocessor` ("inpaint_only" | "inpaint_global_harmonious" | "inpaint_only+lama"),
+            `control_weight` (1.0), `control_mode` ("Balanced" | "My prompt is more important" | "ControlNet is more
+            important"), `guidance_start` / `guidance_end` (0.0 / 1.0, fractions of the steps run, counted as A1111
+            does), `controlnet_image` / `controlnet_mask` (the unit's own image; default: this job's image and mask),
+            `controlnet_lama` (for inpaint_only+lama: the LaMa function or a filled image); or `controlnets`, a list
+            of `ControlNetUnit`s. With a mask, inpaint_only falls back to inpaint_global_harmonious (the extension's
+            rule: A1111's own inpainting then keeps the unmasked area).
+
         Every setting is checked (and A1111's labels such as "latent noise", "Only masked" or "Inpaint not masked"
         accepted) by `inpaintlab.settings` before any work starts.
         """
+        units = controlnet_units(controlnet, controlnets=controlnets, controlnet_preprocessor=controlnet_preprocessor,
+                                 control_weight=control_weight, control_mode=control_mode,
+                                 guidance_start=guidance_start, guidance_end=guidance_end,
+                                 controlnet_image=controlnet_image, controlnet_mask=controlnet_mask,
+                                 controlnet_lama=controlnet_lama)
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
@@ -495,6 +546,14 @@ class Pipeline:
         posterior_rng = _posterior_generator(seeds)
         init_latent = self.encode_image(source.expand(batch_size, -1, -1, -1), posterior_rng)
         shape = tuple(init_latent.shape)
+        crop = None if prep.paste_to is None else (prep.paste_to[0], prep.paste_to[1], prep.paste_to[0] + prep.paste_to[2],
+                                                    prep.paste_to[1] + prep.paste_to[3])
+        job_mask = None
+        if image_mask is not None:  # the extension reads A1111's mask itself (at the image's size, as prepare does)
+            job_mask = mask if mask.size == image.size else mask.resize(image.size, Image.Resampling.LANCZOS)
+        control = self._prepare_units(units, width, height, seeds, init=flatten(image), mask=job_mask,
+                                      mask_blur=mask_blur, invert=mask_mode == "not_masked", crop=crop,
+                                      resize_mode=resize_mode)
         rng = noise_cfg.rng(shape[1:], self.device)
         noise = rng.next()
         latent_mask = None
@@ -516,9 +575,11 @@ class Pipeline:
         # Strength truncation, noise, sampling with the per-step blend, final blend.
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps, (width, height))
         sigmas = img2img_sigmas(build_sigmas(self.schedule, sampler, schedule_label, steps), steps, denoising_strength)
+        if control is not None:
+            noise = control.noise(noise)  # inpaint_only+lama: the sampling noise, not the masked-content noise
         start = init_latent + noise * sigmas[0]
         samples = self._sample(start, sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
-                               callback, progress)
+                               callback, progress, control)
         if latent_mask is not None:
             samples = masking.blend_latents(samples, init_latent, latent_mask)
 
@@ -526,9 +587,11 @@ class Pipeline:
         params["Denoising strength"] = denoising_strength
         if self.config.is_inpainting:
             params["Conditional mask weight"] = inpainting_mask_weight
+        if control is not None:
+            extra.update(control.infotext)
         result = self._finish(samples, noise_cfg, prompt, negative_prompt, params, extra, init_latent=init_latent,
                               start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
-                              repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask)
+                              repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask, control=control)
         if prep.overlay is not None:
             result.images = [masking.apply_overlay(img, prep.overlay, prep.paste_to) for img in result.images]
         return result
@@ -585,14 +648,67 @@ class Pipeline:
             "Clip skip": clip_skip if clip_skip > 1 else None, **noise_cfg.params(sampler),
         }
 
-    def _finish(self, samples, noise_cfg: NoiseSettings, prompt, negative_prompt, params, extra, **latents) -> Result:
+    def _prepare_units(self, units: list[ControlNetUnit], width: int, height: int, seeds: list[int], *,
+                       init: Image.Image | None = None, mask: Image.Image | None = None, mask_blur: int = 0,
+                       invert: bool = False, crop: tuple[int, int, int, int] | None = None,
+                       resize_mode: int = 0) -> PreparedUnits | None:
+        if not units:
+            return None
+        if self.config.family != "sd1":
+            raise ValueError(f"ControlNet units need an SD 1.x checkpoint; this one is "
+                             f"{FAMILY_LABELS[self.config.family]}")
+        dtype = next(self.unet.parameters()).dtype
+
+        def load(model):
+            return get_model(model, self._controlnets, self.device, dtype, self.unet.kernels)
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            # A1111 samples these posteriors from its global generator; see _posterior_generator for our choice.
+            return self.encode_image(x.to(self.device, self._vae_dtype()), _posterior_generator(seeds))
+
+        return prepare_units(units, width=width, height=height, encode=encode, load=load,
+                             unet_channels=self.unet.config.in_channels, init=init, mask=mask, mask_blur=mask_blur,
+                             invert=invert, crop=crop, a1111_resize_mode=resize_mode)
+
+    def _finish(self, samples, noise_cfg: NoiseSettings, prompt, negative_prompt, params, extra, control=None,
+                **latents) -> Result:
         prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
         subseeds = noise_cfg.subseeds or [None] * len(noise_cfg.seeds)
         infotexts = [build_infotext(prompt, negative_prompt, {**params, "Seed": s, "Variation seed": sub}, extra,
                                     version=VERSION_TAG)
                      for s, sub in zip(noise_cfg.seeds, subseeds)]
-        return Result(self.decode_latents(samples), infotexts, noise_cfg.seeds, noise_cfg.subseeds, samples=samples,
-                      **latents)
+        postprocess = None if control is None or not control.paste else control.postprocess
+        return Result(self.decode_latents(samples, postprocess), infotexts, noise_cfg.seeds, noise_cfg.subseeds,
+                      samples=samples, **latents)
+
+
+def _chain(first: Callable[[dict], Any], second: Callable[[dict], Any] | None) -> Callable[[dict], Any]:
+    def callback(d: dict) -> None:
+        first(d)
+        if second is not None:
+            second(d)
+    return callback
+
+
+def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit] | None = None,
+                     controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                     control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                     controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                     controlnet_lama: Any = None) -> list[ControlNetUnit]:
+    """The ControlNet units of a call: `controlnets`, or one unit from the single-unit keywords."""
+    single = dict(preprocessor=controlnet_preprocessor, weight=control_weight, control_mode=control_mode,
+                  guidance_start=guidance_start, guidance_end=guidance_end, image=controlnet_image,
+                  mask=controlnet_mask, lama=controlnet_lama)
+    if controlnets is not None:
+        if controlnet is not None:
+            raise ValueError("pass either `controlnet` (one unit) or `controlnets` (a list of units), not both")
+        bad = [u for u in controlnets if not isinstance(u, ControlNetUnit)]
+        if bad:
+            raise TypeError(f"controlnets must hold ControlNetUnit objects, got {type(bad[0]).__name__}")
+        return list(controlnets)
+    if controlnet is None:
+        return []
+    return [ControlNetUnit(controlnet, **single)]
 
 
 def main(argv: list[str] | None = None) -> int:

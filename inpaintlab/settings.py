@@ -153,6 +153,8 @@ def coerce(name: str, value: Any) -> Any:
 
 def _convert(setting: Setting, value: Any) -> Any:
     name, kind = setting.name, setting.kind
+    if kind is object:  # a file path or an already loaded model (Python); its own `check` judges it
+        return value
     if kind is str:
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}")
@@ -357,3 +359,58 @@ for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "Version"):
     register_infotext_key(_key_name)
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))
+
+
+# --- ControlNet (sd-webui-controlnet's unit 0; more units from Python with `controlnets=[ControlNetUnit(...)]`) ------
+
+def _controlnet_field(field: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        from .controlnet.unit import parse_unit_infotext
+
+        return parse_unit_infotext(text)[field]
+    return parse
+
+
+def _controlnet_model(value: Any) -> str | None:
+    from pathlib import Path
+
+    from .controlnet import ControlNet
+
+    if isinstance(value, (str, Path, ControlNet)):
+        return None
+    return "must be a ControlNet file path or a loaded ControlNet"
+
+
+def _guidance_window(s: dict[str, Any]) -> str | None:
+    start, end = s.get("guidance_start", 0.0), s.get("guidance_end", 1.0)
+    return None if start <= end else f"guidance_start {start} is after guidance_end {end}"
+
+
+def _register_controlnet_rows() -> None:
+    from .controlnet.inject import CONTROL_MODES
+    from .controlnet.preprocess import PREPROCESSORS
+
+    unit0 = "ControlNet 0"
+    for row in (
+        # The infotext names the model (`name [hash]`); read back, the name is looked up as <name>.safetensors in the
+        # working directory unless --controlnet gives the file.
+        Setting("controlnet", object, None, "ControlNet model file, e.g. control_v11p_sd15_inpaint.safetensors",
+                infotext=unit0, parse=_controlnet_field("model"), check=_controlnet_model),
+        Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor", infotext=unit0,
+                choices=PREPROCESSORS, aliases={"inpaint": "inpaint_global_harmonious"},
+                parse=_controlnet_field("preprocessor")),
+        Setting("control_weight", float, 1.0, "ControlNet weight, 0-2", infotext=unit0, check=_between(0, 2),
+                parse=_controlnet_field("weight")),
+        Setting("control_mode", str, "Balanced", "ControlNet control mode", infotext=unit0, choices=CONTROL_MODES,
+                aliases={"prompt": CONTROL_MODES[1], "controlnet": CONTROL_MODES[2]},
+                parse=_controlnet_field("control_mode")),
+        Setting("guidance_start", float, 0.0, "ControlNet starting control step, a fraction of the steps run",
+                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_start")),
+        Setting("guidance_end", float, 1.0, "ControlNet ending control step, a fraction of the steps run",
+                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_end")),
+    ):
+        register(row)
+    CROSS_CHECKS["ControlNet guidance window"] = _guidance_window
+
+
+_register_controlnet_rows()

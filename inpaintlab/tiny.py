@@ -26,6 +26,8 @@ from .checkpoint import (CLIP_POSITION_IDS, CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_C
 from .files import atomic_path
 from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
+from .controlnet.load import PREFIX as CONTROLNET_PREFIX
+from .controlnet.model import ControlNet, ControlNetConfig
 from .kernels import GroupNorm
 from .unet import UNetConfig, UNetModel
 from .vae import AutoencoderKL, VAEConfig
@@ -55,7 +57,7 @@ TINY_SDXL_UNET = UNetConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_b
 _PROBE_TARGET = {"v": -2.0, "eps": 0.0}
 
 # Per-component offsets of the seed, so each network (and the standalone VAE) gets its own weights.
-_SEED_OFFSETS = {"unet": 0, "vae": 1, "text_encoder": 2, "vae_file": 3, "text_encoder_2": 4}
+_SEED_OFFSETS = {"unet": 0, "vae": 1, "text_encoder": 2, "vae_file": 3, "controlnet": 4, "text_encoder_2": 5}
 _NORMS = (GroupNorm, nn.GroupNorm, nn.LayerNorm)
 _QK_SUFFIXES = ("to_q.weight", "to_k.weight", "q_proj.weight", "k_proj.weight", "attn_1.q.weight", "attn_1.k.weight")
 
@@ -109,6 +111,19 @@ def build_tiny_models(*, inpainting: bool = False, seed: int = 0,
 def build_tiny_vae(*, seed: int = 0, kernels: str = "torch") -> AutoencoderKL:
     """The VAE that `make_tiny_vae_file` saves (different weights from the checkpoint's own VAE)."""
     return _build(AutoencoderKL, TINY_VAE, seed, "vae_file", kernels)
+
+
+def build_tiny_controlnet(*, seed: int = 0, kernels: str = "torch") -> ControlNet:
+    """A ControlNet for the tiny checkpoint's UNet: its encoder layout (4 input channels, as every SD1 ControlNet,
+    also next to the 9-channel UNet) with SD1's hint encoder widths; `make_tiny_controlnet` saves it."""
+    return _build(ControlNet, ControlNetConfig(unet=tiny_unet_config(False)), seed, "controlnet", kernels)
+
+
+def make_tiny_controlnet(path: str | Path, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the tiny ControlNet in the official file layout (every key under `control_model.`)."""
+    path = _check_suffix(path)
+    model = build_tiny_controlnet(seed=seed)
+    return _save({CONTROLNET_PREFIX + k: _stored(v, dtype) for k, v in model.state_dict().items()}, path)
 
 
 def _schedule_alphas_cumprod() -> torch.Tensor:
@@ -246,19 +261,21 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
     return _save(sd, path)
 
 
-TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors")
+TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors")
 
 
 def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
-    """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, and tiny SD 2.x (eps),
-    SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), in `folder`.
+    """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
+    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), in
+    `folder`.
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
     folder = Path(folder)
-    plain, inpainting, vae = (folder / name for name in TINY_FILES)
+    plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
-            make_tiny_vae_file(vae, seed=seed)] + write_tiny_family_files(folder, seed=seed)
+            make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
+        + write_tiny_family_files(folder, seed=seed)
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-SECTIONS = ("attention", "group_norm", "unet", "vae")
+SECTIONS = ("attention", "group_norm", "unet", "vae", "controlnet")
 ROW_KEYS = ("section", "op", "provider", "shape", "dtype", "ms_p50", "ms_p20", "ms_p80", "tflops", "gb_s",
             "pct_peak", "status", "error", "note")
 DIFFUSERS_REL_TOL = 5e-6  # max |ours - diffusers| / max |ours|; measured 1.4e-6 (UNet), 9.8e-7 (VAE)
@@ -92,7 +92,8 @@ def test_every_row_has_the_schema(quick_run):
             assert r["ms_p50"] is None
 
 
-@pytest.mark.parametrize("section, op", [("unet", "unet_step"), ("vae", "vae_decode")])
+@pytest.mark.parametrize("section, op", [("unet", "unet_step"), ("vae", "vae_decode"),
+                                         ("controlnet", "unet_controlnet_step")])
 def test_model_sections(quick_run, section, op):
     rows = {r["provider"]: r for r in quick_run[0]["rows"] if r["section"] == section}
     assert list(rows) == ["torch", "triton", "diffusers"]

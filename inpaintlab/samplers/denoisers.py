@@ -124,24 +124,31 @@ class EpsDenoiser:
         rows = ic.expand(int(index.max()) + 1, -1, -1, -1) if ic.shape[0] == 1 else ic
         return rows[index].to(device=x.device, dtype=x.dtype)
 
+    @property
+    def accepts_cond_mark(self) -> bool:
+        """True when the UNet wants to know the cond rows (a ``ControlledUNet``); CFG then passes ``cond_mark``."""
+        return bool(getattr(self.unet, "accepts_cond_mark", False))
+
     def _model_output(self, x: torch.Tensor, x_in: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond],
-                      image_index: Optional[torch.Tensor]) -> torch.Tensor:
+                      image_index: Optional[torch.Tensor], cond_mark: Optional[torch.Tensor]) -> torch.Tensor:
         if self.image_cond is not None:
             ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
             x_in = torch.cat([x_in, ic], dim=1)
         t = self.schedule.sigma_to_t(sigma, quantize=self.quantize).to(torch.float32)
+        extra = {} if cond_mark is None else {"cond_mark": cond_mark}
         if isinstance(cond, dict):
-            return self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"])
-        return self.unet(x_in, t, context=cond)
+            return self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
+        return self.unet(x_in, t, context=cond, **extra)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond] = None,
-                 image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``image_index`` (``[B]`` ints, optional) names the image each row of ``x`` belongs to, for batches that
         are not ``[cond batch..., uncond batch...]`` (several ``AND`` conds per image); it picks the rows of
-        ``image_cond``. An SDXL dict cond calls ``unet(x_in, t, context=crossattn, y=vector)``."""
+        ``image_cond``. ``cond_mark`` (``[B]``, 1 = cond row, 0 = uncond row) is handed to the UNet. An SDXL dict
+        cond calls ``unet(x_in, t, context=crossattn, y=vector)``."""
         sigma = _sigma_batch(sigma, x)
         c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
-        eps = self._model_output(x, x * c_in, sigma, cond, image_index)
+        eps = self._model_output(x, x * c_in, sigma, cond, image_index, cond_mark)
         return x + eps * c_out
 
 
@@ -168,10 +175,10 @@ class VDenoiser(EpsDenoiser):
         return c_skip, c_out, c_in
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond] = None,
-                 image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
         sigma = _sigma_batch(sigma, x)
         c_skip, c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
-        v = self._model_output(x, x * c_in, sigma, cond, image_index)
+        v = self._model_output(x, x * c_in, sigma, cond, image_index, cond_mark)
         return v * c_out + x * c_skip
 
 
@@ -219,6 +226,14 @@ class CFGDenoiser:
         return (f"CFGDenoiser(cond={tuple(_context(self.cond).shape)}, uncond={tuple(_context(self.uncond).shape)}, "
                 f"cfg_scale={self.cfg_scale}{weights})")
 
+    def _marks(self, cond_rows: int, uncond_rows: int, x: torch.Tensor) -> Callable[[int, int], dict]:
+        """``cond_mark`` keyword for rows a..b of the CFG batch, for inner models that ask for it (ControlNet's
+        "ControlNet is more important" mode acts on cond rows only); nothing otherwise."""
+        if not getattr(self.inner, "accepts_cond_mark", False):
+            return lambda a, b: {}
+        marks = torch.cat([torch.ones(cond_rows), torch.zeros(uncond_rows)]).to(device=x.device, dtype=x.dtype)
+        return lambda a, b: {"cond_mark": marks[a:b]}
+
     @staticmethod
     def _per_image(c: Cond, batch: int, name: str) -> Cond:
         rows = _context(c).shape[0]
@@ -237,11 +252,12 @@ class CFGDenoiser:
         uncond = self._per_image(self.uncond, batch, "uncond")
         x_in = torch.cat([x, x])
         sigma_in = torch.cat([sigma, sigma])
+        mark = self._marks(batch, batch, x)
         if _context(cond).shape[1] == _context(uncond).shape[1]:
-            x_out = self.inner(x_in, sigma_in, cond=cat_conds([cond, uncond]))
+            x_out = self.inner(x_in, sigma_in, cond=cat_conds([cond, uncond]), **mark(0, 2 * batch))
         else:
-            x_out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond),
-                               self.inner(x_in[batch:], sigma_in[batch:], cond=uncond)])
+            x_out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond, **mark(0, batch)),
+                               self.inner(x_in[batch:], sigma_in[batch:], cond=uncond, **mark(batch, 2 * batch))])
         denoised_cond, denoised_uncond = x_out[:batch], x_out[batch:]
         denoised = denoised_uncond.clone()
         denoised += (denoised_cond - denoised_uncond) * (1.0 * self.cfg_scale)
@@ -265,10 +281,12 @@ class CFGDenoiser:
         index = torch.cat([images.repeat_interleave(n), images])
         rows = batch * n
 
+        mark = self._marks(rows, batch, x)
+
         def run(a: int, b: int, c: Cond) -> torch.Tensor:
             # Rows in the default [cond batch, uncond batch] layout need no index (keeps plain inner models usable).
             extra = {"image_index": index[a:b]} if n > 1 else {}
-            return self.inner(x_in[a:b], sigma_in[a:b], cond=c, **extra)
+            return self.inner(x_in[a:b], sigma_in[a:b], cond=c, **extra, **mark(a, b))
 
         if _context(conds).shape[1] == _context(uncond).shape[1]:
             x_out = run(0, rows + batch, cat_conds([conds, uncond]))

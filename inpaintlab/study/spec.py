@@ -135,6 +135,8 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     if len(set(names)) != len(names):
         raise ValueError(f"sweep spec: the axes must name different settings, got {names}")
 
+    if isinstance(base.get("controlnet"), str):  # a model file, relative to the spec like the checkpoint
+        base["controlnet"] = str((root / base["controlnet"]).resolve())
     try:
         base = registry.validate(base, "inpaint")
     except ValueError as error:

@@ -116,10 +116,17 @@ class UNetModel(nn.Module):
         return timesteps
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                y: torch.Tensor | None = None) -> torch.Tensor:
+                y: torch.Tensor | None = None, control: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x [B,C,H,W], timesteps [B] (float allowed), context [B,L,context_dim], y [B,adm_in_channels] (SDXL only)
-        -> eps (or v) [B,out_channels,H,W]."""
+        -> eps (or v) [B,out_channels,H,W].
+
+        control: optional ControlNet residuals, one per input block then one for the middle block (13 for SD1):
+        residual k is added to skip k as it enters the decoder, the last to the middle block's output
+        (sd-webui-controlnet's hooked forward; diffusers' down/mid_block_additional_residual).
+        """
         timesteps = self._check_inputs(x, timesteps, context, y)
+        if control is not None and len(control) != len(self.input_blocks) + 1:
+            raise ValueError(f"control must hold {len(self.input_blocks) + 1} residuals, got {len(control)}")
         dtype = self.time_embed[0].weight.dtype
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
         if y is not None:
@@ -130,6 +137,9 @@ class UNetModel(nn.Module):
             h = block(h, emb, context)
             skips.append(h)
         h = self.middle_block(h, emb, context)
+        if control is not None:
+            h = h + control[-1].to(dtype)
+            skips = [s + c.to(dtype) for s, c in zip(skips, control)]
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
         return self.out(h)

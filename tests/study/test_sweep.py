@@ -137,7 +137,8 @@ def test_metrics_formulas():
 
 
 @pytest.mark.parametrize("name", ["masked_content_vs_denoising.json", "mask_blur_vs_mask_mode.json",
-                                  "inpaint_area_vs_padding.toml", "rng_source_vs_variation.json"])
+                                  "inpaint_area_vs_padding.toml", "controlnet_weight_vs_guidance_end.json",
+                                  "rng_source_vs_variation.json"])
 def test_example_specs_are_valid(name):
     examples = Path(__file__).resolve().parents[2] / "examples"
     spec = load_spec(examples / name)

@@ -1,0 +1,9 @@
+"""SD1.x ControlNet (sd-webui-controlnet semantics): the network, its injection into the UNet, inpaint preprocessors."""
+from .inject import CONTROL_MODES, ControlInput, ControlledUNet, active_steps, control_scales, guidance_active
+from .load import load_controlnet
+from .model import ControlNet, ControlNetConfig
+from .preprocess import PREPROCESSORS
+from .unit import ControlNetUnit
+
+__all__ = ["CONTROL_MODES", "PREPROCESSORS", "ControlInput", "ControlNet", "ControlNetConfig", "ControlNetUnit",
+           "ControlledUNet", "active_steps", "control_scales", "guidance_active", "load_controlnet"]

@@ -1,0 +1,63 @@
+"""Read an SD1.x ControlNet file (`control_v11p_sd15_inpaint.pth`, its `.safetensors` redistributions) and load it
+strictly into `ControlNet`."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CheckpointError, load_component, read_state_dict, short_hash
+from ..kernels import check_backend
+from .model import ControlNet, ControlNetConfig
+
+log = logging.getLogger(__name__)
+
+PREFIX = "control_model."  # the official files; sd-webui-controlnet strips it, so unprefixed files load too
+
+
+def controlnet_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "ControlNet") -> dict[str, torch.Tensor]:
+    """Keys with `control_model.` stripped (sd-webui-controlnet's rule); 2-D `proj_in`/`proj_out` weights, as some
+    converted SD1 files store them, become the [C,C,1,1] convs ldm uses. `sd` is not modified."""
+    out = {}
+    for key, value in sd.items():
+        key = key[len(PREFIX):] if key.startswith(PREFIX) else key
+        if key in out:
+            raise CheckpointError(f"{source}: key {key!r} appears both with and without the {PREFIX!r} prefix")
+        if (key.endswith(".proj_in.weight") or key.endswith(".proj_out.weight")) and value.ndim == 2:
+            value = value[:, :, None, None]
+        out[key] = value
+    return out
+
+
+def load_controlnet(source: str | Path | Mapping[str, torch.Tensor], *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32, kernels: str = "auto",
+                    allow_pickle: bool = False) -> ControlNet:
+    """Load a ControlNet from a `.safetensors` file (or, with `allow_pickle=True`, a `.pth`), or from a state dict.
+
+    The architecture is inferred from the weights; every key and shape must match (strict). The returned module
+    is in eval mode with gradients off and carries `name` and `hash` (A1111's `name [hash]` in the infotext).
+    """
+    check_backend(kernels)
+    if isinstance(source, Mapping):
+        raw, name, file_hash, where = source, "controlnet", None, "ControlNet state dict"
+    else:
+        path = Path(source)
+        raw, name, file_hash, where = read_state_dict(path, allow_pickle=allow_pickle), path.stem, short_hash(path), str(path)
+    sd = controlnet_state_dict(raw, source=where)
+    try:
+        config = ControlNetConfig.from_state_dict(sd)
+    except (KeyError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        detail = str(e.args[0]) if e.args else repr(e)
+        raise CheckpointError(f"{where}: not an SD1.x ControlNet: {detail}") from e
+    with torch.device("meta"):
+        model = ControlNet(config, kernels=kernels)
+    model = model.to(dtype=dtype).to_empty(device=torch.device(device))
+    prefixed = any(k.startswith(PREFIX) for k in raw)
+    load_component(model, sd, where, prefix=PREFIX if prefixed else "")
+    model.eval().requires_grad_(False)
+    model.name, model.hash = name, file_hash
+    return model

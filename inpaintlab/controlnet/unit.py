@@ -1,0 +1,202 @@
+"""ControlNet units in a generation: what the caller sets per unit, and turning units into `ControlInput`s, the
+final paste-back and the infotext entry the way sd-webui-controlnet does inside an A1111 job."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..checkpoint import file_sha256
+from . import preprocess as pp
+from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers
+from .load import load_controlnet
+from .model import ControlNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ControlNetUnit:
+    """One ControlNet unit (the extension's defaults).
+
+    model: a loaded `ControlNet` or the path of its file. preprocessor: inpaint_only | inpaint_global_harmonious |
+    inpaint_only+lama. image / mask: the unit's own image and mask (255 = repaint); without them the unit takes the
+    job's init image and mask (img2img / inpaint). resize_mode: Just Resize | Crop and Resize | Resize and Fill;
+    default "Crop and Resize" for the unit's own image, A1111's resize mode for the job's. lama: for
+    inpaint_only+lama, the LaMa network as a function or an already filled image (see `preprocess.lama_fill`).
+    """
+
+    model: ControlNet | str | Path
+    preprocessor: str = "inpaint_only"
+    weight: float = 1.0
+    control_mode: str = "Balanced"
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+    resize_mode: str | None = None
+    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | Image.Image | np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        pp.check_preprocessor(self.preprocessor)
+        self.control_mode = check_control_mode(self.control_mode)
+        check_unit_numbers(self.weight, self.guidance_start, self.guidance_end)
+        if self.resize_mode is not None and self.resize_mode not in pp.RESIZE_MODES:
+            raise ValueError(f"unknown ControlNet resize mode {self.resize_mode!r}; expected one of "
+                             f"{', '.join(pp.RESIZE_MODES)}")
+        if self.mask is not None and self.image is None:
+            raise ValueError("a ControlNet unit mask needs the unit's image too")
+        if self.preprocessor == "inpaint_only+lama" and self.lama is None:
+            raise ValueError("inpaint_only+lama needs `lama`: the LaMa network as a function, or a LaMa-filled image")
+
+
+@dataclasses.dataclass
+class PreparedUnits:
+    """What a job needs from its units: the per-call inputs, the paste-backs ([raw RGB, weight] pairs at the
+    processing size), the latent the LaMa noise hack mixes into every draw (or None) and the infotext entries."""
+
+    inputs: list[ControlInput]
+    paste: list[tuple[torch.Tensor, torch.Tensor]]
+    lama_latent: torch.Tensor | None
+    infotext: dict[str, str]
+
+    def postprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoded images [B,3,H,W] in [0,1] after each inpaint_only unit's paste-back, in unit order."""
+        for raw, m in self.paste:
+            x = pp.paste_back(x, raw, m)
+        return x
+
+    def noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """inpaint_only+lama's hack on a noise draw: q_sample(lama latent, t=999, noise) when the sizes match."""
+        if self.lama_latent is None or noise.shape[-2:] != self.lama_latent.shape[-2:]:
+            return noise
+        return SD1_SCHEDULE.q_sample(self.lama_latent.to(noise), 999, noise)
+
+
+def _rgba_from_job(init: Image.Image, mask: Image.Image | None, *, mask_blur: int, invert: bool,
+                   crop: tuple[int, int, int, int] | None, width: int, height: int) -> np.ndarray:
+    """The job's image with the extension's reading of its mask as 4th channel; with "Only masked" both are cropped
+    to A1111's crop region and resized to the processing size (Lanczos), channel by channel as the extension does."""
+    from ..masking import resize_image
+
+    ext_mask = None if mask is None else pp.extension_mask(mask, mask_blur, invert)
+    rgba = pp.combine_image_and_mask(init, ext_mask)
+    if crop is None:
+        return rgba
+    channels = [np.asarray(resize_image(2, Image.fromarray(rgba[:, :, i]).crop(crop), width, height).convert("L"))
+                for i in range(4)]
+    return np.stack(channels, axis=2)
+
+
+def controlnet_model_label(model: ControlNet) -> str:
+    """`name [hash]` as the extension writes it (first 8 hex digits of the file's sha256)."""
+    name = getattr(model, "name", None) or "controlnet"
+    digest = getattr(model, "sha256", None)
+    return f"{name} [{digest[:8]}]" if digest else name
+
+
+def unit_infotext(unit: ControlNetUnit, module: str, model: ControlNet, resize_mode: str) -> str:
+    """The extension's `ControlNet {i}` value (field order of ControlNetUnit.infotext_fields)."""
+    return ", ".join([
+        f"Module: {pp.MODULE_NAMES[module]}", f"Model: {controlnet_model_label(model)}", f"Weight: {float(unit.weight)}",
+        f"Resize Mode: {resize_mode}", "Processor Res: 0.5", "Threshold A: 0.5", "Threshold B: 0.5",
+        f"Guidance Start: {float(unit.guidance_start)}", f"Guidance End: {float(unit.guidance_end)}",
+        "Pixel Perfect: False", f"Control Mode: {unit.control_mode}",
+    ])
+
+
+_FIELD = re.compile(r"\s*([^:,]+):\s*([^,]*)")
+_MODULES = {v: k for k, v in pp.MODULE_NAMES.items()}
+
+
+def parse_unit_infotext(text: str) -> dict[str, Any]:
+    """A `ControlNet {i}` value -> {model (name), preprocessor, weight, resize_mode, guidance_start, guidance_end,
+    control_mode}. Raises ValueError for modules other than the inpaint ones."""
+    fields = {k.strip(): v.strip() for k, v in _FIELD.findall(text)}
+    module = fields.get("Module", "")
+    if module not in _MODULES:
+        raise ValueError(f"ControlNet module {module!r} is not supported (only {', '.join(_MODULES)})")
+    model = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", fields.get("Model", ""))
+    return {
+        "model": model, "preprocessor": _MODULES[module], "weight": float(fields.get("Weight", 1.0)),
+        "resize_mode": fields.get("Resize Mode", "Crop and Resize"),
+        "guidance_start": float(fields.get("Guidance Start", 0.0)),
+        "guidance_end": float(fields.get("Guidance End", 1.0)),
+        "control_mode": check_control_mode(fields.get("Control Mode", "Balanced")),
+    }
+
+
+def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
+              kernels: str) -> ControlNet:
+    if isinstance(model, ControlNet):
+        return model
+    path = Path(model)
+    if not path.exists() and not path.suffix:
+        path = path.with_name(path.name + ".safetensors")  # a model name, as the infotext records it
+    key = (str(path.resolve()), str(device), dtype, kernels)
+    if key not in cache:
+        loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
+        loaded.sha256 = file_sha256(path)
+        cache[key] = loaded
+    return cache[key]
+
+
+def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encode: Callable[[torch.Tensor], torch.Tensor],
+                  load: Callable[[ControlNet | str | Path], ControlNet], unet_channels: int,
+                  init: Image.Image | None = None, mask: Image.Image | None = None, mask_blur: int = 0,
+                  invert: bool = False, crop: tuple[int, int, int, int] | None = None,
+                  a1111_resize_mode: int = 0) -> PreparedUnits:
+    """Build every unit's hint and per-call inputs for one job at width x height.
+
+    encode: [1,3,H,W] in [-1,1] -> VAE latent (posterior sample x scale factor). init / mask: the job's init image
+    and its A1111 mask (None for txt2img / img2img); mask_blur / invert / crop: the job's mask blur, mask mode and
+    "Only masked" crop box. With an A1111 mask (the inpaint tab), inpaint_only falls back to
+    inpaint_global_harmonious, as the extension does; inpaint_only+lama is kept.
+    """
+    inputs, paste, lama_latent, infotext = [], [], None, {}
+    for i, unit in enumerate(units):
+        model = load(unit.model)
+        module = unit.preprocessor
+        if module == "inpaint_only" and mask is not None:
+            log.warning("A1111 inpaint and ControlNet inpaint duplicated: unit %d falls back to "
+                        "inpaint_global_harmonious", i)
+            module = "inpaint_global_harmonious"
+        if unit.image is not None:
+            rgba = pp.combine_image_and_mask(unit.image, unit.mask)
+            resize_mode = unit.resize_mode or "Crop and Resize"
+        elif init is not None:
+            rgba = _rgba_from_job(init, mask, mask_blur=mask_blur, invert=invert, crop=crop, width=width,
+                                  height=height)
+            resize_mode = unit.resize_mode or pp.A1111_RESIZE_MODES[a1111_resize_mode]
+        else:
+            raise ValueError(f"ControlNet unit {i} has no image: pass the unit's image (and mask) for txt2img")
+        if module == "inpaint_only+lama":
+            if resize_mode == "Resize and Fill":  # the extension pads to the target first, so LaMa fills the bars
+                rgba = pp.detectmap(rgba, width, height, resize_mode).astype(np.uint8)
+            if callable(unit.lama):
+                rgba = pp.lama_fill(rgba, lama=unit.lama)
+            else:
+                rgba = pp.lama_fill(rgba, filled=unit.lama)
+        hint4 = pp.make_hint(rgba, width, height, resize_mode)
+        device = next(model.parameters()).device
+        ci = ControlInput(model, pp.control_input(hint4).to(device), unit.weight, unit.control_mode,
+                          unit.guidance_start, unit.guidance_end)
+        if pp.restores_latent(module):
+            ci.x0_origin = encode(hint4[:, :3] * 2 - 1)
+            ci.restore_mask = pp.restore_mask(hint4).to(ci.x0_origin)
+            paste.append((hint4[:, :3], pp.paste_back_mask(hint4)))
+            if module == "inpaint_only+lama":
+                lama_latent = ci.x0_origin
+        if unet_channels == 9:
+            m = (hint4[:, 3:4] > 0.5).to(hint4.dtype)
+            masked = encode((hint4[:, :3] * 2 - 1) * (1 - m))
+            ci.inpaint_cond = torch.cat([pp.inpaint_model_mask(hint4).to(masked), masked], dim=1)
+        inputs.append(ci)
+        infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)
+    return PreparedUnits(inputs, paste, lama_latent, infotext)
