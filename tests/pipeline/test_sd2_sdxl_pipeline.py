@@ -132,3 +132,8 @@ def test_sdxl_fp16_vae_nan_falls_back_to_float32(tiny_family_checkpoints, caplog
     with torch.inference_mode():  # what a float32 VAE gives for the same weights
         expected = pipe.vae.decode((1.0 / 0.13025) * latents)
     assert np.array_equal(np.asarray(images[0]), np.asarray(inpaintlab.inpaint.tensor_to_image(expected[0])))
+
+
+def test_controlnet_units_are_refused_for_sdxl_by_name(pipes):
+    with pytest.raises(ValueError, match=r"ControlNet units need an SD 1.x checkpoint; this one is SDXL"):
+        pipes["sdxl-inpainting"]._prepare_units([object()], 64, 64, [1])
