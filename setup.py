@@ -30,7 +30,7 @@ setup(
         "triton": ["triton"],
         "toml": ["tomli; python_version < '3.11'"],
         # Oracles only: the models and samplers are checked against these, never imported by the library.
-        "test": ["pytest", "ruff", "diffusers==0.42.1", "transformers>=5.6"],
+        "test": ["pytest", "ruff", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2"],
     },
     entry_points={"console_scripts": ["inpaintlab = inpaintlab.inpaint:main"]},
 )

@@ -42,6 +42,8 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> N
     parser.add_argument("--model", required=required, help="single-file SD1.x checkpoint (.safetensors)")
     parser.add_argument("--vae", help="separate VAE file (.safetensors), e.g. vae-ft-mse-840000-ema-pruned")
     parser.add_argument("--embeddings-dir", help="folder of textual-inversion embeddings (.pt/.safetensors/.bin)")
+    parser.add_argument("--lora-dir", help="folder of LoRA/LyCORIS files that <lora:name:weight> prompt tags name "
+                                           "(searched recursively, as A1111's --lora-dir)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="also read .ckpt/.pt pickles (with torch.load(weights_only=True))")
     parser.add_argument("--device", default=None,
@@ -60,6 +62,10 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
             for part in setting.parts:
                 parser.add_argument(f"{setting.flag}-{part}", dest=f"{name}_{part}", type=int, default=argparse.SUPPRESS,
                                     metavar=part.upper(), help=f"{setting.help}: {part}")
+            continue
+        if setting.kind is bool:  # --flag / --no-flag: a --from-png value can be switched off too
+            parser.add_argument(setting.flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=registry.cli_help(setting))
             continue
         # Strings: the registry converts and checks (one message for CLI, Python and sweeps). SUPPRESS keeps unset
         # flags out of the namespace, so --from-png values are only overridden by flags actually given.
@@ -186,9 +192,11 @@ def _model_options(args) -> dict[str, Any]:
             raise CommandError(f"--{what} {path}: file not found")
     if args.embeddings_dir is not None and not Path(args.embeddings_dir).is_dir():
         raise CommandError(f"--embeddings-dir {args.embeddings_dir}: folder not found")
+    if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
+        raise CommandError(f"--lora-dir {args.lora_dir}: folder not found")
     dtype = None if args.dtype == "file" else getattr(torch, args.dtype)
     return dict(device=device, dtype=dtype, kernels=args.kernels,
-                embeddings_dir=args.embeddings_dir, allow_pickle=args.allow_pickle)
+                embeddings_dir=args.embeddings_dir, lora_dir=args.lora_dir, allow_pickle=args.allow_pickle)
 
 
 def _load(model: str, vae: str | None, options: dict[str, Any]):
@@ -212,6 +220,15 @@ def save_result(result, out: Path) -> list[Path]:
 
 # --- commands ---------------------------------------------------------------------------------------------------------
 
+def _paste_lora_names(prompt: str, fields: dict[str, str], lora_dir: str | None) -> str:
+    """A1111's paste: `<lora:name:` tags become the local network whose hash the infotext's `Lora hashes` records."""
+    if "Lora hashes" not in fields or lora_dir is None or not Path(lora_dir).is_dir():
+        return prompt
+    from .networks import NetworkLibrary, parse_lora_hashes, rename_by_hashes
+
+    return rename_by_hashes(prompt, parse_lora_hashes(fields["Lora hashes"]), NetworkLibrary(lora_dir).name_for_hash)
+
+
 def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
     """Settings for a generation command: the PNG's (if --from-png), overridden by explicit flags, validated."""
     allowed = set(registry.for_command(args.command))
@@ -221,6 +238,8 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
         fields = parse_infotext(read_png_infotext(args.from_png))
         problems += unapplied(fields)
         settings.update({k: v for k, v in read_settings(fields)[0].items() if k in allowed})
+        if "prompt" in settings:
+            settings["prompt"] = _paste_lora_names(settings["prompt"], fields, args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
     for name in allowed:
         parts = registry.SETTINGS[name].parts

@@ -36,15 +36,22 @@ from .clip.schedule import get_prompt_schedule, split_and
 from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from .infotext import build_infotext
+from .masking.soft import SoftInpaintingSettings, overlay_source, soft_overlays
+from .networks import ActiveNetwork, NetworkError, NetworkLibrary, NetworkMerger, lora_tags, parse_prompt, strip_networks
 from .prepare import flatten, prepare_inpaint, processing_size
-from .settings import validated
-from .samplers import (SAMPLERS, CFGDenoiser, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend, VDenoiser,
-                       build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
+from .settings import register_extra_network, register_infotext_key, validated
+from .samplers import (SAMPLERS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG, InpaintBlend,
+                       SoftInpaintBlend, VDenoiser, build_sigmas, img2img_sigmas, resolve_sampler, resolve_seed)
 from .samplers.rng import resolve_rng_source
 from .samplers.denoisers import ScheduledCFGDenoiser
 from .unet import sdxl_adm_vector
 
 log = logging.getLogger(__name__)
+
+# `<lora:…>` / `<lyco:…>` tags and the `Lora hashes` they write are applied by the pipeline (inpaintlab.networks).
+register_extra_network("lora")
+register_extra_network("lyco")
+register_infotext_key("Lora hashes")
 
 VERSION_TAG = f"inpaintlab-{__version__}"  # A1111 writes its git tag; ours names the library
 
@@ -57,7 +64,9 @@ class Result:
     init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
     from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
     sigmas: the (truncated) schedule that was run; subseeds: per-image variation seeds (None when the variation strength
-    is 0).
+    is 0). repaint_mask: the binary (mode-applied) mask; overlay_mask: the mask of the final composite (255 =
+    generated) of the first image, overlay_masks: one per image (soft inpainting builds one per image from how far
+    its latent moved).
     """
 
     images: list[Image.Image]
@@ -71,6 +80,7 @@ class Result:
     sigmas: torch.Tensor | None = None
     repaint_mask: Image.Image | None = None
     overlay_mask: Image.Image | None = None
+    overlay_masks: list[Image.Image] | None = None
 
     @property
     def infotext(self) -> str:
@@ -212,9 +222,13 @@ def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | st
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
          dtype: torch.dtype | None = torch.float32, kernels: str = "auto", *,
-         embeddings_dir: str | Path | None = None, allow_pickle: bool = False) -> "Pipeline":
+         embeddings_dir: str | Path | None = None, lora_dir: str | Path | None = None,
+         allow_pickle: bool = False) -> "Pipeline":
     """Load a single-file SD 1.x, SD 2.x (512 eps or 768-v) or SDXL (base or inpainting) checkpoint, and optionally a
-    separate VAE, into a ready `Pipeline`. `dtype` None keeps the file's own dtype (least memory)."""
+    separate VAE, into a ready `Pipeline`. `dtype` None keeps the file's own dtype (least memory).
+
+    lora_dir: directory of LoRA/LyCORIS files that `<lora:name:…>` prompt tags name (A1111's `--lora-dir`).
+    """
     models = load_models(path, vae, device=device, dtype=dtype, kernels=kernels, allow_pickle=allow_pickle)
     config = PipelineConfig(models.scale_factor, models.is_inpainting, models.model_name, models.model_hash,
                             models.vae_name, models.vae_hash, models.family, models.prediction)
@@ -225,7 +239,7 @@ def load(path: str | Path, vae: str | Path | None = None, device: str | torch.de
     elif embeddings_dir:
         embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width)
     return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings,
-                    text_encoder_2=models.text_encoder_2)
+                    text_encoder_2=models.text_encoder_2, lora_dir=lora_dir, allow_pickle=allow_pickle)
 
 
 # --- small conversions -------------------------------------------------------------------------------------------------
@@ -277,7 +291,8 @@ class Pipeline:
 
     def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, config: PipelineConfig,
                  tokenizer: Tokenizer | None = None, embeddings: dict | None = None, *,
-                 text_encoder_2: torch.nn.Module | None = None):
+                 text_encoder_2: torch.nn.Module | None = None, lora_dir: str | Path | None = None,
+                 allow_pickle: bool = False):
         self.unet, self.vae, self.text_encoder, self.config = unet, vae, text_encoder, config
         self.text_encoder_2 = text_encoder_2
         if config.family == "sdxl" and text_encoder_2 is None:
@@ -293,6 +308,76 @@ class Pipeline:
         self.schedule = DiscreteSchedule()
         self.device = next(unet.parameters()).device
         self._controlnets: dict = {}  # loaded ControlNet files, by path, device, dtype and kernels
+        self.lora_dir = None if lora_dir is None else Path(lora_dir)
+        self._library: NetworkLibrary | None = None
+        self._merger = NetworkMerger(unet, text_encoder, allow_pickle=allow_pickle)
+        self._networks: list[ActiveNetwork] = []  # set by apply_networks, active under every prompt's own tags
+
+    # --- networks (LoRA / LyCORIS) ---------------------------------------------------------------------------------
+
+    @property
+    def library(self) -> NetworkLibrary:
+        """The networks in `lora_dir`, listed on first use."""
+        if self._library is None:
+            self._library = NetworkLibrary(self.lora_dir)
+        return self._library
+
+    def _resolve_network(self, name_or_path: str | Path) -> Path:
+        path = Path(name_or_path)
+        if path.suffix.lower() in (".safetensors", ".pt", ".ckpt") and path.is_file():
+            return path
+        try:
+            return self.library.find(str(name_or_path))
+        except NetworkError:
+            if self._library is not None and self.lora_dir is not None:
+                self._library = NetworkLibrary(self.lora_dir)  # A1111 re-lists the directory when a name is missing
+                return self.library.find(str(name_or_path))
+            raise
+
+    def apply_networks(self, networks: list[tuple]) -> None:
+        """Merge networks into the UNet and text encoder: `[(path_or_name, te_weight, unet_weight[, dyn]), ...]`.
+
+        Deltas are added in list order into the live weights, each time from a kept copy of the original weights, so
+        calling it again (or `clear_networks()`) restores the base bit for bit. A name is looked up in `lora_dir`
+        (file stem or `ss_output_name` alias). Prompt tags add their networks after these at each generation.
+        """
+        wanted = []
+        for item in networks:
+            if isinstance(item, (str, Path)):
+                item = (item,)
+            if not 1 <= len(item) <= 4:
+                raise ValueError(f"apply_networks: expected (path_or_name, te_weight, unet_weight[, dyn]), got {item!r}")
+            source, te, unet, dyn = (tuple(item) + (None, None, None))[:4]
+            te = 1.0 if te is None else float(te)
+            unet = te if unet is None else float(unet)
+            path = self._resolve_network(source)
+            wanted.append(ActiveNetwork(path, te, unet, None if dyn is None else int(dyn), Path(path).stem))
+        self._merger.apply(wanted)
+        self._networks = wanted
+
+    def clear_networks(self) -> None:
+        """Remove every merged network: all touched weights return to the checkpoint's, bit for bit."""
+        self._networks = []
+        self._merger.clear()
+
+    @property
+    def active_networks(self) -> list[ActiveNetwork]:
+        """The networks merged into the weights right now (those of `apply_networks`, then the last prompt's)."""
+        return list(self._merger.active)
+
+    def _activate_prompt_networks(self, prompt: str) -> dict[str, str]:
+        """Merge `apply_networks`' set plus the prompt's `<lora:…>` tags (A1111: the batch's first prompt decides);
+        returns the infotext's {name: shorthash} for `Lora hashes`."""
+        _, data = parse_prompt(strip_comments(prompt))
+        wanted = list(self._networks)
+        for tag in lora_tags(data):
+            wanted.append(ActiveNetwork(self._resolve_network(tag.name), tag.te, tag.unet, tag.dyn, tag.name))
+        files = self._merger.apply(wanted)
+        hashes: dict[str, str] = {}
+        for net, file in zip(wanted, files):
+            if file.shorthash:
+                hashes[net.name.replace(":", "").replace(",", "")] = file.shorthash
+        return hashes
 
     # --- conditioning ----------------------------------------------------------------------------------------------
 
@@ -373,9 +458,11 @@ class Pipeline:
     def _sample(self, x: torch.Tensor, sigmas: torch.Tensor, sampler: str, rng: ImageRNG,
                 cond: torch.Tensor | ScheduledConditioning, uncond: torch.Tensor | None, cfg_scale: float,
                 image_cond: torch.Tensor | None,
-                init_latent: torch.Tensor | None, latent_mask: torch.Tensor | None,
+                blend: Callable[[Callable], Callable] | None,
                 callback: Callable[[dict], Any] | None, progress: bool,
                 control: PreparedUnits | None = None) -> torch.Tensor:
+        """Run the sampler on the denoiser stack; `blend` wraps the CFG denoiser (InpaintBlend, SoftInpaintBlend,
+        DifferentialBlend) or is None for no mask."""
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
         unet: Callable = self.unet
         if control is not None:
@@ -389,8 +476,8 @@ class Pipeline:
             model = ScheduledCFGDenoiser(model, cond.cond_schedules, cond.uncond_schedule, cfg_scale, cond.weights)
         else:
             model = CFGDenoiser(model, cond, uncond, cfg_scale)
-        if latent_mask is not None:
-            model = InpaintBlend(model, init_latent, latent_mask)
+        if blend is not None:
+            model = blend(model)
         with torch.inference_mode():
             function = SAMPLERS[sampler]
             # Samplers that draw noise continue each image's seeded generator, as A1111's ImageRNG does.
@@ -403,7 +490,7 @@ class Pipeline:
             return function(model, x, sigmas.to(x.device), callback=callback, disable=not progress, **extra)
 
     def _image_conditioning(self, source: torch.Tensor | None, image_mask: Image.Image | None, shape: tuple[int, ...],
-                            generator: torch.Generator, weight: float) -> torch.Tensor | None:
+                            generator: torch.Generator, weight: float, mask_round: bool = True) -> torch.Tensor | None:
         """9-channel models: cat[mask, VAE(masked image)] (A1111 step 11); None for ordinary 4-channel models.
 
         source: the prepared init image in [-1,1] (VAE dtype), or None for txt2img (a mid-grey image, all repainted).
@@ -414,7 +501,8 @@ class Pipeline:
         if source is None:
             source = self.to_vae_input(torch.full((1, 3, h * 8, w * 8), 0.5))
         # Without a mask (txt2img, img2img) everything is repainted: the conditioning mask is all ones, as in A1111.
-        cmask = masking.conditioning_mask(image_mask) if image_mask is not None else torch.ones(1, 1, h * 8, w * 8)
+        cmask = (masking.conditioning_mask(image_mask, round=mask_round) if image_mask is not None
+                 else torch.ones(1, 1, h * 8, w * 8))
         cmask = cmask.to(source)
         masked = masking.masked_image(source, cmask, weight)
         cond_latent = self.encode_image(masked.expand(batch, -1, -1, -1), generator, batched=True)
@@ -449,6 +537,7 @@ class Pipeline:
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
                                    seed_resize_from=seed_resize_from, rng_source=rng_source, ensd=ensd)
         seeds = noise_cfg.seeds
+        lora_hashes = self._activate_prompt_networks(prompt)
         shape = (batch_size, 4, height // 8, width // 8)
         rng = noise_cfg.rng(shape[1:], self.device)
         control = self._prepare_units(units, width, height, seeds)
@@ -458,14 +547,15 @@ class Pipeline:
         sigmas = build_sigmas(self.schedule, sampler, schedule_label, steps)
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps, (width, height))
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
-        samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None, None,
+        samples = self._sample(noise * sigmas[0], sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, None,
                                callback, progress, control)
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
         if self.config.is_inpainting:
             params["Conditional mask weight"] = 1.0
+        # ControlNet writes its keys when the job is set up; the Lora hashes follow when the networks activate (A1111).
         return self._finish(samples, noise_cfg, prompt, negative_prompt, params,
-                            {} if control is None else control.infotext, start_latent=noise * sigmas[0], sigmas=sigmas,
-                            control=control)
+                            _lora_extra({} if control is None else control.infotext, lora_hashes),
+                            start_latent=noise * sigmas[0], sigmas=sigmas, control=control)
 
     def img2img(self, image: Image.Image, prompt: str, negative_prompt: str = "", *, denoising_strength: float = 0.75,
                 **settings: Any) -> Result:
@@ -481,6 +571,9 @@ class Pipeline:
                 fill_space: str = "pixel", inpainting_mask_weight: float = 1.0, resize_mode: int = 0,
                 rng_source: str = "CPU", subseed: int = -1, subseed_strength: float = 0.0,
                 seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
+                soft_inpainting: bool = False, schedule_bias: float = 1.0, preservation_strength: float = 0.5,
+                transition_contrast_boost: float = 4.0, mask_influence: float = 0.0, difference_threshold: float = 0.5,
+                difference_contrast: float = 2.0, differential_diffusion: bool = False,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False,
                 controlnet: Any = None,
                 controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
@@ -530,16 +623,27 @@ class Pipeline:
                                  controlnet_lama=controlnet_lama)
         if not 0.0 <= denoising_strength <= 1.0:
             raise ValueError(f"denoising_strength must be in [0, 1], got {denoising_strength}")
+        if soft_inpainting and differential_diffusion:
+            raise ValueError("soft_inpainting and differential_diffusion are two different blends; choose one")
+        soft = SoftInpaintingSettings(schedule_bias, preservation_strength, transition_contrast_boost, mask_influence,
+                                      difference_threshold, difference_contrast) if soft_inpainting else None
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         width, height = processing_size(image.size, width, height)
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
                                    seed_resize_from=seed_resize_from, rng_source=rng_source, ensd=ensd)
         seeds = noise_cfg.seeds
+        lora_hashes = self._activate_prompt_networks(prompt)
 
+        # Soft inpainting switches mask rounding off before anything else runs (A1111 sets it in its `process` hook).
+        mask_round = not (soft_inpainting or differential_diffusion)
         prep = prepare_inpaint(image, mask, width, height, mask_blur=mask_blur, mask_mode=mask_mode,
                                masked_content=masked_content, inpaint_area=inpaint_area, padding=padding,
-                               resize_mode=resize_mode, fill_space=fill_space)
-        extra, image_mask = prep.extra, prep.image_mask
+                               resize_mode=resize_mode, fill_space=fill_space, mask_round=mask_round)
+        image_mask = prep.image_mask
+        extra = dict(soft.infotext()) if soft is not None and mask is not None else {}
+        extra.update(prep.extra)
+        if differential_diffusion and mask is not None:
+            extra["Differential diffusion"] = True
 
         # Encode, then the latent mask and the latent stage of masked content.
         source = self.to_vae_input(image_to_tensor(prep.init))
@@ -558,7 +662,8 @@ class Pipeline:
         noise = rng.next()
         latent_mask = None
         if image_mask is not None:
-            latent_mask = masking.latent_mask(image_mask, width, height).to(self.device).expand(shape).contiguous()
+            latent_mask = masking.latent_mask(image_mask, width, height, round=mask_round).to(self.device)
+            latent_mask = latent_mask.expand(shape).contiguous()
             if masked_content == "fill" and fill_space == "latent":
                 init_latent = masking.apply_masked_content("fill", init_latent, latent_mask)
             elif masked_content in ("latent_noise", "latent_nothing"):
@@ -570,7 +675,8 @@ class Pipeline:
                 extra["Masked content"] = masking.MASKED_CONTENT_LABELS[masked_content]
                 if masked_content == "latent_noise":
                     posterior_rng = _posterior_generator(seeds)  # A1111 reseeds torch's global generator here
-        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight)
+        image_cond = self._image_conditioning(source, image_mask, shape, posterior_rng, inpainting_mask_weight,
+                                              mask_round)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
         cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, steps, (width, height))
@@ -578,9 +684,17 @@ class Pipeline:
         if control is not None:
             noise = control.noise(noise)  # inpaint_only+lama: the sampling noise, not the masked-content noise
         start = init_latent + noise * sigmas[0]
-        samples = self._sample(start, sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, init_latent, latent_mask,
+        blend = None
+        if latent_mask is not None and soft is not None:
+            blend = lambda model: SoftInpaintBlend(model, init_latent, latent_mask, soft)  # noqa: E731
+        elif latent_mask is not None and differential_diffusion:
+            blend = lambda model: DifferentialBlend(model, init_latent, latent_mask, sigmas, noise)  # noqa: E731
+        elif latent_mask is not None:
+            blend = lambda model: InpaintBlend(model, init_latent, latent_mask)  # noqa: E731
+        # DifferentialBlend resets pixels of the sampler's state in place: start from a copy.
+        samples = self._sample(start.clone(), sigmas, sampler, rng, cond, uncond, cfg_scale, image_cond, blend,
                                callback, progress, control)
-        if latent_mask is not None:
+        if latent_mask is not None and soft is None and not differential_diffusion:
             samples = masking.blend_latents(samples, init_latent, latent_mask)
 
         params = self._params(steps, sampler, schedule_label, cfg_scale, width, height, clip_skip, noise_cfg)
@@ -589,11 +703,21 @@ class Pipeline:
             params["Conditional mask weight"] = inpainting_mask_weight
         if control is not None:
             extra.update(control.infotext)
-        result = self._finish(samples, noise_cfg, prompt, negative_prompt, params, extra, init_latent=init_latent,
+        result = self._finish(samples, noise_cfg, prompt, negative_prompt, params, _lora_extra(extra, lora_hashes),
+                              init_latent=init_latent,
                               start_latent=start, latent_mask=latent_mask, sigmas=sigmas,
                               repaint_mask=prep.repaint_mask, overlay_mask=prep.overlay_mask, control=control)
-        if prep.overlay is not None:
+        if soft is not None and latent_mask is not None:
+            # Rebuilt per image from the unmodified original and the raw samples (A1111's post-sample hook).
+            source_image = overlay_source(flatten(image), width, height, resize_mode, prep.paste_to is not None)
+            overlays, masks = soft_overlays(source_image, latent_mask, init_latent, samples, soft, width, height,
+                                            prep.paste_to)
+            result.images = [masking.apply_overlay(img, overlay, prep.paste_to)
+                             for img, overlay in zip(result.images, overlays)]
+            result.overlay_mask, result.overlay_masks = masks[0], masks
+        elif prep.overlay is not None:
             result.images = [masking.apply_overlay(img, prep.overlay, prep.paste_to) for img in result.images]
+            result.overlay_masks = [prep.overlay_mask] * len(result.images)
         return result
 
     def inpaint_sketch(self, image: Image.Image, sketch: Image.Image, prompt: str, negative_prompt: str = "", *,
@@ -610,7 +734,8 @@ class Pipeline:
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
         editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12). `size`: the processing (width, height),
         which SDXL's size conditioning takes in every mode."""
-        prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
+        # Network tags leave the positive prompt only; in the negative prompt they stay text (A1111).
+        prompt, negative_prompt = strip_networks(strip_comments(prompt)), strip_comments(negative_prompt)
         # Schedules span the user's step count, not the truncated img2img run (A1111; all our samplers are first
         # order, so no doubling for second-order samplers applies).
         parts = split_and(prompt)
@@ -709,6 +834,13 @@ def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit
     if controlnet is None:
         return []
     return [ControlNetUnit(controlnet, **single)]
+
+
+def _lora_extra(extra: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any]:
+    """A1111's `Lora hashes: "name: hash12, ..."`, after the keys set before the networks are activated."""
+    if not hashes:
+        return extra
+    return {**extra, "Lora hashes": ", ".join(f"{name}: {h}" for name, h in hashes.items())}
 
 
 def main(argv: list[str] | None = None) -> int:

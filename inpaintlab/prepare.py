@@ -66,8 +66,11 @@ def processing_size(image_size: tuple[int, int], width: int | None, height: int 
 
 def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, height: int, *, mask_blur: int = 4,
                     mask_mode: str = "masked", masked_content: str = "original", inpaint_area: str = "whole",
-                    padding: int = 32, resize_mode: int = 0, fill_space: str = "pixel") -> Prepared:
-    """A1111 steps 2–7 for one init image: mask intake, invert, blur, geometry, resize/crop, overlay and pixel fill."""
+                    padding: int = 32, resize_mode: int = 0, fill_space: str = "pixel",
+                    mask_round: bool = True) -> Prepared:
+    """A1111 steps 2–7 for one init image: mask intake, invert, blur, geometry, resize/crop, overlay and pixel fill.
+
+    mask_round=False (soft inpainting, Differential Diffusion) keeps an RGBA mask's alpha unthresholded."""
     check_choice("mask_mode", mask_mode, masking.MASK_MODES)
     check_choice("masked_content", masked_content, masking.MASKED_CONTENT)
     check_choice("inpaint_area", inpaint_area, masking.INPAINT_AREAS)
@@ -90,7 +93,7 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
     if mask.size != source.size:
         log.warning("mask %s resized to the image size %s", mask.size, source.size)
         mask = mask.resize(source.size, Image.Resampling.LANCZOS)
-    binary = masking.binary_mask(mask)
+    binary = masking.binary_mask(mask, round=mask_round)
     if mask_mode == "not_masked":
         binary = masking.invert_mask(binary)
         extra["Mask mode"] = "Inpaint not masked"

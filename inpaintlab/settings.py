@@ -151,6 +151,9 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
 def _convert(setting: Setting, value: Any) -> Any:
     name, kind = setting.name, setting.kind
     if kind is object:  # a file path or an already loaded model (Python); its own `check` judges it
@@ -159,6 +162,12 @@ def _convert(setting: Setting, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}")
         return value
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if kind is int:
@@ -352,6 +361,39 @@ for _row in (
     register(_row)
 
 CROSS_CHECKS["sampler and scheduler"] = _sampler_and_scheduler
+
+
+def _one_blend(s: dict[str, Any]) -> str | None:
+    if s.get("soft_inpainting") and s.get("differential_diffusion"):
+        return "soft_inpainting and differential_diffusion are two different blends; choose one"
+    return None
+
+
+# Soft inpainting (A1111's built-in extension): its six sliders, labels and ranges as A1111 writes and limits them.
+_SOFT = "soft inpainting: "
+for _row in (
+    Setting("soft_inpainting", bool, False, "A1111's soft inpainting: unrounded masks, a per-step soft blend and a "
+            "composite from how far each latent pixel moved (use a large mask blur)", INPAINT,
+            infotext="Soft inpainting enabled", example=True),
+    Setting("schedule_bias", float, 1.0, _SOFT + "schedule bias, the power of sigma in the mask exponent (0-8)",
+            INPAINT, infotext="Soft inpainting schedule bias", check=_between(0, 8), example=1.5),
+    Setting("preservation_strength", float, 0.5, _SOFT + "preservation strength, the scale of the mask exponent (0-8)",
+            INPAINT, infotext="Soft inpainting preservation strength", check=_between(0, 8), example=0.75),
+    Setting("transition_contrast_boost", float, 4.0, _SOFT + "transition contrast boost, the power of the magnitude "
+            "mean (1-32)", INPAINT, infotext="Soft inpainting transition contrast boost", check=_between(1, 32),
+            example=8.0),
+    Setting("mask_influence", float, 0.0, _SOFT + "mask influence on the difference threshold (0-1)", INPAINT,
+            infotext="Soft inpainting mask influence", check=_between(0, 1), example=0.25),
+    Setting("difference_threshold", float, 0.5, _SOFT + "latent change at which the original is half opaque (0-8)",
+            INPAINT, infotext="Soft inpainting difference threshold", check=_between(0, 8), example=1.0),
+    Setting("difference_contrast", float, 2.0, _SOFT + "sharpness of the composite's transition (0-8)", INPAINT,
+            infotext="Soft inpainting difference contrast", check=_between(0, 8), example=3.0),
+    # Not an A1111 feature: `Differential diffusion: True` is inpaintlab's own key.
+    Setting("differential_diffusion", bool, False, "Differential Diffusion with the blurred mask as change map "
+            "(1 = change fully; not an A1111 feature)", INPAINT, infotext="Differential diffusion"),
+):
+    register(_row)
+CROSS_CHECKS["one blend"] = _one_blend
 
 # Stored to identify the files and program that made an image; replay uses --model/--vae, so they are reported by
 # `inpaintlab info` but not applied.

@@ -13,7 +13,7 @@ from inpaintlab.inpaint import Pipeline
 from inpaintlab.study.spec import load_spec
 
 A1111_TEXT = (
-    "a cat <lora:catstyle:0.8> on a sofa\nNegative prompt: blurry\n"
+    "a cat <hypernet:catstyle:0.8> on a sofa\nNegative prompt: blurry\n"
     "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234, Size: 512x512, "
     "Model hash: 0123456789, Model: v1-5-pruned-emaonly, Variation seed: 99, Variation seed strength: 0.3, "
     "Denoising strength: 0.75, ENSD: 31337, Mask mode: Inpaint not masked, Inpaint area: Only masked, "
@@ -106,7 +106,7 @@ def test_unapplied_infotext_keys_warn_once_and_strict_refuses(caplog):
         settings = settings_from_infotext(A1111_TEXT)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    for key in ("Hires upscale", "Eta", "<lora:catstyle:0.8>"):
+    for key in ("Hires upscale", "Eta", "<hypernet:catstyle:0.8>"):
         assert key in warnings[0]
     for applied in ("Steps", "Mask mode", "Model hash", "Version", "Masked area padding", "Variation seed", "ENSD"):
         assert applied + "," not in warnings[0] and not warnings[0].endswith(applied)
@@ -126,10 +126,10 @@ def test_registering_a_key_or_extra_network_silences_it(monkeypatch):
     fields = parse_infotext(A1111_TEXT)
     before = unapplied(fields)
     registry.register_infotext_key("Hires upscale")
-    registry.register_extra_network("lora")
+    registry.register_extra_network("hypernet")
     after = unapplied(fields)
     assert "Hires upscale" in before and "Hires upscale" not in after
-    assert any("<lora:" in p for p in before) and not any("<lora:" in p for p in after)
+    assert any("<hypernet:" in p for p in before) and not any("<hypernet:" in p for p in after)
 
 
 def test_inpaintlab_infotext_replays_without_warnings_and_every_example_reads_back(tiny_checkpoint, caplog):

@@ -10,7 +10,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from .denoisers import (CFGDenoiser, EpsDenoiser, InpaintBlend, ScheduledCFGDenoiser, VDenoiser, cat_conds,
+from .denoisers import (CFGDenoiser, DifferentialBlend, EpsDenoiser, InpaintBlend, ScheduledCFGDenoiser,
+                        SoftInpaintBlend, VDenoiser, cat_conds,
                         stack_conds)
 from .rng import ImageRNG, resolve_seed
 from .sampling import sample_dpmpp_2m, sample_euler, sample_euler_ancestral
@@ -121,5 +122,5 @@ __all__ = [
     "sample_euler", "sample_euler_ancestral", "sample_dpmpp_2m",
     "DiscreteSchedule", "get_sigmas_karras", "get_sigmas_exponential", "img2img_sigmas", "img2img_steps",
     "EpsDenoiser", "VDenoiser", "CFGDenoiser", "ScheduledCFGDenoiser", "stack_conds", "cat_conds", "InpaintBlend",
-    "ImageRNG", "resolve_seed",
+    "SoftInpaintBlend", "DifferentialBlend", "ImageRNG", "resolve_seed",
 ]

@@ -12,8 +12,15 @@
     }
 
 Each axis names one `Pipeline.inpaint` setting (or `prompt` / `negative_prompt`) and lists its values; values may use
-A1111's labels ("latent noise", "Only masked"). The base settings and every cell are checked by `inpaintlab.settings`
-when the spec is read, before a model is loaded. Relative paths are resolved against the spec file's directory.
+A1111's labels ("latent noise", "Only masked"). An axis may instead have a free name and list groups of settings, each
+with an optional "label" for the grid, to vary several settings together (e.g. binary vs soft inpainting vs
+Differential Diffusion):
+
+      "x": {"blending": [{"label": "binary"}, {"label": "soft", "soft_inpainting": true},
+                         {"label": "differential", "differential_diffusion": true}]}
+
+The base settings and every cell are checked by `inpaintlab.settings` when the spec is read, before a model is loaded.
+Relative paths are resolved against the spec file's directory.
 """
 from __future__ import annotations
 
@@ -25,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings as registry
+from ..networks import set_lora_weight
 
+LORA_AXIS = "lora:"  # an axis `lora:NAME` varies that network's weight
 # Settings a cell may set (every setting `inpaint` takes; the seed comes from "seeds").
 SETTING_NAMES = registry.for_command("inpaint")
 
@@ -41,8 +50,27 @@ class Cell:
     seed: int
 
     def settings(self, base: dict[str, Any]) -> dict[str, Any]:
-        axes = dict([self.x, self.y] + ([self.z] if self.z else []))
-        return {**base, **axes, "seed": self.seed}
+        axes: dict[str, Any] = {}
+        for name, value in [self.x, self.y] + ([self.z] if self.z else []):
+            axes.update(group_settings(value) if isinstance(value, dict) else {name: value})
+        settings = {**base, **axes, "seed": self.seed}
+        # A `lora:NAME` axis sets that network's weight in the prompt (the tag is added when the prompt lacks it), as
+        # A1111's X/Y/Z "Prompt S/R" over `<lora:NAME:w>` does; the infotext then records it.
+        for name in [n for n in settings if n.startswith(LORA_AXIS)]:
+            settings["prompt"] = set_lora_weight(settings["prompt"], name[len(LORA_AXIS):], settings.pop(name))
+        return settings
+
+
+def group_settings(group: dict[str, Any]) -> dict[str, Any]:
+    """The settings of one value of a grouped axis (its "label" is only for display)."""
+    return {k: v for k, v in group.items() if k != "label"}
+
+
+def axis_label(name: str, value: Any) -> str:
+    """Grid label of an axis value: "setting: value", or a group's label (else its settings as k=v)."""
+    if isinstance(value, dict):
+        return str(value.get("label") or ", ".join(f"{k}={v}" for k, v in group_settings(value).items()) or name)
+    return f"{name}: {value}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +87,7 @@ class SweepSpec:
     intermediates: bool = False
     device: str = "cpu"
     kernels: str = "auto"
+    lora_dir: Path | None = None
 
     def cells(self) -> list[Cell]:
         """All cells in a fixed order (z, seed, y, x): every rank enumerates the same list."""
@@ -93,8 +122,26 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
     if not isinstance(axis, dict) or len(axis) != 1:
         raise ValueError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
     (setting, values), = axis.items()
+    if setting.startswith(LORA_AXIS):
+        if not setting[len(LORA_AXIS):] or not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
+        return setting, values
+    if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+        groups = []
+        for group in values:
+            unknown = set(group_settings(group)) - set(SETTING_NAMES)
+            if unknown or "seed" in group:
+                raise ValueError(f"sweep spec: axis {name!r} group {group} names unknown settings "
+                                 f"{sorted(unknown or {'seed'})}; known: {', '.join(SETTING_NAMES)}")
+            try:
+                groups.append({k: v if k == "label" else registry.coerce(k, v) for k, v in group.items()})
+            except ValueError as error:
+                raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
+        return setting, groups
     if setting not in SETTING_NAMES:
-        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}")
+        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}"
+                         f", or {LORA_AXIS}NAME for a network's weight")
     if not isinstance(values, list) or not values:
         raise ValueError(f"sweep spec: axis {name!r} needs a non-empty list of values")
     try:
@@ -114,7 +161,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         path = Path(source)
         raw, root = _read(path), path.resolve().parent
     unknown = set(raw) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
-                          "kernels"}
+                          "kernels", "lora_dir"}
     if unknown:
         raise ValueError(f"sweep spec: unknown keys {sorted(unknown)}")
     for key in ("model", "image", "mask"):
@@ -131,7 +178,8 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ValueError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
     x, y, z = _axis(raw, "x", True), _axis(raw, "y", True), _axis(raw, "z", False)
-    names = [a[0] for a in (x, y, z) if a]
+    names = [n for a in (x, y, z) if a
+             for n in ({k for v in a[1] for k in group_settings(v)} if isinstance(a[1][0], dict) else {a[0]})]
     if len(set(names)) != len(names):
         raise ValueError(f"sweep spec: the axes must name different settings, got {names}")
 
@@ -147,7 +195,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
 
     spec = SweepSpec(resolve(raw["model"]), resolve(raw.get("vae")), resolve(raw["image"]), resolve(raw["mask"]), base,
                      x, y, z, list(seeds), bool(raw.get("intermediates", False)), raw.get("device", "cpu"),
-                     raw.get("kernels", "auto"))
+                     raw.get("kernels", "auto"), resolve(raw.get("lora_dir")))
     for cell in spec.cells():
         # Combinations too (a sampler on one axis, a schedule on another): a bad cell fails now, not mid-sweep.
         try:

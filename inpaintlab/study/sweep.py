@@ -35,7 +35,7 @@ from ..grid import make_grid
 from ..infotext import save_png
 from .metrics import compute_metrics
 from .preview import latent_preview
-from .spec import Cell, SweepSpec, load_spec
+from .spec import Cell, SweepSpec, axis_label, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _barrier(world: int) -> None:
 
 
 def _label(axis: tuple[str, Any]) -> str:
-    return f"{axis[0]}: {axis[1]}"
+    return axis_label(*axis)
 
 
 def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image.Image, out: Path, key: str) -> dict:
@@ -161,7 +161,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
     out = Path(out_dir)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _distributed() as (rank, world):
-        pipe = load(spec.model, spec.vae, device=spec.device, kernels=spec.kernels)
+        pipe = load(spec.model, spec.vae, device=spec.device, kernels=spec.kernels, lora_dir=spec.lora_dir)
         with Image.open(spec.image) as im:
             image = im.copy()
         with Image.open(spec.mask) as im:

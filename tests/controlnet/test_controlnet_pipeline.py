@@ -105,3 +105,60 @@ def test_lama_noise_hack(pipe, tiny_controlnet, picture):
 
     expected = SD1_SCHEDULE.q_sample(x0, 999, noise) * result.sigmas[0]
     assert torch.allclose(result.start_latent, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_nine_channel_model_takes_the_hint_conditioning(tiny_inpainting_checkpoint, tiny_controlnet, picture,
+                                                        monkeypatch):
+    """With a 9-channel UNet the unit's mask and masked hint replace A1111's conditioning channels at every call."""
+    from inpaintlab.controlnet import ControlledUNet
+
+    pipe9 = inpaintlab.load(tiny_inpainting_checkpoint, kernels="torch")
+    image, mask = picture
+    seen = []
+    real = ControlledUNet.__call__
+
+    def spy(self, x, timesteps, context, cond_mark=None):
+        seen.append([u.inpaint_cond for u in self.units])
+        return real(self, x, timesteps, context, cond_mark)
+
+    monkeypatch.setattr(ControlledUNet, "__call__", spy)
+    result = pipe9.inpaint(image, mask, "a cat", controlnet=tiny_controlnet,
+                           controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    monkeypatch.undo()
+    hint4 = pp.make_hint(pp.combine_image_and_mask(image, pp.extension_mask(mask, 4)), SIZE, SIZE)
+    cond = seen[0][0]
+    assert len(seen) == 4 and cond.shape == (1, 5, 8, 8)
+    assert torch.equal(cond[:, :1], pp.inpaint_model_mask(hint4))
+    m = (hint4[:, 3:4] > 0.5).float()
+    masked = pipe9.encode_image((hint4[:, :3] * 2 - 1) * (1 - m), torch.Generator().manual_seed(7))
+    assert torch.equal(cond[:, 1:], masked)
+    plain = pipe9.inpaint(image, mask, "a cat", **FAST)
+    assert not torch.equal(plain.samples, result.samples) and torch.isfinite(result.samples).all()
+
+
+def test_prompt_schedules_and_and_compose(pipe, tiny_controlnet, picture):
+    """Prompt editing and AND run through ScheduledCFGDenoiser; the ControlNet sits below it unchanged."""
+    image, mask = picture
+    prompt = "[a cat:a dog:2] AND a sofa :0.5"
+    plain = pipe.inpaint(image, mask, prompt, **FAST)
+    off = pipe.inpaint(image, mask, prompt, controlnet=tiny_controlnet, control_weight=0.0,
+                       control_mode="ControlNet is more important",
+                       controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    on = pipe.inpaint(image, mask, prompt, controlnet=tiny_controlnet, control_mode="ControlNet is more important",
+                      controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    assert torch.equal(plain.samples, off.samples)
+    assert not torch.equal(plain.samples, on.samples)
+
+
+def test_soft_inpainting_composes(pipe, tiny_controlnet, picture):
+    """Soft inpainting's blend wraps CFG, the ControlNet sits below it: weight 0 leaves the soft result unchanged."""
+    image, mask = picture
+    plain = pipe.inpaint(image, mask, "a cat", soft_inpainting=True, **FAST)
+    off = pipe.inpaint(image, mask, "a cat", soft_inpainting=True, controlnet=tiny_controlnet, control_weight=0.0,
+                       controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    on = pipe.inpaint(image, mask, "a cat", soft_inpainting=True, controlnet=tiny_controlnet,
+                      controlnet_preprocessor="inpaint_global_harmonious", **FAST)
+    assert torch.equal(plain.samples, off.samples)
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(off.images[0]))
+    assert not torch.equal(plain.samples, on.samples)
+    assert "Soft inpainting enabled" in on.infotext and "ControlNet 0" in on.infotext

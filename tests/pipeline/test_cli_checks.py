@@ -13,7 +13,7 @@ from inpaintlab.infotext import read_png_infotext, save_png
 
 ROOT = Path(__file__).resolve().parents[2]
 A1111_PNG_TEXT = (
-    "a cat <lora:catstyle:0.8>\nSteps: 2, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, Seed: 5, "
+    "a cat <hypernet:catstyle:0.8>\nSteps: 2, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, Seed: 5, "
     "Size: 32x32, Variation seed: 99, Variation seed strength: 0.3, Denoising strength: 0.75, ENSD: 31337, "
     "Eta: 0.5, Hires upscale: 2, RNG: CPU, Version: v1.10.1"
 )
@@ -111,7 +111,7 @@ def test_from_png_names_unapplied_keys_and_strict_refuses(tiny_checkpoint, input
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if "inpaintlab: warning:" in line]
     assert len(warnings) == 1
-    for key in ("Eta", "Hires upscale", "<lora:catstyle:0.8>"):
+    for key in ("Eta", "Hires upscale", "<hypernet:catstyle:0.8>"):
         assert key in warnings[0]
     assert "Variation seed" not in warnings[0] and "ENSD" not in warnings[0]
     assert main([*common, "--strict", "--out", str(inputs / "b")]) == 2

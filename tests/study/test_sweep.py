@@ -178,3 +178,26 @@ def test_latent_preview_uses_a1111_cheap_coefficients():
         v = latent[0, :, y, x].double().numpy()
         rgb = np.clip((v @ np.array(coefficients) + 1.0) / 2.0, 0.0, 1.0) * 255.0
         assert np.abs(image[y, x].astype(float) - rgb).max() <= 1.0  # uint8 truncation of a float32 computation
+
+
+def test_grouped_axis_compares_blends(spec_file, tmp_path):
+    raw = json.loads(spec_file.read_text())
+    raw.update(x={"blending": [{"label": "binary"}, {"label": "soft", "soft_inpainting": True},
+                               {"label": "differential", "differential_diffusion": True}]},
+               y={"mask_blur": [2]}, seeds=[3], intermediates=False)
+    raw["base"] = {**raw["base"], "mask_blur": 0}
+    rows = sweep(load_spec(raw, root=spec_file.parent), tmp_path / "blend")
+    assert [r["x"]["blending"]["label"] for r in rows] == ["binary", "soft", "differential"]
+    assert rows[1]["settings"]["soft_inpainting"] is True and "label" not in rows[1]["settings"]
+    assert "Soft inpainting enabled: True" in rows[1]["infotext"]
+    assert "Differential diffusion: True" in rows[2]["infotext"]
+    assert all(r["metrics"]["change_outside"] == 0.0 for r in rows)  # every composite keeps the untouched pixels
+    assert len({r["key"] for r in rows}) == 3
+    for group, message in (([{"colour": 1}], "unknown settings"), ([{"mask_blur": 1}], "different settings")):
+        with pytest.raises(ValueError, match=message):
+            load_spec({**raw, "x": {"g": group}}, root=spec_file.parent)
+
+
+def test_blend_example_spec_is_valid():
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "blend_vs_mask_blur.json")
+    assert len(spec.cells()) == 12 and spec.cells()[1].settings(spec.base)["soft_inpainting"] is True
