@@ -29,6 +29,9 @@ setup(
     extras_require={
         "triton": ["triton"],
         "toml": ["tomli; python_version < '3.11'"],
+        # LPIPS for sweeps. Install with the torch pinned (`pip install torch==X -e ".[metrics]"`): lpips pulls
+        # torchvision, which otherwise brings its own torch build.
+        "metrics": ["lpips==0.1.4"],
         # Oracles only: the models and samplers are checked against these, never imported by the library.
         "test": ["pytest", "ruff", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2"],
     },

@@ -12,7 +12,7 @@ layout the UNet's CrossAttention passes):
                     SDPA pinned to one backend with torch.nn.attention.sdpa_kernel; a backend that refuses a shape
                     gives a row with an `error` instead of a time
 
-Shapes (spec/performance.md §1.1; kernels.attention.sd15_attention_shapes): CFG batch 2, 8 heads, at 512² and 768²:
+Shapes (kernels.attention.sd15_attention_shapes): CFG batch 2, 8 heads, at 512² and 768²:
 self-attention over 4096/1024/256/64 tokens (9216/2304/576/144 at 768²) with head dims 40/80/160/160, and
 cross-attention over the 77 text tokens at each level. --quick keeps four 512² shapes on CUDA; on CPU it runs two
 tiny shapes, with the Triton provider under the interpreter for the first only (it shows the path works; interpreter

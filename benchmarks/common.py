@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # do_bench's warm-up and measuring time (ms) in time_cuda; see there
 CUDA_WARMUP_MS, CUDA_REP_MS = 100, 500
 
-# spec/performance.md §3: dense fp16/bf16 tensor-core TFLOP/s and HBM bytes/s of the cards it has figures for
+# Vendor data sheets: dense fp16/bf16 tensor-core TFLOP/s and HBM bytes/s of the cards it has figures for
 CARDS = {
     "H100 SXM": (989.0, 3.35e12),
     "H100 PCIe": (756.0, 2.0e12),  # §3 quotes 756-800 dense; the lower figure, so % of peak is not understated
@@ -120,7 +120,7 @@ def card(name: str) -> str | None:
 
 
 def peak_tflops(name: str, dtype) -> float | None:
-    """Dense fp16/bf16 tensor-core peak (TFLOP/s) of the cards in spec/performance.md §3; None when unknown or for
+    """Dense fp16/bf16 tensor-core peak (TFLOP/s) of the cards listed here (vendor data sheets); None when unknown or for
     other dtypes (fp32 kernels here run without TF32, so the tensor-core peak would not be their ceiling)."""
     import torch
 
@@ -131,7 +131,7 @@ def peak_tflops(name: str, dtype) -> float | None:
 
 
 def hbm_peak(name: str) -> float | None:
-    """HBM bandwidth in bytes/s of the cards in spec/performance.md §3, None when unknown."""
+    """HBM bandwidth in bytes/s of the cards listed here (vendor data sheets), None when unknown."""
     key = card(name)
     return None if key is None else CARDS[key][1]
 

@@ -232,6 +232,14 @@ def default_path(meta: dict, suffix: str) -> Path:
     return HERE / "results" / f"{gpu}-{meta['timestamp'][:10]}{tag}.{suffix}"
 
 
+def results_note(written: list[Path]) -> str:
+    """The run's last word on where its results went (or that they were only printed)."""
+    if written:
+        return f"written: {', '.join(str(p) for p in written)}"
+    return ("no files written: the results above were only printed (pass --json, --md or --csv to keep them; "
+            "--device cuda writes benchmarks/results/ by default)")
+
+
 def check_speedup(rows: list[dict], factor: float) -> list[str]:
     """Problems with the UNet step: Triton missing a time, or slower than `factor` x torch's speed."""
     unet = [r for r in rows if r["section"] == "unet"]
@@ -304,9 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         stamp = {k: meta[k] for k in CSV_META}
         common.append_csv(args.csv, [{**r, **stamp} for r in rows], [*ROW_KEYS, "device", *CSV_META])
     print(text)
-    written = [str(p) for p in (json_path, md_path, args.csv) if p]
-    if written:
-        print(f"written: {', '.join(written)}")
+    print(results_note([p for p in (json_path, md_path, args.csv) if p]))
     if args.assert_speedup is None:
         return 0
     return common.speedup_gate(check_speedup(rows, args.assert_speedup))

@@ -53,7 +53,8 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 # --- Allow-list: keys that may sit in an SD1 file next to the three networks and are ignored (debug-logged). ---
 # The 12 DDPM schedule buffers of ldm's LatentDiffusion, each [1000]. The sampler schedule is always rebuilt from
-# the constants (spec/samplers.md §1): many community files lack these, and merges may carry averaged values.
+# the constants (SD1's scaled-linear betas, 0.00085 to 0.012 over 1000 steps): many community files lack these, and
+# merges may carry averaged values.
 SCHEDULE_BUFFERS = (
     "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
     "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",

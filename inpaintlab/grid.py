@@ -70,3 +70,17 @@ def image_grid(images: list[Image.Image]) -> Image.Image:
     for i, image in enumerate(images):
         grid.paste(image.convert("RGB"), (i % cols * w, i // cols * h))
     return grid
+
+
+def grid_infotext(first_cell: str, axes: list[tuple[str, str, list]]) -> str:
+    """Infotext of a labelled grid, as A1111's X/Y/Z plot writes it: the first cell's infotext plus, per axis,
+    `<letter> Type` (the setting) and `<letter> Values` (its values, comma-separated)."""
+    from .infotext import format_value
+
+    pairs = [f"{letter} Type: {format_value(kind)}, {letter} Values: {format_value(', '.join(map(str, values)))}"
+             for letter, kind, values in axes]
+    text = first_cell.rstrip()
+    head, sep, version = text.rpartition(", Version: ")
+    if sep and "\n" not in version:  # Version stays last, as in every A1111 infotext
+        return ", ".join([head, *pairs]) + sep + version
+    return ", ".join([text, *pairs])

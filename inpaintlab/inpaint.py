@@ -1,7 +1,7 @@
 """The inpaint pipeline: AUTOMATIC1111 v1.10's img2img inpaint tab, step by step.
 
-`inpaintlab.load(path)` returns a `Pipeline`; `pipe.inpaint(image, mask, prompt, ...)` runs, in A1111's order
-(`spec/a1111-inpaint.md` §2): seeds → mask intake, invert, blur → whole-picture / only-masked geometry → init image
+`inpaintlab.load(path)` returns a `Pipeline`; `pipe.inpaint(image, mask, prompt, ...)` runs, in the order of A1111
+v1.10's img2img job with a mask: seeds → mask intake, invert, blur → whole-picture / only-masked geometry → init image
 (flatten, resize or crop, fill) → VAE encode × 0.18215 → latent mask and masked content → 9-channel image conditioning →
 text conditioning → noise → strength truncation → sampling (blend after CFG) → final latent blend → decode, truncate to
 uint8 → overlay / paste back → infotext. Each step is a function of `inpaintlab.masking`, `inpaintlab.samplers` or the
@@ -16,6 +16,7 @@ Choices where A1111 is not reproducible from its inputs:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import logging
 import math
@@ -31,7 +32,7 @@ from . import masking
 from ._version import __version__
 from .checkpoint import FAMILY_LABELS, load_models
 from .clip import (OpenCLIPTokenizer, Tokenizer, encode_prompts, encode_prompts_sd2, encode_prompts_sdxl,
-                   load_embeddings, load_sdxl_embeddings)
+                   load_embeddings, load_sdxl_embeddings, tokenize_prompt)
 from .clip.schedule import get_prompt_schedule, split_and
 from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
@@ -232,14 +233,16 @@ def load(path: str | Path, vae: str | Path | None = None, device: str | torch.de
     models = load_models(path, vae, device=device, dtype=dtype, kernels=kernels, allow_pickle=allow_pickle)
     config = PipelineConfig(models.scale_factor, models.is_inpainting, models.model_name, models.model_hash,
                             models.vae_name, models.vae_hash, models.family, models.prediction)
+    files: dict[str, Path] = {}
     embeddings = None
     if embeddings_dir and models.family == "sdxl":
         embeddings = load_sdxl_embeddings(embeddings_dir, width_l=models.text_encoder.config.width,
                                           width_g=models.text_encoder_2.config.width)
     elif embeddings_dir:
-        embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width)
+        embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width, files=files)
     return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings,
-                    text_encoder_2=models.text_encoder_2, lora_dir=lora_dir, allow_pickle=allow_pickle)
+                    embedding_files=files, text_encoder_2=models.text_encoder_2, lora_dir=lora_dir,
+                    allow_pickle=allow_pickle)
 
 
 # --- small conversions -------------------------------------------------------------------------------------------------
@@ -270,6 +273,14 @@ def strip_comments(text: str) -> str:
     return _COMMENT_TAIL.sub("\n", _COMMENT_LINE.sub("\n", text))
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _posterior_generator(seeds: list[int]) -> torch.Generator:
     """CPU generator for VAE posterior samples, in the state A1111's global generator has when the same job runs twice.
 
@@ -291,7 +302,8 @@ class Pipeline:
 
     def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, config: PipelineConfig,
                  tokenizer: Tokenizer | None = None, embeddings: dict | None = None, *,
-                 text_encoder_2: torch.nn.Module | None = None, lora_dir: str | Path | None = None,
+                 embedding_files: dict[str, Path] | None = None, text_encoder_2: torch.nn.Module | None = None,
+                 lora_dir: str | Path | None = None,
                  allow_pickle: bool = False):
         self.unet, self.vae, self.text_encoder, self.config = unet, vae, text_encoder, config
         self.text_encoder_2 = text_encoder_2
@@ -305,6 +317,8 @@ class Pipeline:
         self.tokenizer = tokenizer
         self.tokenizer_2 = OpenCLIPTokenizer() if config.family == "sdxl" else None
         self.embeddings = embeddings or {}
+        self.embedding_files = embedding_files or {}  # name -> file, for the infotext's "TI hashes"
+        self._embedding_hashes: dict[str, str] = {}
         self.schedule = DiscreteSchedule()
         self.device = next(unet.parameters()).device
         self._controlnets: dict = {}  # loaded ControlNet files, by path, device, dtype and kernels
@@ -322,7 +336,8 @@ class Pipeline:
             self._library = NetworkLibrary(self.lora_dir)
         return self._library
 
-    def _resolve_network(self, name_or_path: str | Path) -> Path:
+    def network_path(self, name_or_path: str | Path) -> Path:
+        """The file a network name (file stem or `ss_output_name` alias in `lora_dir`) or path refers to."""
         path = Path(name_or_path)
         if path.suffix.lower() in (".safetensors", ".pt", ".ckpt") and path.is_file():
             return path
@@ -350,7 +365,7 @@ class Pipeline:
             source, te, unet, dyn = (tuple(item) + (None, None, None))[:4]
             te = 1.0 if te is None else float(te)
             unet = te if unet is None else float(unet)
-            path = self._resolve_network(source)
+            path = self.network_path(source)
             wanted.append(ActiveNetwork(path, te, unet, None if dyn is None else int(dyn), Path(path).stem))
         self._merger.apply(wanted)
         self._networks = wanted
@@ -371,7 +386,7 @@ class Pipeline:
         _, data = parse_prompt(strip_comments(prompt))
         wanted = list(self._networks)
         for tag in lora_tags(data):
-            wanted.append(ActiveNetwork(self._resolve_network(tag.name), tag.te, tag.unet, tag.dyn, tag.name))
+            wanted.append(ActiveNetwork(self.network_path(tag.name), tag.te, tag.unet, tag.dyn, tag.name))
         files = self._merger.apply(wanted)
         hashes: dict[str, str] = {}
         for net, file in zip(wanted, files):
@@ -729,6 +744,35 @@ class Pipeline:
 
     # --- helpers ---------------------------------------------------------------------------------------------------
 
+    def _used_embeddings(self, texts: list[str]) -> list[str]:
+        """Embedding names one encoder call over `texts` uses, in A1111's order (chunk by chunk, then by text)."""
+        if not self.embeddings:
+            return []
+        embeddings = self.embeddings
+        if self.config.family == "sdxl":  # {"clip_l", "clip_g"} pairs: CLIP-L's vectors place them the same way
+            embeddings = {name: pair["clip_l"] for name, pair in embeddings.items()}
+        per_text = [tokenize_prompt(self.tokenizer, text, embeddings) for text in dict.fromkeys(texts)]
+        names: dict[str, None] = {}
+        for i in range(max(len(chunks) for chunks in per_text)):
+            for chunks in per_text:
+                for fix in chunks[i].fixes if i < len(chunks) else ():
+                    names[fix.name] = None
+        return list(names)
+
+    def _ti_hashes(self, cond_texts: list[str], uncond_texts: list[str]) -> str | None:
+        """A1111's "TI hashes": `name: sha256[:12]` of each embedding file used, the prompt's first, then the negative
+        prompt's (A1111 encodes the negative prompt first and prepends each later call's hashes); None if unused."""
+        entries = []
+        for texts in (cond_texts, uncond_texts):
+            for name in self._used_embeddings(texts):
+                path = self.embedding_files.get(name)
+                if path is None:
+                    continue  # given as a tensor, not loaded from a file: nothing to hash
+                if name not in self._embedding_hashes:
+                    self._embedding_hashes[name] = _sha256(path)[:12]
+                entries.append(f"{name.replace(':', '').replace(',', '')}: {self._embedding_hashes[name]}")
+        return ", ".join(entries) or None
+
     def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int,
                       size: tuple[int, int] | None = None):
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
@@ -798,6 +842,11 @@ class Pipeline:
     def _finish(self, samples, noise_cfg: NoiseSettings, prompt, negative_prompt, params, extra, control=None,
                 **latents) -> Result:
         prompt, negative_prompt = strip_comments(prompt), strip_comments(negative_prompt)
+        if self.embeddings:
+            cond_texts = [variant for text, _ in split_and(prompt)
+                          for _, variant in get_prompt_schedule(text, params["Steps"])]
+            uncond_texts = [variant for _, variant in get_prompt_schedule(negative_prompt, params["Steps"])]
+            extra = {**extra, "TI hashes": self._ti_hashes(cond_texts, uncond_texts)}
         subseeds = noise_cfg.subseeds or [None] * len(noise_cfg.seeds)
         infotexts = [build_infotext(prompt, negative_prompt, {**params, "Seed": s, "Variation seed": sub}, extra,
                                     version=VERSION_TAG)

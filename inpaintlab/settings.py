@@ -363,6 +363,18 @@ for _row in (
 CROSS_CHECKS["sampler and scheduler"] = _sampler_and_scheduler
 
 
+def _gpu_noise_needs_cuda(s: dict[str, Any]) -> str | None:
+    import torch
+
+    if s.get("rng_source") == "GPU" and not torch.cuda.is_available():
+        return ("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' (A1111's "
+                "emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
+    return None
+
+
+CROSS_CHECKS["GPU noise needs CUDA"] = _gpu_noise_needs_cuda
+
+
 def _one_blend(s: dict[str, Any]) -> str | None:
     if s.get("soft_inpainting") and s.get("differential_diffusion"):
         return "soft_inpainting and differential_diffusion are two different blends; choose one"
@@ -395,9 +407,9 @@ for _row in (
     register(_row)
 CROSS_CHECKS["one blend"] = _one_blend
 
-# Stored to identify the files and program that made an image; replay uses --model/--vae, so they are reported by
-# `inpaintlab info` but not applied.
-for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "Version"):
+# Stored to identify the files and program that made an image; replay uses --model/--vae/--embeddings-dir, so they are
+# reported by `inpaintlab info` but not applied.
+for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Version"):
     register_infotext_key(_key_name)
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))

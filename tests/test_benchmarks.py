@@ -171,7 +171,7 @@ def test_rows_from_other_scripts_are_normalised(bench):
 
 
 @pytest.mark.parametrize("name, tflops, hbm", [
-    # spec/performance.md §3; H100 PCIe's dense fp16 is the lower end of §3's 756-800
+    # vendor figures; H100 PCIe's dense fp16 is the lower end of the quoted 756-800
     ("NVIDIA H100 80GB HBM3", 989.0, 3.35e12),  # what torch calls the H100 SXM5
     ("NVIDIA H100 SXM5 80GB", 989.0, 3.35e12),
     ("NVIDIA H100 PCIe", 756.0, 2.0e12),
@@ -249,3 +249,10 @@ def test_cuda_quick_model_sections(tmp_path):
         assert r["max_rel_diff"] <= 5e-2, r
         if data["metadata"]["peak_fp16_tflops"]:
             assert 0 < r["pct_peak"] < 100
+
+
+def test_every_run_says_where_its_results_went(bench, quick_run, tmp_path):
+    run = bench[0]
+    assert quick_run[2].strip().splitlines()[-1].startswith("written: ")
+    assert run.results_note([]).startswith("no files written")
+    assert run.results_note([tmp_path / "a.json"]) == f"written: {tmp_path / 'a.json'}"

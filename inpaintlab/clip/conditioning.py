@@ -1,7 +1,6 @@
 """Text conditioning as A1111 builds it for SD1: 75-token chunks, emphasis weights, textual-inversion embeddings.
 
-Follows A1111 v1.10 ``sd_hijack_clip`` and ``textual_inversion`` (``spec/a1111-inpaint.md`` §8,
-``spec/checkpoints.md`` §3 and §5):
+Follows A1111 v1.10 ``sd_hijack_clip`` and ``textual_inversion``:
 
 1. the prompt is split into weighted fragments (``prompts.parse_prompt_attention``);
 2. each fragment is tokenized on its own and the ids are poured into chunks of 75. When a chunk is full and the
@@ -337,7 +336,7 @@ def _torch_load(path: Path) -> object:
 
 
 def _vectors_from_data(data: object, path: Path) -> torch.Tensor | None:
-    """Pick the embedding tensor out of a loaded file, in A1111's order of layouts (spec/checkpoints.md §3).
+    """Pick the embedding tensor out of a loaded file, in A1111's order of layouts (``textual_inversion.load_from_file``).
 
     Returns None for an SDXL embedding (``clip_g`` + ``clip_l``), which SD1 cannot use.
     """
@@ -418,14 +417,16 @@ def load_embedding_file(path: str | os.PathLike) -> torch.Tensor:
     return vectors
 
 
-def load_embeddings(directory: str | os.PathLike, width: int = 768) -> dict[str, torch.Tensor]:
+def load_embeddings(directory: str | os.PathLike, width: int = 768, *,
+                    files: dict[str, Path] | None = None) -> dict[str, torch.Tensor]:
     """Load every textual-inversion embedding under ``directory`` (recursively) as ``{name: [n, width]}``.
 
     The name is the file name without its extension, which is what a prompt must contain to use it. Files whose
     width is not ``width`` (SD2's 1024, SDXL pairs) are skipped with a warning, as A1111 lists them as skipped;
     empty files are ignored as in A1111; image-embedded embeddings (.png/.webp) are not supported and are skipped
     with a warning. Later files (in sorted path order) replace earlier ones of the same name. A file that cannot
-    be read raises ValueError naming it.
+    be read raises ValueError naming it. ``files``, when given, receives each loaded name's file path (A1111 records
+    a hash of the file in the infotext's "TI hashes").
     """
     root = Path(directory)
     found: dict[str, torch.Tensor] = {}
@@ -441,5 +442,7 @@ def load_embeddings(directory: str | os.PathLike, width: int = 768) -> dict[str,
         if path.stem in found:
             logger.warning("embedding %r from %s replaces an earlier file of the same name", path.stem, path)
         found[path.stem] = vectors
+        if files is not None:
+            files[path.stem] = path
     logger.info("loaded %d textual-inversion embeddings from %s", len(found), root)
     return found

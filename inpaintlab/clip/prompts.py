@@ -1,6 +1,6 @@
 """A1111 prompt-attention syntax: ``(text)``, ``(text:1.3)``, ``[text]``, escapes and ``BREAK``.
 
-Behaviour of A1111 v1.10 ``prompt_parser.parse_prompt_attention`` (``spec/a1111-inpaint.md`` §7), reproduced down to
+Behaviour of A1111 v1.10 ``prompt_parser.parse_prompt_attention``, reproduced down to
 the order of the float multiplications, so nested weights come out bit-identical (``((a))`` is ``1.1 * 1.1``, not
 ``1.21``). Prompt scheduling (``[a:b:0.5]``, ``[a|b]``) and ``AND`` composition are applied before this step and are
 not handled here.

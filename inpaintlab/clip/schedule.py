@@ -1,4 +1,4 @@
-"""A1111 prompt editing, alternation and ``AND`` composition (``spec/a1111-inpaint.md`` §7, step 12).
+"""A1111 prompt editing, alternation and ``AND`` composition (A1111 v1.10 ``prompt_parser``, new scheduling).
 
 Prompt editing ``[from:to:when]``, ``[to:when]`` (add at ``when``), ``[from::when]`` (remove at ``when``) and
 alternation ``[a|b|...]`` turn one prompt into a list of ``(end_at_step, text)`` pairs; at denoiser call ``k``

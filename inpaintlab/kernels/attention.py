@@ -17,7 +17,7 @@ Constraints:
   * dtypes fp16, bf16, fp32 (q, k, v the same). fp32 dots use IEEE fp32 (not TF32), matching torch's default;
     that path is for exactness, so backend="auto" sends fp32 to SDPA.
   * head dim 1 <= D <= 256; BLOCK_D = next_power_of_2(D) (at least 16, the smallest tl.dot K), padded lanes are
-    masked — SD1.5's 40/80/160 run as 64/128/256, so 37.5 % of the MMA work is padding (spec/performance.md §4.2).
+    masked — SD1.5's 40/80/160 run as 64/128/256, so 37.5 % of the MMA work is padding.
     D is a compile-time constant (one compiled kernel per head dim), so the head-dim masks vectorise.
   * any N >= 0 and M >= 1 (77 keys for cross-attention, odd N).
   * arbitrary strides (including 0, for broadcast k/v): strides are passed to the kernel, nothing is copied. A
@@ -358,7 +358,7 @@ def _stride_alignment(*tensors: torch.Tensor) -> int:
 
 
 def sd15_attention_shapes() -> list[tuple[str, int, int, int, int, int]]:
-    """(label, B, H, N, M, D) of the SD1.5 UNet's attention calls at 512² and 768² with CFG (spec/performance.md §1.1).
+    """(label, B, H, N, M, D) of the SD1.5 UNet's attention calls at 512² and 768² with CFG.
 
     Self-attention at the three attention levels (head dims 40/80/160) and the 8×8-latent mid block, and
     cross-attention over the 77 text tokens at each of them; B = 2 (cond + uncond), 8 heads.

@@ -1,4 +1,4 @@
-"""Mask handling for A1111-style inpainting, one small function per step of spec/a1111-inpaint.md (steps 2-11, 16, 18).
+"""Mask handling for A1111-style inpainting, one small function per step of A1111 v1.10's inpaint job.
 
 Conventions: inside the library masks are float tensors in [0, 1], 1 = repaint. At the edge (PIL images) masks are
 8-bit "L", 255 = repaint. Pillow and OpenCV are called wherever A1111's output depends on their exact arithmetic.

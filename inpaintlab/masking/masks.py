@@ -1,4 +1,4 @@
-"""Mask intake and mask-derived tensors, one function per step of spec/a1111-inpaint.md.
+"""Mask intake and mask-derived tensors, one function per step of A1111 v1.10's inpaint job.
 
 Edge convention: PIL "L" images, 255 = repaint. Library convention: float tensors in [0, 1], 1 = repaint.
 

@@ -1,4 +1,4 @@
-"""Samplers, schedules and denoiser wrappers, named as AUTOMATIC1111 v1.10 names them (spec/samplers.md §8.1).
+"""Samplers, schedules and denoiser wrappers, named as AUTOMATIC1111 v1.10 names them.
 
 ``SAMPLERS`` maps A1111 sampler names to k-diffusion-style functions; ``SCHEDULERS`` maps scheduler names to their
 labels; ``DEFAULT_SCHEDULER`` is what "Automatic" means for each sampler (None: the model's own uniform-in-t

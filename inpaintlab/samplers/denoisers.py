@@ -1,7 +1,8 @@
 """Denoiser wrappers that stack around the UNet: ``InpaintBlend(CFGDenoiser(EpsDenoiser(unet, ...)))``.
 
 Each layer has the denoiser signature (x, sigma [B]) -> denoised x0 estimate, so samplers never learn about CFG or
-masks. Semantics of k-diffusion ``CompVisDenoiser`` / ``CompVisVDenoiser`` and A1111 v1.10 ``CFGDenoiser``.
+masks. Semantics of k-diffusion ``CompVisDenoiser`` / ``CompVisVDenoiser`` and A1111 v1.10 ``CFGDenoiser``
+(CFG on denoised outputs, then the inpaint blend).
 
 Text conditioning ("cond") is a ``[B, L, C]`` tensor (SD1/SD2 cross-attention context) or, for SDXL, a dict
 ``{"crossattn": [B, L, C], "vector": [B, V]}`` as A1111/sgm pass it: the ADM vector (pooled text and size embedding)

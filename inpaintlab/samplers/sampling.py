@@ -1,4 +1,4 @@
-"""k-diffusion-compatible samplers: Euler, Euler ancestral and DPM++ 2M (spec/samplers.md §4-§7).
+"""k-diffusion-compatible samplers: Euler, Euler ancestral and DPM++ 2M (k-diffusion's arithmetic).
 
 Pure functions with k-diffusion's signature. ``model(x, sigma_batch, **extra_args)`` returns the denoised estimate;
 ``sigmas`` is descending, ``n + 1`` long and ends in 0. Per-step scalars are 0-dim tensors on the sigmas' device and

@@ -1,4 +1,4 @@
-"""Noise schedules for SD 1.x as k-diffusion and AUTOMATIC1111 v1.10 build them (spec/samplers.md §1-§3, §8.7).
+"""Noise schedules for SD 1.x as k-diffusion and AUTOMATIC1111 v1.10 build them.
 
 Every schedule is a 1-D float32 tensor of sigmas, descending, with a trailing zero: ``n`` sigmas give ``n`` sampler
 steps. The arithmetic is chosen for bit-exact agreement with k-diffusion, not for elegance: the discrete table is
@@ -117,7 +117,7 @@ class DiscreteSchedule:
                 f"sigma_min={self.sigma_min:.9g}, sigma_max={self.sigma_max:.9g})")
 
     def sigma_to_t(self, sigma: torch.Tensor, quantize: bool = False) -> torch.Tensor:
-        """Map sigmas to (fractional) timesteps, spec/samplers.md §2.
+        """Map sigmas to (fractional) timesteps, as k-diffusion's ``DiscreteSchedule.sigma_to_t``.
 
         Not quantized (A1111 default): linear in log-sigma inside the table bin that holds ``sigma``, clamped to
         [0, num_timesteps - 1]. Quantized: index of the nearest log-sigma (first one on ties), int64.
@@ -172,7 +172,7 @@ def _check_range(sigma_min: float, sigma_max: float) -> None:
 
 def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
                       device: Device = "cpu") -> torch.Tensor:
-    """Karras et al. (2022) schedule, eq. 5, with k-diffusion's float32 arithmetic (spec/samplers.md §3).
+    """Karras et al. (2022) schedule, eq. 5, with k-diffusion's float32 arithmetic.
 
     ``sigma_min``/``sigma_max`` are Python floats. The ramp is torch's float32 ``linspace(0, 1, n)`` built on the
     CPU (its rounding depends on the CPU kernel for some n, not for n = 20); the 1/rho powers are float64 Python
@@ -212,7 +212,7 @@ def img2img_steps(steps: int, denoising_strength: float) -> int:
 
 
 def img2img_sigmas(sigmas: torch.Tensor, steps: int, denoising_strength: float) -> torch.Tensor:
-    """Truncate a full ``steps``-step schedule for img2img the way A1111 does (spec/samplers.md §8.7).
+    """Truncate a full ``steps``-step schedule for img2img the way A1111 v1.10 does (``sd_samplers_kdiffusion``).
 
     Returns ``sigmas[steps - t_enc - 1:]`` (a copy): ``t_enc + 2`` values, i.e. ``t_enc + 1`` steps. Strength 1
     starts at ``sigmas[0]``; strength 0 still runs one step from the smallest non-zero sigma.

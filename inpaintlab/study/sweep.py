@@ -31,7 +31,8 @@ import torch
 from PIL import Image
 
 from ..files import atomic_path, write_text_atomic
-from ..grid import make_grid
+from .. import settings as registry
+from ..grid import grid_infotext, make_grid
 from ..infotext import save_png
 from .metrics import compute_metrics
 from .preview import latent_preview
@@ -120,6 +121,13 @@ def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: 
     return paths
 
 
+def _axis_label(name: str) -> str:
+    """A1111's name for a setting (its infotext key) where it has one; other axes (LoRA weights, grouped axes) keep
+    their spec name."""
+    setting = registry.SETTINGS.get(name) if isinstance(name, str) else None
+    return setting.infotext if setting is not None and setting.infotext else str(name)
+
+
 def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
     by_index = {row["index"]: row for row in rows}
     cells = spec.cells()
@@ -142,8 +150,20 @@ def _draw_grids(spec: SweepSpec, rows: list[dict], out: Path) -> list[Path]:
             grid = make_grid(images, [_label((spec.x[0], v)) for v in spec.x[1]],
                              [_label((spec.y[0], v)) for v in spec.y[1]], title=title)
             name = f"grid-z{zi}-seed{seed}.png" if z else f"grid-seed{seed}.png"
-            paths.append(save_png(grid, out / name, None))
+            axes = [("X", _axis_label(spec.x[0]), spec.x[1]), ("Y", _axis_label(spec.y[0]), spec.y[1])]
+            if z:
+                axes.append(("Z", _axis_label(z[0]), [z[1]]))
+            infotext = grid_infotext(by_index[block[0].index]["infotext"], axes)
+            paths.append(save_png(grid, out / name, infotext))
     return paths
+
+
+def _network_hashes(pipe, prompts: list[str]) -> dict[str, str]:
+    """{name: file hash} of every network the cells' `<lora:…>` tags name (an unknown name fails here, up front)."""
+    from ..networks import lora_tags, parse_prompt
+
+    names = sorted({tag.name for prompt in prompts for tag in lora_tags(parse_prompt(prompt)[1])})
+    return {name: pipe.library.hash_of(pipe.network_path(name)) for name in names}
 
 
 def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: int | None = None,
@@ -169,6 +189,9 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
         identity = {"model": pipe.config.model_hash or "", "vae": pipe.config.vae_hash or "",
                     "image": _sha256(spec.image), "mask": _sha256(spec.mask)}
         cells = spec.cells()
+        networks = _network_hashes(pipe, [cell.settings(spec.base)["prompt"] for cell in cells])
+        if networks:
+            identity["networks"] = networks  # a changed network file must not reuse old cells
         keys = [cell_key(identity, cell.settings(spec.base)) for cell in cells]
         done = 0
         mine = list(zip(cells[rank::world], keys[rank::world]))

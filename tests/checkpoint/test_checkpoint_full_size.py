@@ -3,7 +3,7 @@ strict key/shape check, and comes out as SD1.5's configs.
 
 VAE and CLIP keys come from the manifests in tests/data (cross-checked against published listings there); the
 UNet keys from the UNet built on the meta device, checked against the published facts (686 keys, conv_in
-[320, 9, 3, 3] for inpainting, spec/checkpoints.md §1.2 and §4).
+[320, 9, 3, 3] for inpainting).
 """
 from __future__ import annotations
 

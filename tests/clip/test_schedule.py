@@ -1,5 +1,5 @@
-"""Prompt editing / alternation schedules and AND splitting against expectations derived by hand from the rules in
-spec/a1111-inpaint.md §7 (A1111 v1.10, use_old_scheduling off). Each expected value below is worked out from those
+"""Prompt editing / alternation schedules and AND splitting against expectations derived by hand from the rules of
+A1111 v1.10's prompt_parser (use_old_scheduling off). Each expected value below is worked out from those
 rules, not read back from the code.
 
 ``test_a1111_documented_examples`` holds the examples A1111 v1.10 documents in ``modules/prompt_parser.py`` (the

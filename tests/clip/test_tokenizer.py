@@ -38,7 +38,7 @@ PLAIN_CASES = TUTORIAL_PROMPTS + [
     "supercalifragilisticexpialidocious antidisestablishmentarianism",
     "<|startoftext|>a cat<|endoftext|>",
 ]
-# Cases where ftfy / html.unescape change the text, so only OpenAI is the oracle (spec/checkpoints.md §5).
+# Cases where ftfy / html.unescape change the text, so only OpenAI is the oracle.
 CLEANING_CASES = [
     "fish &amp; chips &lt;3 &gt; &quot;quoted&quot; &#39;single&#39; &eacute;",
     "double escaped &amp;amp; and &amp;lt;tag&amp;gt;",
@@ -74,7 +74,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def hf_tokenizer():
     transformers = pytest.importorskip("transformers")
-    # The tokenizer built from the vocabulary file alone (spec/checkpoints.md §5).
+    # The tokenizer built from the vocabulary file alone.
     with gzip.open(VOCAB_FILE, "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")[1 : 1 + 48894]
     merges = [tuple(line.split()) for line in lines]

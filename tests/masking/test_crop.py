@@ -1,4 +1,4 @@
-"""Crop regions, expand_crop_region, resize_image modes 0-3 and crop/uncrop vs spec/a1111-inpaint.md §3, §5."""
+"""Crop regions, expand_crop_region, resize_image modes 0-3 and crop/uncrop vs A1111 v1.10's worked arithmetic."""
 
 import numpy as np
 import pytest

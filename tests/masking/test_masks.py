@@ -1,4 +1,4 @@
-"""Mask intake, blur, overlay mask, latent mask, sketch and 9-channel conditioning helpers vs spec/a1111-inpaint.md."""
+"""Mask intake, blur, overlay mask, latent mask, sketch and 9-channel conditioning helpers vs A1111 v1.10's rules."""
 
 import cv2
 import numpy as np

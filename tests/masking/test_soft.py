@@ -60,7 +60,7 @@ def test_latent_blend_matches_float64(d):
     out = soft.latent_blend(a, b, t, d)
     assert out.dtype == torch.float32
     expected = latent_blend_oracle(a.numpy(), b.numpy(), t.numpy(), d)
-    # float32 lerp and norms, float64 magnitudes: measured ≤ 4e-7 relative
+    # float32 lerp and norms, float64 magnitudes: measured ≤ 7e-7 relative, 3e-7 absolute
     np.testing.assert_allclose(out.numpy(), expected, rtol=2e-6, atol=1e-7)
     # 4-D mask (one per image) gives the same numbers as the shared 3-D one
     assert torch.equal(soft.latent_blend(a, b, t[None].expand(2, -1, -1, -1), d), out)

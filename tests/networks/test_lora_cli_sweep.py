@@ -84,6 +84,10 @@ def test_sweep_over_a_lora_weight(tiny_checkpoint, tmp_path):
     assert all("Lora hashes" in r["infotext"] for r in rows)
     images = [np.asarray(Image.open(tmp_path / "out" / r["image"])) for r in rows]
     assert not np.array_equal(*images)
+    # Another file under the same name: the cells are new (their keys carry the network's hash), not resumed.
+    write_lora(loras / "detail.safetensors", seed=1)
+    again = sweep(tmp_path / "spec.json", tmp_path / "out")
+    assert {r["key"] for r in again}.isdisjoint({r["key"] for r in rows})
 
 
 def test_lora_tags_and_hashes_count_as_applied_but_other_tags_warn():

@@ -1,4 +1,4 @@
-"""The `inpaintlab` command end to end on a tiny checkpoint: PNGs with infotext, --from-png, info, demo."""
+"""The `inpaintlab` command end to end on a tiny checkpoint: PNGs with infotext, --from-png, info (demo: test_cli_output)."""
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -59,14 +59,6 @@ def test_txt2img_and_bad_input_exit_codes(tiny_checkpoint, inputs, tmp_path, cap
     code = main(["inpaint", "--model", str(tmp_path / "missing.safetensors"), "--image", str(inputs / "image.png"),
                  "--mask", str(inputs / "mask.png"), "--prompt", "x", "--out", str(tmp_path / "bad")])
     assert code == 2 and "missing.safetensors" in capsys.readouterr().err
-
-
-def test_demo_writes_a_grid(tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "2", "--kernels", "torch"]) == 0
-    grid = Image.open(tmp_path / "demo-grid.png")
-    assert grid.width > 5 * 128
-    for mode in ("fill", "original", "latent_noise", "latent_nothing"):
-        assert "Masked content" in read_png_infotext(tmp_path / f"inpaint-{mode}.png") or mode == "original"
 
 
 def test_sketch_and_unreadable_image(tiny_checkpoint, inputs, tmp_path, capsys):

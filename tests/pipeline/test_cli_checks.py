@@ -171,3 +171,57 @@ def test_verbose_after_the_subcommand_and_no_flood(tiny_checkpoint, inputs, capl
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("inpaintlab")]
     assert sum("auto -> torch" in m for m in messages) == 1
     assert not [r for r in caplog.records if r.name.startswith("PIL") and r.levelno < logging.WARNING]
+
+
+def test_sweep_checks_every_cell_first_and_shows_progress(tiny_checkpoint, inputs, monkeypatch, capsys):
+    import json
+
+    import inpaintlab.inpaint
+
+    spec = {"model": str(tiny_checkpoint), "image": str(inputs / "image.png"), "mask": str(inputs / "mask.png"),
+            "base": {"prompt": "x", "steps": 1}, "x": {"masked_content": ["fill", "latent noise"]},
+            "y": {"steps": [1, 0]}, "seeds": [1], "kernels": "torch"}
+    (inputs / "bad.json").write_text(json.dumps(spec))
+    real_load = inpaintlab.inpaint.load
+    monkeypatch.setattr(inpaintlab.inpaint, "load", lambda *a, **k: pytest.fail("loaded before the spec was checked"))
+    assert main(["sweep", str(inputs / "bad.json"), "--out", str(inputs / "s")]) == 2
+    assert "axis 'y': steps must be >= 1" in capsys.readouterr().err
+    monkeypatch.setattr(inpaintlab.inpaint, "load", real_load)
+    spec["y"] = {"steps": [1]}
+    (inputs / "good.json").write_text(json.dumps(spec))
+    assert main(["sweep", str(inputs / "good.json"), "--out", str(inputs / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "sweep: 100%" in err and "2/2" in err
+
+
+def test_demo_passes_every_model_option(inputs, monkeypatch, capsys):
+    seen = {}
+
+    def capture(model, vae, options):
+        seen.update(options, model=model, vae=vae)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load", capture)
+    (inputs / "m.ckpt").write_bytes(b"x")
+    (inputs / "emb").mkdir()
+    assert main(["demo", "--model", str(inputs / "m.ckpt"), "--allow-pickle", "--dtype", "bfloat16", "--embeddings-dir",
+                 str(inputs / "emb"), "--device", "cpu", "--out", str(inputs / "d"), "--no-progress"]) == 130
+    assert seen["allow_pickle"] is True and str(seen["dtype"]) == "torch.bfloat16"
+    assert seen["embeddings_dir"] == str(inputs / "emb") and seen["device"] == "cpu"
+    assert main(["demo", "--vae", "v.safetensors", "--out", str(inputs / "d")]) == 2
+    assert "--vae needs --model" in capsys.readouterr().err
+    assert main(["demo", "--out", str(inputs / "d"), "--device", "cpu", "--kernels", "torch", "--no-progress"]) == 130
+    assert seen["device"] == "cpu"  # tiny mode loads with the given device too
+
+
+def test_unwritable_output_folder_is_refused_first_even_as_root(tiny_checkpoint, inputs, no_load, monkeypatch, capsys):
+    """A folder that refuses new files (what a read-only --out does for a normal user), simulated for any user."""
+    import inpaintlab.files
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(inpaintlab.files.tempfile, "mkstemp", refuse)
+    assert main(_inpaint(tiny_checkpoint, inputs, "--out", str(inputs / "ro"))) == 2
+    err = capsys.readouterr().err
+    assert "ro: cannot write there (Permission denied)" in err and len(err.strip().splitlines()) == 1

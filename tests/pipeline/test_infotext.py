@@ -1,4 +1,4 @@
-"""Infotext against the v1.10 examples of spec/a1111-inpaint.md §10, and a PNG round trip."""
+"""Infotext against A1111 v1.10's infotext format (a UI and an API submission), and a PNG round trip."""
 import pytest
 from PIL import Image
 

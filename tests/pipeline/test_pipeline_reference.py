@@ -1,6 +1,6 @@
 """The whole inpaint job rebuilt from independent pieces, compared bit for bit with `Pipeline.inpaint`.
 
-The reference follows spec/a1111-inpaint.md §2 steps 8–18 literally: the prepared images (`prepare_inpaint`, itself
+The reference follows A1111 v1.10's job from the VAE encode on, literally: the prepared images (`prepare_inpaint`, itself
 checked step by step in test_prepare_reference.py), text conditioning per prompt, the VAE posterior sampled from an
 explicitly seeded generator times the literal 0.18215, k-diffusion's own eps denoiser and sampler with A1111's CFG and
 blend written out, decode with `1/0.18215`, truncation to uint8 and the overlay. Settings are deliberately not the
@@ -22,7 +22,7 @@ SCALE = 0.18215
 
 
 def sd1_alphas_cumprod() -> torch.Tensor:
-    """spec/samplers.md §1: float64 roots linspace squared, float64 cumprod, stored as float32."""
+    """SD1's scaled-linear schedule: float64 roots linspace squared, float64 cumprod, stored as float32."""
     betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
     return torch.from_numpy(np.cumprod(1.0 - betas)).float()
 

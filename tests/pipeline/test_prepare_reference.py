@@ -1,4 +1,4 @@
-"""``prepare_inpaint`` recomputed step by step from spec/a1111-inpaint.md §2 steps 2-7, compared byte for byte.
+"""``prepare_inpaint`` recomputed step by step from A1111 v1.10's mask and image preparation, compared byte for byte.
 
 The expected values are built here from the spec, not from ``prepare_inpaint``'s code path: mask intake, inversion
 and the crop box in numpy, the blur with OpenCV directly (step 4's kernel rule), the crop expansion re-derived from

@@ -1,6 +1,6 @@
 """Prompt editing, alternation and AND through the pipeline, on the tiny random-weight checkpoint.
 
-Oracle: the spec's rules (spec/a1111-inpaint.md §7, step 12, step 15.2) applied by hand: which text each UNet call
+Oracle: A1111 v1.10's prompt-scheduling rules applied by hand: which text each UNet call
 must see, counted from 0 at the start of the (truncated) run, with schedules over the user's step count. The UNet is
 wrapped to record the text context of every call; the expected contexts are encoded independently of the sampling.
 """

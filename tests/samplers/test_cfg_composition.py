@@ -1,4 +1,4 @@
-"""CFG with AND sub-prompts and per-call prompt schedules (spec/samplers.md §8.6, spec/a1111-inpaint.md step 15.2).
+"""CFG with AND sub-prompts and per-call prompt schedules (A1111 v1.10 ``CFGDenoiser``).
 
 Oracle: the formula D = D_u + sum_j (D_c,j - D_u) * (w_j * cfg) evaluated image by image on stand-in denoisers whose
 output depends on each row's x, sigma and conditioning, in float64 and in A1111's float32 order.

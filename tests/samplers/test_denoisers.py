@@ -184,7 +184,7 @@ def test_full_stack_matches_kdiffusion(kdiff, schedule, sampler):
     inner = kdiff.external.DiscreteEpsDDPMDenoiser(FakeUNet(9), schedule.alphas_cumprod, quantize=False)
 
     def ref_model(x, sigma):
-        # spec/samplers.md §8.6 and spec/a1111-inpaint.md step 15, written out independently
+        # A1111 v1.10's CFG and inpaint blend, written out independently
         x_in, sigma_in = torch.cat([x, x]), torch.cat([sigma, sigma])
         c_in = 1 / (sigma_in ** 2 + 1) ** 0.5
         unet_in = torch.cat([x_in * c_in[:, None, None, None], torch.cat([image_cond, image_cond])], dim=1)

@@ -1,4 +1,4 @@
-"""Schedules: bit-level checks against spec/samplers.md §1, §3, §8.7 and parity with k-diffusion."""
+"""Schedules: bit-level checks against A1111 v1.10's values and parity with k-diffusion."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 from inpaintlab.samplers import DiscreteSchedule, get_sigmas_exponential, get_sigmas_karras, img2img_sigmas
 from inpaintlab.samplers.schedules import img2img_steps
 
-# spec/samplers.md §3: Karras(20) with the float32 table ends; n = 20 is the same on every CPU ISA
+# Karras(20) with the float32 table ends; n = 20 is the same on every CPU ISA
 KARRAS20_HEX = [
     0x4169D594, 0x413B9B1C, 0x4115717E, 0x40EC46AD, 0x40B942F0, 0x408FFEB8, 0x405DBE8A, 0x402903A2, 0x3FFED67E,
     0x3FBDDA0D, 0x3F8B9F07, 0x3F4A7BAA, 0x3F1091CB, 0x3ECAF3EE, 0x3E8BCBDE, 0x3E3C96E5, 0x3DF88265, 0x3D9F757D,
@@ -17,7 +17,7 @@ KARRAS20_HEX = [
 KARRAS20_T = [999, 961.7328, 921.0421, 876.3138, 826.7906, 771.5520, 709.5298, 639.6147, 560.9753, 473.7491, 380.1319,
               285.3177, 197.0809, 123.3954, 69.2571, 34.6975, 15.4816, 5.9918, 1.7829, 0]
 KARRAS20_T_QUANTIZED = [999, 962, 921, 876, 827, 772, 710, 640, 561, 474, 380, 285, 197, 123, 69, 35, 15, 6, 2, 0]
-# spec/samplers.md §8.7: 20 steps, strength 0.75, Karras
+# A1111 img2img truncation: 20 steps, strength 0.75, Karras
 IMG2IMG_075 = [5.789421, 4.499844, 3.464755, 2.640847, 1.990921, 1.483217, 1.090791, 0.790949, 0.564725, 0.396392,
                0.273040, 0.184169, 0.121342, 0.077861, 0.048482, 0.029168, 0.0]
 
