@@ -1,4 +1,4 @@
-"""Benchmark: one SD1.5 UNet call (a CFG step, batch 2) with our torch ops, our Triton kernels, and diffusers.
+"""Benchmark: one SD1.5 or SDXL UNet call (a CFG step, batch 2) with our torch ops, our Triton kernels, and diffusers.
 
     python benchmarks/bench_unet_step.py [--device cuda|cpu] [--quick] [--json PATH] [--md PATH]
     (the same as `python benchmarks/run.py --only unet ...`)
@@ -11,10 +11,12 @@ from (1, 0)) and the same inputs:
     diffusers  diffusers' UNet2DConditionModel loaded from our state dict through diffusers' own
                convert_ldm_unet_checkpoint (its default attention processor, SDPA)
 
-Shapes: CUDA fp16, latents 2x4x64x64 (512x512) and 2x4x96x96 (768x768), context 2x77x768, one timestep for both
-halves of the CFG batch; --quick keeps 512x512. CPU fp32 uses inpaintlab.tiny's UNet config (a smoke run of the
-code path, not an SD1.5 timing) at latents 16x16 (--quick) or 32x32; the Triton provider runs on CPU only under
-TRITON_INTERPRET=1 (the interpreter: correctness of the path, not speed).
+Shapes: CUDA fp16, SD1.5 latents 2x4x64x64 (512x512) and 2x4x96x96 (768x768), context 2x77x768, and SDXL
+2x4x128x128 (1024x1024), context 2x77x2048 plus the ADM vector 2x2816 (pooled text and A1111's size conditioning
+for 1024x1024, given to diffusers as added_cond_kwargs text_embeds/time_ids); one timestep for both halves of the
+CFG batch; --quick keeps SD1.5 512x512 and SDXL 1024x1024. CPU fp32 uses inpaintlab.tiny's UNet configs (SD1 and
+SDXL structure; a smoke run of the code path, not a timing) at latents 16x16 (--quick) or 32x32; the Triton provider
+runs on CPU only under TRITON_INTERPRET=1 (the interpreter: correctness of the path, not speed).
 
 Timing: CUDA from triton.testing.do_bench (CUDA events, L2 flushed between calls, median and 20th/80th percentile);
 CPU from a perf_counter loop after a warm-up call. TFLOP/s use performance.md §2's FLOP model (convolutions,
@@ -39,6 +41,7 @@ LDM_VAE_PREFIX = "first_stage_model."
 # performance.md §2: (config, latent side, batch) -> FLOP of one call
 SPEC_FLOP = {("sd15", 64, 2): 1.607e12, ("sd15", 96, 2): 4.30e12, ("sd15", 128, 2): 9.35e12}
 CUDA_IMAGES = (512, 768)
+SDXL_IMAGE = 1024
 CUDA_REPS_MS = (200, 2000)  # do_bench warm-up and measuring time per provider (ms): ~100+ calls at 512x512
 TRITON_CPU_SKIP = ("skipped: the Triton kernels need CUDA on this device; set TRITON_INTERPRET=1 to run them on the "
                    "CPU under Triton's interpreter")
@@ -47,7 +50,7 @@ TRITON_CPU_NOTE = "Triton interpreter on CPU, one call: shows the kernels run in
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    config_name: str  # "sd15" or "tiny"
+    config_name: str  # "sd15", "sdxl", "tiny" or "tiny-sdxl"
     latent: int  # latent side; the image side is 8x
     batch: int = 2
     tokens: int = 77
@@ -96,6 +99,14 @@ def ldm_original_config(unet_cfg=None, vae_cfg=None) -> dict:
                 num_heads=unet_cfg.num_heads, use_spatial_transformer=True,
                 transformer_depth=unet_cfg.transformer_depth, context_dim=unet_cfg.context_dim, use_checkpoint=True,
                 legacy=False)
+    if unet_cfg.num_head_channels > 0:  # SD2 / SDXL (v2-inference.yaml, sd_xl_base.yaml)
+        del unet["num_heads"]
+        unet.update(num_head_channels=unet_cfg.num_head_channels,
+                    use_linear_in_transformer=unet_cfg.use_linear_in_transformer,
+                    transformer_depth=(unet_cfg.transformer_depth if isinstance(unet_cfg.transformer_depth, int)
+                                       else list(unet_cfg.transformer_depth)))
+    if unet_cfg.adm_in_channels is not None:
+        unet.update(num_classes="sequential", adm_in_channels=unet_cfg.adm_in_channels)
     ddconfig = dict(double_z=True, z_channels=vae_cfg.z_channels, resolution=256, in_channels=vae_cfg.in_channels,
                     out_ch=vae_cfg.out_ch, ch=vae_cfg.ch, ch_mult=list(vae_cfg.ch_mult),
                     num_res_blocks=vae_cfg.num_res_blocks, attn_resolutions=[], dropout=0.0)
@@ -142,10 +153,25 @@ def count_flop(fn: Callable[[], object]) -> float:
 
 
 def unet_config(name: str):
-    from inpaintlab.tiny import TINY_UNET
-    from inpaintlab.unet import UNetConfig
+    from inpaintlab.tiny import TINY_SDXL_UNET, TINY_UNET
+    from inpaintlab.unet import SDXL_UNET, UNetConfig
 
-    return UNetConfig() if name == "sd15" else TINY_UNET
+    return {"sd15": UNetConfig(), "sdxl": SDXL_UNET, "tiny": TINY_UNET, "tiny-sdxl": TINY_SDXL_UNET}[name]
+
+
+def adm_inputs(cfg, batch: int, image: int, g, device: str, dtype):
+    """SDXL only (else None): (y, pooled, time_ids) for a square `image`: random pooled text, A1111's sizes."""
+    import torch
+
+    from inpaintlab.unet import sdxl_adm_vector
+
+    if cfg.adm_in_channels is None:
+        return None
+    pooled = torch.randn(batch, cfg.adm_in_channels - 1536, generator=g, device=device)
+    sizes = ((image, image), (0, 0), (image, image))
+    y = sdxl_adm_vector(pooled, *sizes).to(device)
+    time_ids = torch.tensor([[*sizes[0], *sizes[1], *sizes[2]]] * batch, dtype=torch.float32, device=device)
+    return y.to(dtype), pooled.to(dtype), time_ids.to(dtype)
 
 
 def unet_flop(case: Case, use_spec: bool = True) -> tuple[float, str]:
@@ -163,7 +189,8 @@ def unet_flop(case: Case, use_spec: bool = True) -> tuple[float, str]:
         x = torch.empty(case.batch, cfg.in_channels, case.latent, case.latent)
         t = torch.empty(case.batch)
         context = torch.empty(case.batch, case.tokens, cfg.context_dim)
-    return count_flop(lambda: model(x, t, context)), "torch.utils.flop_counter"
+        y = None if cfg.adm_in_channels is None else torch.empty(case.batch, cfg.adm_in_channels)
+    return count_flop(lambda: model(x, t, context, y)), "torch.utils.flop_counter"
 
 
 def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], base: dict, *, device: str, flop: float,
@@ -246,19 +273,27 @@ def time_providers(providers: dict[str, Callable[[], Callable[[], object]]], bas
     return list(rows.values())
 
 
-def model_providers(ours, cfg, x, t, context) -> dict[str, Callable[[], Callable[[], object]]]:
-    """Builders of the three UNet calls on the same inputs (run by time_providers, torch first)."""
+def model_providers(ours, cfg, x, t, context, adm=None) -> dict[str, Callable[[], Callable[[], object]]]:
+    """Builders of the three UNet calls on the same inputs (run by time_providers, torch first). adm: SDXL's
+    (y, pooled, time_ids) from `adm_inputs`."""
     from inpaintlab.unet import UNetModel
+
+    y = None if adm is None else adm[0]
 
     def build_triton():
         model = share_weights(UNetModel, cfg, ours, "triton")
-        return lambda: model(x, t, context)
+        return lambda: model(x, t, context, y)
 
     def build_diffusers():
         theirs = diffusers_unet(ours)
-        return lambda: theirs(x, t, encoder_hidden_states=context, return_dict=False)[0]
+        extra = {}
+        if adm is not None and theirs.config.addition_embed_type == "text_time":
+            extra["added_cond_kwargs"] = {"text_embeds": adm[1], "time_ids": adm[2]}
+        elif adm is not None:  # narrow test contexts: diffusers takes the ADM input as a projected class embedding
+            extra["class_labels"] = y
+        return lambda: theirs(x, t, encoder_hidden_states=context, return_dict=False, **extra)[0]
 
-    return {"torch": lambda: (lambda: ours(x, t, context)), "triton": build_triton, "diffusers": build_diffusers}
+    return {"torch": lambda: (lambda: ours(x, t, context, y)), "triton": build_triton, "diffusers": build_diffusers}
 
 
 def single_call_providers(device: str) -> frozenset[str]:
@@ -282,8 +317,9 @@ def model_settings(script: str, device: str, quick: bool,
 
 def cases(device: str, quick: bool) -> list[Case]:
     if device == "cuda":
-        return [Case("sd15", image // 8) for image in (CUDA_IMAGES[:1] if quick else CUDA_IMAGES)]
-    return [Case("tiny", 16 if quick else 32)]
+        return ([Case("sd15", image // 8) for image in (CUDA_IMAGES[:1] if quick else CUDA_IMAGES)]
+                + [Case("sdxl", SDXL_IMAGE // 8)])
+    return [Case("tiny", 16 if quick else 32), Case("tiny-sdxl", 16 if quick else 32)]
 
 
 def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: int | None = None) -> list[dict]:
@@ -299,6 +335,8 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
     for case in cases(device, quick):
         cfg = unet_config(case.config_name)
         shape = f"{case.batch}x{cfg.in_channels}x{case.latent}x{case.latent}"
+        if cfg.adm_in_channels is not None:  # SDXL rows stay apart from SD1 rows of the same latent shape
+            shape += f"+y{case.batch}x{cfg.adm_in_channels}"
         base = dict(op="unet_step", shape=shape, dtype=str(dtype).removeprefix("torch."), config=case.config_name,
                     image=f"{8 * case.latent}x{8 * case.latent}",
                     context=f"{case.batch}x{case.tokens}x{cfg.context_dim}")
@@ -315,11 +353,14 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
             x = torch.randn(case.batch, cfg.in_channels, case.latent, case.latent, generator=g, device=device).to(dtype)
             context = torch.randn(case.batch, case.tokens, cfg.context_dim, generator=g, device=device).to(dtype)
             t = torch.full((case.batch,), 981.0, device=device)  # one timestep for both halves of the CFG batch
+            adm = adm_inputs(cfg, case.batch, 8 * case.latent, g, device, dtype)
+            if adm is not None:
+                base["adm"] = f"{case.batch}x{cfg.adm_in_channels}"
         except Exception as exc:
             rows.append(row(provider="torch", **base, status="error", error=common.error_text(exc)))
             continue
 
-        providers = model_providers(ours, cfg, x, t, context)
+        providers = model_providers(ours, cfg, x, t, context, adm)
         rows += time_providers(providers, base, device=device, flop=flop, peak_tflops=peak, cpu_reps=cpu_reps,
                                notes=notes, skip=skip, single_call=single_call_providers(device))
     return rows

@@ -7,8 +7,8 @@
 Sections (each from its own script, called through its `run(device, quick) -> list[dict]`):
     attention   bench_attention.py    fused flash attention vs eager / SDPA backends, SD1.5 shapes
     group_norm  bench_group_norm.py   fused GroupNorm+SiLU vs eager, SD1.5 UNet and VAE-decoder shapes
-    unet        bench_unet_step.py    one UNet call (CFG batch 2) at 512x512 and 768x768: kernels="torch" vs
-                                      kernels="triton" vs diffusers' UNet2DConditionModel, same weights
+    unet        bench_unet_step.py    one UNet call (CFG batch 2), SD1.5 512x512 and 768x768, SDXL 1024x1024:
+                                      kernels="torch" vs "triton" vs diffusers' UNet2DConditionModel, same weights
     vae         bench_vae_decode.py   VAE decode 512x512 batch 1, the same three providers
     controlnet  bench_controlnet_step.py  one UNet + ControlNet call (CFG batch 2): torch vs triton vs diffusers'
                                       ControlNetModel feeding UNet2DConditionModel

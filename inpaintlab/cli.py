@@ -20,7 +20,7 @@ from ._version import __version__
 from .files import prepare_out_dir
 from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
 GENERATION = registry.COMMANDS
 log = logging.getLogger("inpaintlab.cli")
@@ -48,7 +48,8 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> N
                         help="also read .ckpt/.pt pickles (with torch.load(weights_only=True))")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:N, mps (default: cuda when available, else cpu)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model weights dtype (default: float32)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="model weights dtype (default: float32; 'file': keep the checkpoint's own, least memory)")
     parser.add_argument("--kernels", choices=KERNELS, default="auto",
                         help="attention/GroupNorm implementation: auto = Triton on CUDA, torch elsewhere "
                              "(default: auto)")
@@ -193,7 +194,8 @@ def _model_options(args) -> dict[str, Any]:
         raise CommandError(f"--embeddings-dir {args.embeddings_dir}: folder not found")
     if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
         raise CommandError(f"--lora-dir {args.lora_dir}: folder not found")
-    return dict(device=device, dtype=getattr(torch, args.dtype), kernels=args.kernels,
+    dtype = None if args.dtype == "file" else getattr(torch, args.dtype)
+    return dict(device=device, dtype=dtype, kernels=args.kernels,
                 embeddings_dir=args.embeddings_dir, lora_dir=args.lora_dir, allow_pickle=args.allow_pickle)
 
 

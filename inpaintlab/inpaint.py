@@ -30,8 +30,9 @@ from PIL import Image
 
 from . import masking
 from ._version import __version__
-from .checkpoint import load_models
-from .clip import Tokenizer, encode_prompts, load_embeddings, tokenize_prompt
+from .checkpoint import FAMILY_LABELS, load_models
+from .clip import (OpenCLIPTokenizer, Tokenizer, encode_prompts, encode_prompts_sd2, encode_prompts_sdxl,
+                   load_embeddings, load_sdxl_embeddings, tokenize_prompt)
 from .clip.schedule import get_prompt_schedule, split_and
 from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
@@ -42,10 +43,11 @@ from .prepare import flatten, prepare_inpaint, processing_size
 from .settings import register_extra_network, register_infotext_key, validated
 from .samplers import (SAMPLER_CONFIGS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG,
                        InpaintBlend, InpaintBlendInput, LCMDenoiser, SamplerConfig, SoftInpaintBlend, TimestepEpsModel,
-                       brownian_noise_sampler, build_sigmas, get_timesteps, img2img_start, img2img_steps, records_ensd,
-                       resolve_sampler, resolve_seed, sampler_options, total_steps)
+                       VDenoiser, brownian_noise_sampler, build_sigmas, get_timesteps, img2img_start, img2img_steps,
+                       records_ensd, resolve_sampler, resolve_seed, sampler_options, total_steps)
 from .samplers.rng import resolve_rng_source
 from .samplers.denoisers import ScheduledCFGDenoiser
+from .unet import sdxl_adm_vector
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,12 @@ class PipelineConfig:
     model_hash: str | None = None
     vae_name: str | None = None
     vae_hash: str | None = None
+    family: str = "sd1"       # "sd1", "sd2" or "sdxl"
+    prediction: str = "eps"   # "eps" or "v" (SD 2.x 768-v): which k-diffusion denoiser wraps the UNet
+
+
+# A1111's options `sdxl_crop_top` / `sdxl_crop_left` (default 0): the crop coordinates of SDXL's size conditioning.
+SDXL_CROP_TOP_LEFT = (0, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,20 +221,27 @@ def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | st
 
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
-         dtype: torch.dtype = torch.float32, kernels: str = "auto", *, embeddings_dir: str | Path | None = None,
-         lora_dir: str | Path | None = None, allow_pickle: bool = False) -> "Pipeline":
-    """Load a single-file SD1.x checkpoint (and optionally a separate VAE) into a ready `Pipeline`.
+         dtype: torch.dtype | None = torch.float32, kernels: str = "auto", *,
+         embeddings_dir: str | Path | None = None, lora_dir: str | Path | None = None,
+         allow_pickle: bool = False) -> "Pipeline":
+    """Load a single-file SD 1.x, SD 2.x (512 eps or 768-v) or SDXL (base or inpainting) checkpoint, and optionally a
+    separate VAE, into a ready `Pipeline`. `dtype` None keeps the file's own dtype (least memory).
 
     lora_dir: directory of LoRA/LyCORIS files that `<lora:name:…>` prompt tags name (A1111's `--lora-dir`).
     """
     models = load_models(path, vae, device=device, dtype=dtype, kernels=kernels, allow_pickle=allow_pickle)
     config = PipelineConfig(models.scale_factor, models.is_inpainting, models.model_name, models.model_hash,
-                            models.vae_name, models.vae_hash)
+                            models.vae_name, models.vae_hash, models.family, models.prediction)
     files: dict[str, Path] = {}
-    embeddings = (load_embeddings(embeddings_dir, width=models.text_encoder.config.width, files=files)
-                  if embeddings_dir else None)
+    embeddings = None
+    if embeddings_dir and models.family == "sdxl":
+        embeddings = load_sdxl_embeddings(embeddings_dir, width_l=models.text_encoder.config.width,
+                                          width_g=models.text_encoder_2.config.width)
+    elif embeddings_dir:
+        embeddings = load_embeddings(embeddings_dir, width=models.text_encoder.config.width, files=files)
     return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings,
-                    embedding_files=files, lora_dir=lora_dir, allow_pickle=allow_pickle)
+                    embedding_files=files, text_encoder_2=models.text_encoder_2, lora_dir=lora_dir,
+                    allow_pickle=allow_pickle)
 
 
 # --- small conversions -------------------------------------------------------------------------------------------------
@@ -276,14 +291,30 @@ def _posterior_generator(seeds: list[int]) -> torch.Generator:
 
 
 class Pipeline:
-    """SD1.x txt2img / img2img / inpaint with A1111 v1.10 semantics. Build it with `inpaintlab.load`."""
+    """SD 1.x / SD 2.x / SDXL txt2img / img2img / inpaint with A1111 v1.10 semantics. Build it with `inpaintlab.load`.
+
+    SD 2.x and SDXL use the same schedule as SD 1.x (1000 linear-in-sqrt betas, 0.00085 to 0.012); 768-v files are
+    wrapped in k-diffusion's v denoiser. SDXL's conditioning is a dict {"crossattn", "vector"} per prompt: the ADM
+    vector holds the pooled text and the size conditioning A1111 sets (original size = target size = the processing
+    size height x width, also in only-masked mode; crop top-left (0, 0)).
+    """
 
     def __init__(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module, config: PipelineConfig,
-                 tokenizer: Tokenizer | None = None, embeddings: dict[str, torch.Tensor] | None = None, *,
-                 embedding_files: dict[str, Path] | None = None, lora_dir: str | Path | None = None,
+                 tokenizer: Tokenizer | None = None, embeddings: dict | None = None, *,
+                 embedding_files: dict[str, Path] | None = None, text_encoder_2: torch.nn.Module | None = None,
+                 lora_dir: str | Path | None = None,
                  allow_pickle: bool = False):
         self.unet, self.vae, self.text_encoder, self.config = unet, vae, text_encoder, config
-        self.tokenizer = tokenizer or Tokenizer()
+        self.text_encoder_2 = text_encoder_2
+        if config.family == "sdxl" and text_encoder_2 is None:
+            raise ValueError("an SDXL pipeline needs text_encoder_2 (OpenCLIP bigG)")
+        # A1111 tokenizes SD 2.x prompts with open_clip's tokenizer, SDXL's CLIP-L with transformers' and its bigG
+        # with open_clip's.
+        if tokenizer is None:
+            tokenizer = {"sd2": OpenCLIPTokenizer, "sdxl": lambda: Tokenizer(html_unescape=False)}.get(
+                config.family, Tokenizer)()
+        self.tokenizer = tokenizer
+        self.tokenizer_2 = OpenCLIPTokenizer() if config.family == "sdxl" else None
         self.embeddings = embeddings or {}
         self.embedding_files = embedding_files or {}  # name -> file, for the infotext's "TI hashes"
         self._embedding_hashes: dict[str, str] = {}
@@ -364,14 +395,30 @@ class Pipeline:
 
     # --- conditioning ----------------------------------------------------------------------------------------------
 
-    def encode_prompt(self, text: str, clip_skip: int = 1) -> torch.Tensor:
-        """A1111 conditioning for one prompt: [1, 77·k, 768] (weights, mean restore, 75-token chunks, embeddings)."""
-        return self.encode_prompts([text], clip_skip)
+    def encode_prompt(self, text: str, clip_skip: int = 1, **kwargs: Any):
+        """A1111 conditioning for one prompt: [1, 77·k, C] (weights, mean restore, 75-token chunks, embeddings), or
+        SDXL's {"crossattn": [1, 77·k, 2048], "vector": [1, 2816]}."""
+        return self.encode_prompts([text], clip_skip, **kwargs)
 
-    def encode_prompts(self, texts: list[str], clip_skip: int = 1) -> torch.Tensor:
+    def encode_prompts(self, texts: list[str], clip_skip: int = 1, *, negative: bool = False,
+                       size: tuple[int, int] | None = None):
+        """Conditioning for a batch of prompts. SDXL only: `negative` marks a negative prompt (all-empty texts then
+        give zeros, as sgm's force_zero_embeddings in A1111), `size` is the processing (width, height) of the size
+        conditioning (A1111's default 1024 x 1024 when not given)."""
+        family = self.config.family
         with torch.inference_mode():
-            return encode_prompts(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
-                                  embeddings=self.embeddings).float()
+            if family == "sd1":
+                return encode_prompts(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
+                                      embeddings=self.embeddings).float()
+            if family == "sd2":
+                return encode_prompts_sd2(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
+                                          embeddings=self.embeddings).float()
+            context, pooled = encode_prompts_sdxl(self.text_encoder, self.text_encoder_2, self.tokenizer, texts,
+                                                  clip_skip=clip_skip, embeddings=self.embeddings,
+                                                  tokenizer_g=self.tokenizer_2, negative=negative)
+            width, height = size or (1024, 1024)
+            vector = sdxl_adm_vector(pooled.float(), (height, width), SDXL_CROP_TOP_LEFT, (height, width))
+            return {"crossattn": context.float(), "vector": vector.to(context.device)}
 
     # --- VAE -------------------------------------------------------------------------------------------------------
 
@@ -398,27 +445,42 @@ class Pipeline:
 
     def decode_latents(self, latents: torch.Tensor,
                        postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[Image.Image]:
+        """Decode image by image. A half-precision VAE whose output starts with NaN (SDXL's VAE overflows in fp16) is
+        converted to float32 for good and the image decoded again, with a warning: A1111's "Automatically revert VAE
+        to 32-bit floats" (on by default), which tests only the first element of the decoded image."""
         images = []
         with torch.inference_mode():
             for z in latents:
-                # ldm: `1 / scale_factor * z` in the VAE's dtype (a division rounds differently in the last bit).
-                decoded = self.vae.decode((1.0 / self.config.scale_factor) * z[None].to(self._vae_dtype()))
+                decoded = self._decode_one(z)
+                if torch.isnan(decoded[(0,) * decoded.ndim]) and self._vae_dtype() != torch.float32:
+                    log.warning("A tensor with NaNs was produced in the VAE decode (%s); converting the VAE to 32-bit "
+                                "floats and decoding again. Load with a float32 VAE or an fp16-safe VAE file to avoid "
+                                "this.", self._vae_dtype())
+                    self.vae.float()
+                    decoded = self._decode_one(z)
                 if not torch.isfinite(decoded).all():
                     raise FloatingPointError("VAE decode produced NaN/inf (try dtype=torch.float32 for the VAE)")
                 images.append(tensor_to_image(decoded[0], postprocess))
         return images
+
+    def _decode_one(self, z: torch.Tensor) -> torch.Tensor:
+        # ldm: `1 / scale_factor * z` in the VAE's dtype (a division rounds differently in the last bit).
+        return self.vae.decode((1.0 / self.config.scale_factor) * z[None].to(self._vae_dtype()))
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
     def _denoiser(self, config: SamplerConfig, unet: Callable, cond: torch.Tensor | ScheduledConditioning,
                   uncond: torch.Tensor | None, cfg_scale: float, image_cond: torch.Tensor | None) -> Callable:
         # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
+        if self.config.prediction == "v" and (config.kind == "timesteps" or config.name == "LCM"):
+            raise ValueError(f"{config.name} runs on eps-prediction models only; this model predicts v")
         if config.kind == "timesteps":
             model: Callable = TimestepEpsModel(unet, self.schedule, image_cond=image_cond)
         elif config.name == "LCM":
             model = LCMDenoiser(unet, self.schedule, image_cond=image_cond)
         else:
-            model = EpsDenoiser(unet, self.schedule, image_cond=image_cond)
+            denoiser = VDenoiser if self.config.prediction == "v" else EpsDenoiser
+            model = denoiser(unet, self.schedule, image_cond=image_cond)
         cfg_scale = cfg_scale * config.extra.get("cfg_scale_multiplier", 1.0)  # DDIM CFG++: A1111 scales by 1/12.5
         if isinstance(cond, ScheduledConditioning):
             # Counts its own calls from 0, so a truncated img2img run starts at the schedule's first entry (A1111).
@@ -562,7 +624,8 @@ class Pipeline:
         noise = rng.next()
         if control is not None:
             noise = control.noise(noise)
-        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps))
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps),
+                                          (width, height))
         image_cond = self._image_conditioning(None, None, shape, _posterior_generator(seeds), 1.0)
         samples, start, sigmas = self._sample(config, schedule_label, steps, noise, None, None, rng, seeds, cond, uncond,
                                               cfg_scale, image_cond, None, options, callback, progress, control)
@@ -709,7 +772,8 @@ class Pipeline:
                                               mask_round)
 
         # Strength truncation, noise, sampling with the per-step blend, final blend.
-        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps))
+        cond, uncond = self._conditioning(prompt, negative_prompt, batch_size, clip_skip, total_steps(sampler, steps),
+                                          (width, height))
         if control is not None:
             noise = control.noise(noise)  # inpaint_only+lama: the sampling noise, not the masked-content noise
         blend = None
@@ -763,7 +827,10 @@ class Pipeline:
         """Embedding names one encoder call over `texts` uses, in A1111's order (chunk by chunk, then by text)."""
         if not self.embeddings:
             return []
-        per_text = [tokenize_prompt(self.tokenizer, text, self.embeddings) for text in dict.fromkeys(texts)]
+        embeddings = self.embeddings
+        if self.config.family == "sdxl":  # {"clip_l", "clip_g"} pairs: CLIP-L's vectors place them the same way
+            embeddings = {name: pair["clip_l"] for name, pair in embeddings.items()}
+        per_text = [tokenize_prompt(self.tokenizer, text, embeddings) for text in dict.fromkeys(texts)]
         names: dict[str, None] = {}
         for i in range(max(len(chunks) for chunks in per_text)):
             for chunks in per_text:
@@ -785,9 +852,11 @@ class Pipeline:
                 entries.append(f"{name.replace(':', '').replace(',', '')}: {self._embedding_hashes[name]}")
         return ", ".join(entries) or None
 
-    def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int):
+    def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int,
+                      size: tuple[int, int] | None = None):
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
-        editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12)."""
+        editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12). `size`: the processing (width, height),
+        which SDXL's size conditioning takes in every mode."""
         # Network tags leave the positive prompt only; in the negative prompt they stay text (A1111).
         prompt, negative_prompt = strip_networks(strip_comments(prompt)), strip_comments(negative_prompt)
         # Schedules span the user's step count (doubled for second-order samplers, whose schedules A1111 indexes by
@@ -797,22 +866,24 @@ class Pipeline:
         uncond_schedule = get_prompt_schedule(negative_prompt, steps)
         if (parts == [(prompt, 1.0)] and cond_schedules == [[(steps, prompt)]]
                 and uncond_schedule == [(steps, negative_prompt)]):
-            cond = self.encode_prompts([prompt] * batch, clip_skip)
-            uncond = self.encode_prompts([negative_prompt] * batch, clip_skip)
+            cond = self.encode_prompts([prompt] * batch, clip_skip, size=size)
+            uncond = self.encode_prompts([negative_prompt] * batch, clip_skip, negative=True, size=size)
             return cond, uncond
 
         # Like A1111, each distinct (sub-)prompt is encoded once, all its schedule texts in one batch (emphasis
         # "Original" restores the mean over that whole batch, and shorter texts get empty chunks).
-        cache: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        cache: dict[tuple[str, bool], list[tuple[int, Any]]] = {}
 
-        def encoded(text: str, schedule: list[tuple[int, str]]) -> list[tuple[int, torch.Tensor]]:
-            if text not in cache:
-                z = self.encode_prompts([variant for _, variant in schedule], clip_skip)
-                cache[text] = [(end_at_step, z[i : i + 1]) for i, (end_at_step, _) in enumerate(schedule)]
-            return cache[text]
+        def encoded(text: str, schedule: list[tuple[int, str]], negative: bool = False) -> list[tuple[int, Any]]:
+            if (text, negative) not in cache:
+                z = self.encode_prompts([variant for _, variant in schedule], clip_skip, negative=negative, size=size)
+                rows = ({k: v[i : i + 1] for k, v in z.items()} if isinstance(z, dict) else z[i : i + 1]
+                        for i in range(len(schedule)))
+                cache[text, negative] = [(end_at_step, row) for (end_at_step, _), row in zip(schedule, rows)]
+            return cache[text, negative]
 
         conds = [encoded(text, schedule) for (text, _), schedule in zip(parts, cond_schedules)]
-        uncond = encoded(negative_prompt, uncond_schedule)
+        uncond = encoded(negative_prompt, uncond_schedule, negative=True)
         return ScheduledConditioning(conds, [weight for _, weight in parts], uncond), None
 
     def _params(self, steps, sampler, schedule_label, cfg_scale, width, height, clip_skip,
@@ -831,6 +902,9 @@ class Pipeline:
                        resize_mode: int = 0) -> PreparedUnits | None:
         if not units:
             return None
+        if self.config.family != "sd1":
+            raise ValueError(f"ControlNet units need an SD 1.x checkpoint; this one is "
+                             f"{FAMILY_LABELS[self.config.family]}")
         dtype = next(self.unet.parameters()).dtype
 
         def load(model):

@@ -1,4 +1,5 @@
-"""Tiny random-weight SD 1.x checkpoints in the real file layout, for tests, `inpaintlab demo` and `inpaintlab tiny`.
+"""Tiny random-weight checkpoints (SD 1.x, SD 2.x eps and v, SDXL, SDXL inpainting) in the real file layouts, for
+tests, `inpaintlab demo` and `inpaintlab tiny`.
 
 The three networks keep the SD1 structure (UNet with spatial transformers, a 4-level VAE so latents are image/8,
 a 77-position CLIP text transformer over the full 49408-token vocabulary) at small widths. Weights are re-drawn
@@ -6,6 +7,10 @@ deterministically from a seed so that outputs are non-trivial (visible textures,
 weights, norm affines away from (1, 0), q/k scaled x1.5 so attention is not uniform, and non-zero proj_out /
 output convs where training would start from zero. The checkpoint is written with the real prefixes plus a few
 allow-listed extras, so loading it runs the same path as a real file.
+
+SD 2.x and SDXL files keep their families' structure the same way: Linear projections and 64-channel heads, an OpenCLIP
+text tower (SD 2.x) or CLIP-L plus OpenCLIP bigG and SDXL's ADM `label_emb` with three UNet levels and per-level
+transformer depths (SDXL).
 """
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CLIP_POSITION_IDS, CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from .checkpoint import (CLIP_POSITION_IDS, CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX,
+                         UNET_PREFIX, VAE_PREFIX)
 from .files import atomic_path
 from .clip.model import CLIPTextConfig, CLIPTextTransformer
+from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
 from .controlnet.load import PREFIX as CONTROLNET_PREFIX
 from .controlnet.model import ControlNet, ControlNetConfig
 from .kernels import GroupNorm
@@ -33,8 +40,24 @@ TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1)
 # One 64-wide head (SD1's head dim), full vocabulary and 77 positions so real token ids work.
 TINY_CLIP = CLIPTextConfig(vocab_size=49408, max_positions=77, width=64, layers=2, mlp_dim=256)
 
+# OpenCLIP towers (SD 2.x ViT-H, SDXL bigG) at the same size: one 64-wide head, 2 blocks (SD 2.x reads the
+# penultimate one), a projection so SDXL's pooled vector exists.
+TINY_OPENCLIP = OpenCLIPTextConfig(width=64, layers=2, mlp_dim=256, projection_dim=64)
+# SD 2.x: Linear projections, 64-channel heads (1 and 2), context = the OpenCLIP width.
+TINY_SD2_UNET = UNetConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2),
+                           num_head_channels=64, use_linear_in_transformer=True, context_dim=TINY_OPENCLIP.width)
+# SDXL: three levels without attention at the first, depths 1 and 2 below (SDXL 2 and 10), context = CLIP-L + bigG
+# widths, ADM = pooled (bigG projection) + 6 x 256 size features.
+TINY_SDXL_UNET = UNetConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4, 2),
+                            num_head_channels=64, use_linear_in_transformer=True, transformer_depth=(0, 1, 2),
+                            context_dim=TINY_CLIP.width + TINY_OPENCLIP.width,
+                            adm_in_channels=TINY_OPENCLIP.projection_dim + 6 * 256)
+# Where A1111's v-prediction probe (`checkpoint.is_v_prediction`) lands for tiny SD 2.x files: a trained v model gives
+# a mean far below -1, an eps model about 0; random weights give anything, so the output bias is shifted to land here.
+_PROBE_TARGET = {"v": -2.0, "eps": 0.0}
+
 # Per-component offsets of the seed, so each network (and the standalone VAE) gets its own weights.
-_SEED_OFFSETS = {"unet": 0, "vae": 1, "text_encoder": 2, "vae_file": 3, "controlnet": 4}
+_SEED_OFFSETS = {"unet": 0, "vae": 1, "text_encoder": 2, "vae_file": 3, "controlnet": 4, "text_encoder_2": 5}
 _NORMS = (GroupNorm, nn.GroupNorm, nn.LayerNorm)
 _QK_SUFFIXES = ("to_q.weight", "to_k.weight", "q_proj.weight", "k_proj.weight", "attn_1.q.weight", "attn_1.k.weight")
 
@@ -135,6 +158,91 @@ def make_tiny_checkpoint(path: str | Path, *, inpainting: bool = False, seed: in
     return _save(tiny_state_dict(unet, vae, text_encoder, dtype=dtype), path)
 
 
+TINY_FAMILIES = ("sd1", "sd2", "sdxl")
+
+
+def build_tiny_family_models(family: str, *, inpainting: bool = False, prediction: str = "eps", seed: int = 0,
+                             kernels: str = "torch") -> dict[str, nn.Module]:
+    """{"unet", "vae", "text_encoder"[, "text_encoder_2"]} that `make_tiny_family_checkpoint` saves.
+
+    SD 2.x files get their UNet's output bias shifted so that A1111's probe reads `prediction` ("eps" or "v").
+    """
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"family must be one of {TINY_FAMILIES}, got {family!r}")
+    if prediction not in _PROBE_TARGET or prediction == "v" and (family != "sd2" or inpainting):
+        raise ValueError(f"prediction {prediction!r} is not available for tiny {family}"
+                         f"{' inpainting' if inpainting else ''} files (v: SD 2.x, 4 channels only)")
+    in_channels = 9 if inpainting else 4
+    if family == "sd1":
+        unet, vae, clip = build_tiny_models(inpainting=inpainting, seed=seed, kernels=kernels)
+        return {"unet": unet, "vae": vae, "text_encoder": clip}
+    unet_config = TINY_SD2_UNET if family == "sd2" else TINY_SDXL_UNET
+    models = {
+        "unet": _build(UNetModel, dataclasses.replace(unet_config, in_channels=in_channels), seed, "unet", kernels),
+        "vae": _build(AutoencoderKL, TINY_VAE, seed, "vae", kernels),
+    }
+    if family == "sd2":
+        models["text_encoder"] = _build(OpenCLIPTextTransformer, TINY_OPENCLIP, seed, "text_encoder", kernels)
+        if not inpainting:
+            _calibrate_probe(models["unet"], _PROBE_TARGET[prediction])
+    else:
+        models["text_encoder"] = _build(CLIPTextTransformer, TINY_CLIP, seed, "text_encoder", kernels)
+        models["text_encoder_2"] = _build(OpenCLIPTextTransformer, TINY_OPENCLIP, seed, "text_encoder_2", kernels)
+    return models
+
+
+@torch.no_grad()
+def _calibrate_probe(unet: UNetModel, target: float) -> None:
+    x = torch.full((1, unet.config.in_channels, 8, 8), 0.5)
+    out = unet(x, torch.tensor([999.0]), torch.full((1, 2, unet.config.context_dim), 0.5))
+    unet.out[2].bias += target - (out - x).mean()
+
+
+def tiny_family_state_dict(family: str, models: dict[str, nn.Module], *,
+                           dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Single-file state dict in the family's layout (SD1: `tiny_state_dict`)."""
+    if family == "sd1":
+        return tiny_state_dict(models["unet"], models["vae"], models["text_encoder"], dtype=dtype)
+    prefixes = [(UNET_PREFIX, "unet"), (VAE_PREFIX, "vae")]
+    prefixes += [(SD2_TEXT_PREFIX, "text_encoder")] if family == "sd2" else [
+        (SDXL_CLIP_L_PREFIX, "text_encoder"), (SDXL_CLIP_G_PREFIX, "text_encoder_2")]
+    sd: dict[str, torch.Tensor] = {}
+    for prefix, name in prefixes:
+        sd.update({prefix + k: _stored(v, dtype) for k, v in models[name].state_dict().items()})
+    if family == "sdxl":  # as in sd_xl_base_1.0: CLIP-L's position_ids, no DDPM schedule buffers
+        sd[SDXL_CLIP_L_PREFIX + CLIP_POSITION_IDS] = torch.arange(TINY_CLIP.max_positions, dtype=torch.int64)[None]
+        sd[SDXL_CLIP_G_PREFIX + "logit_scale"] = torch.tensor(4.6052)
+    else:
+        sd[SD2_TEXT_PREFIX + "logit_scale"] = torch.tensor(4.6052)
+        sd["alphas_cumprod"] = _schedule_alphas_cumprod()
+    return sd
+
+
+def make_tiny_family_checkpoint(path: str | Path, family: str, *, inpainting: bool = False, prediction: str = "eps",
+                                seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+    """Write a tiny SD1 / SD 2.x (eps or v) / SDXL checkpoint in the family's single-file layout; return its path."""
+    path = _check_suffix(path)
+    models = build_tiny_family_models(family, inpainting=inpainting, prediction=prediction, seed=seed)
+    return _save(tiny_family_state_dict(family, models, dtype=dtype), path)
+
+
+# File name -> (family, inpainting, prediction) of the tiny checkpoints of every family.
+TINY_FAMILY_FILES = {
+    "tiny-sd2.safetensors": ("sd2", False, "eps"),
+    "tiny-sd2-v.safetensors": ("sd2", False, "v"),
+    "tiny-sdxl.safetensors": ("sdxl", False, "eps"),
+    "tiny-sdxl-inpainting.safetensors": ("sdxl", True, "eps"),
+}
+
+
+def write_tiny_family_files(folder: str | Path, seed: int = 0) -> list[Path]:
+    """The tiny SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in `folder`."""
+    folder = Path(folder)
+    return [make_tiny_family_checkpoint(folder / name, family, inpainting=inpainting, prediction=prediction,
+                                        seed=seed)
+            for name, (family, inpainting, prediction) in TINY_FAMILY_FILES.items()]
+
+
 def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool = False, *, prefix: str = "",
                        dtype: torch.dtype = torch.float32) -> Path:
     """Write a standalone tiny VAE file (keys `prefix` + ldm VAE names, like vae-ft-mse-840000) and return its path.
@@ -157,14 +265,17 @@ TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safet
 
 
 def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
-    """`inpaintlab tiny`: a 4-channel and a 9-channel tiny checkpoint, a standalone VAE file and a ControlNet in `folder`.
+    """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
+    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), in
+    `folder`.
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
     folder = Path(folder)
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
-            make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)]
+            make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
+        + write_tiny_family_files(folder, seed=seed)
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -64,6 +64,15 @@ def tiny_inpainting_checkpoint(tmp_path_factory):
                                 inpainting=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_family_checkpoints(tmp_path_factory):
+    """{"sd2", "sd2-v", "sdxl", "sdxl-inpainting": path} of tiny checkpoints in each family's single-file layout."""
+    from inpaintlab.tiny import write_tiny_family_files
+
+    paths = write_tiny_family_files(tmp_path_factory.mktemp("tiny-families"))
+    return {p.name[len("tiny-"):-len(".safetensors")]: p for p in paths}
+
+
 # --- k-diffusion as a test oracle, loaded without its package __init__ ---------------------------------------------
 # k-diffusion's __init__ imports training and evaluation modules (torchvision and more), and sampling.py imports scipy,
 # torchdiffeq and torchsde at module level for samplers we do not compare against. So sampling.py and external.py are

@@ -74,6 +74,12 @@ class ControlNetConfig:
         encoder = dict(sd)
         encoder["out.2.weight"] = torch.empty(4, width, 3, 3, device="meta")
         unet = UNetConfig.from_state_dict(encoder)
+        if unet.adm_in_channels is not None:
+            raise ValueError("SDXL ControlNet (label_emb) is not supported; only SD1.x ControlNets")
+        if unet.use_linear_in_transformer or unet.context_dim == 1024:
+            raise ValueError(f"SD2-style ControlNet (context width {unet.context_dim}, "
+                             f"{'Linear' if unet.use_linear_in_transformer else '1x1-conv'} projections) is not "
+                             "supported; only SD1.x ControlNets")
         convs = sorted((int(m.group(1)), v.shape) for k, v in sd.items()
                        if (m := re.fullmatch(r"input_hint_block\.(\d+)\.weight", k)))
         n = len(convs)

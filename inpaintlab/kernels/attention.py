@@ -372,13 +372,30 @@ def sd15_attention_shapes() -> list[tuple[str, int, int, int, int, int]]:
     return shapes
 
 
+def sd2_sdxl_attention_shapes() -> list[tuple[str, int, int, int, int, int]]:
+    """(label, B, H, N, M, D) of the SD 2.x UNet at 768² and the SDXL UNet at 1024², with CFG (B = 2).
+
+    Both use 64-wide heads (heads = width / 64). SD 2.x: attention at 96², 48², 24² latent positions and the 12² mid
+    block (5/10/20/20 heads), cross-attention over 77 OpenCLIP tokens. SDXL: attention only at 64² (10 heads) and 32²
+    (20 heads, also the mid block), cross-attention over 77 tokens of the 2048-wide context.
+    """
+    shapes = []
+    for where, n, heads in (("level0", 9216, 5), ("level1", 2304, 10), ("level2", 576, 20), ("mid", 144, 20)):
+        shapes += [(f"sd2 768px {where} self", 2, heads, n, n, 64), (f"sd2 768px {where} cross", 2, heads, n, 77, 64)]
+    for where, n, heads in (("level1", 4096, 10), ("level2", 1024, 20)):
+        shapes += [(f"sdxl 1024px {where} self", 2, heads, n, n, 64),
+                   (f"sdxl 1024px {where} cross", 2, heads, n, 77, 64)]
+    return shapes
+
+
 def kernel_configs() -> list[dict]:
-    """The launches the SD1.5 UNet makes (fp16, q/k/v as [B,N,H,D].transpose(1,2) views, as CrossAttention passes
-    them), for benchmarks/kernel_report.py: it compiles each distinct specialisation for sm_90 and checks the
-    expectations — no spills, tensor-core MMA, and at least 8 resident warps per SM (two 4-warp or one 8-warp CTA).
+    """The launches the SD1.5, SD 2.x and SDXL UNets make (fp16, q/k/v as [B,N,H,D].transpose(1,2) views, as
+    CrossAttention passes them), for benchmarks/kernel_report.py: it compiles each distinct specialisation for sm_90
+    and checks the expectations — no spills, tensor-core MMA, and at least 8 resident warps per SM (two 4-warp or one
+    8-warp CTA).
     """
     configs = []
-    for label, B, H, N, M, D in sd15_attention_shapes():
+    for label, B, H, N, M, D in sd15_attention_shapes() + sd2_sdxl_attention_shapes():
         q = torch.empty(B, N, H, D, dtype=torch.float16, device="meta").transpose(1, 2)
         k = torch.empty(B, M, H, D, dtype=torch.float16, device="meta").transpose(1, 2)
         v = torch.empty(B, M, H, D, dtype=torch.float16, device="meta").transpose(1, 2)

@@ -386,9 +386,21 @@ SD15_SHAPES = (
     ("vae", 1, 256, 256, (True,)), ("vae", 1, 256, 512, (True,)), ("vae", 1, 128, 512, (True,)),
 )
 
+# SDXL at 1024x1024 (128x128 latents, CFG batch 2): ResBlock inputs/outputs and transformer norms at the three UNet
+# levels (320/640/1280 wide, concatenated skips 960..2560 on the way up), and the VAE decoder up to 1024x1024.
+SDXL_SHAPES = (
+    ("sdxl unet", 2, 320, 128, (True, False)), ("sdxl unet", 2, 640, 128, (True,)), ("sdxl unet", 2, 960, 128, (True,)),
+    ("sdxl unet", 2, 320, 64, (True,)), ("sdxl unet", 2, 640, 64, (True, False)), ("sdxl unet", 2, 960, 64, (True,)),
+    ("sdxl unet", 2, 1280, 64, (True,)), ("sdxl unet", 2, 1920, 64, (True,)),
+    ("sdxl unet", 2, 640, 32, (True,)), ("sdxl unet", 2, 1280, 32, (True, False)), ("sdxl unet", 2, 1920, 32, (True,)),
+    ("sdxl unet", 2, 2560, 32, (True,)),
+    ("sdxl vae", 1, 512, 128, (True, False)), ("sdxl vae", 1, 512, 256, (True,)), ("sdxl vae", 1, 512, 512, (True,)),
+    ("sdxl vae", 1, 256, 512, (True,)), ("sdxl vae", 1, 256, 1024, (True,)), ("sdxl vae", 1, 128, 1024, (True,)),
+)
+
 
 def kernel_configs(num_sms: int = 132) -> list[dict]:
-    """The launches the SD1.5 GroupNorms make on an H100 (fp16, NCHW, affine; SiLU where ldm has it).
+    """The launches the SD1.5 and SDXL GroupNorms make on an H100 (fp16, NCHW, affine; SiLU where ldm has it).
 
     One dict per (shape, kernel) for benchmarks/kernel_report.py, which specialises the arguments the way Triton's
     JIT does and compiles each distinct result once. Keys: kernel, fn, args (name -> value; tensors on the meta
@@ -396,7 +408,7 @@ def kernel_configs(num_sms: int = 132) -> list[dict]:
     (a memory-bound kernel wants >= 32 resident warps per SM to keep enough loads in flight).
     """
     configs = []
-    for net, batch, channels, side, silu_variants in SD15_SHAPES:
+    for net, batch, channels, side, silu_variants in SD15_SHAPES + SDXL_SHAPES:
         x = torch.empty(batch, channels, side, side, dtype=torch.float16, device="meta")
         affine = torch.empty(channels, dtype=torch.float16, device="meta")
         p = launch_params(batch, channels, side * side, 32, channels_last=False,

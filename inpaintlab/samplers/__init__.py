@@ -14,7 +14,7 @@ import torch
 
 from .brownian import BrownianTreeNoiseSampler, brownian_noise_sampler
 from .denoisers import (CFGDenoiser, DifferentialBlend, EpsDenoiser, InpaintBlend, InpaintBlendInput, LCMDenoiser,
-                        ScheduledCFGDenoiser, SoftInpaintBlend, TimestepEpsModel, stack_conds)
+                        ScheduledCFGDenoiser, SoftInpaintBlend, TimestepEpsModel, VDenoiser, cat_conds, stack_conds)
 from .extra import sample_restart
 from .rng import ImageRNG, resolve_seed
 from .sampling import (sample_dpm_2, sample_dpm_2_ancestral, sample_dpm_adaptive, sample_dpm_fast, sample_dpmpp_2m,
@@ -305,6 +305,7 @@ __all__ = [
     "get_sigmas_sgm_uniform", "get_sigmas_kl_optimal", "get_sigmas_align_your_steps", "get_sigmas_simple",
     "get_sigmas_normal", "get_sigmas_ddim", "get_sigmas_beta", "discard_penultimate", "AYS_SD1", "img2img_sigmas",
     "img2img_steps",
-    "EpsDenoiser", "TimestepEpsModel", "LCMDenoiser", "CFGDenoiser", "ScheduledCFGDenoiser", "stack_conds",
+    "EpsDenoiser", "VDenoiser", "TimestepEpsModel", "LCMDenoiser", "CFGDenoiser", "ScheduledCFGDenoiser",
+    "stack_conds", "cat_conds",
     "InpaintBlend", "InpaintBlendInput", "SoftInpaintBlend", "DifferentialBlend", "ImageRNG", "resolve_seed",
 ]

@@ -1,12 +1,16 @@
 """Denoiser wrappers that stack around the UNet: ``InpaintBlend(CFGDenoiser(EpsDenoiser(unet, ...)))``.
 
 Each layer has the denoiser signature (x, sigma [B]) -> denoised x0 estimate, so samplers never learn about CFG or
-masks. Semantics of k-diffusion ``CompVisDenoiser`` and A1111 v1.10 ``CFGDenoiser``
+masks. Semantics of k-diffusion ``CompVisDenoiser`` / ``CompVisVDenoiser`` and A1111 v1.10 ``CFGDenoiser``
 (CFG on denoised outputs, then the inpaint blend).
+
+Text conditioning ("cond") is a ``[B, L, C]`` tensor (SD1/SD2 cross-attention context) or, for SDXL, a dict
+``{"crossattn": [B, L, C], "vector": [B, V]}`` as A1111/sgm pass it: the ADM vector (pooled text and size embedding)
+travels with its prompt through CFG batching, so the cond and uncond rows each get their own.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -16,6 +20,45 @@ from .schedules import DiscreteSchedule, LCMSchedule
 
 UNet = Callable[..., torch.Tensor]
 Denoiser = Callable[..., torch.Tensor]
+Cond = Union[torch.Tensor, Dict[str, torch.Tensor]]
+
+
+def _check_cond(c: Cond, name: str) -> None:
+    if isinstance(c, dict):
+        ctx, vec = c.get("crossattn"), c.get("vector")
+        if set(c) != {"crossattn", "vector"} or not isinstance(ctx, torch.Tensor) or ctx.ndim != 3 \
+                or not isinstance(vec, torch.Tensor) or vec.ndim != 2 or vec.shape[0] != ctx.shape[0]:
+            raise ValueError(f"{name} dict must be {{'crossattn': [B, L, C], 'vector': [B, V]}}, got "
+                             f"{ {k: tuple(getattr(v, 'shape', ())) for k, v in c.items()} }")
+    elif not isinstance(c, torch.Tensor) or c.ndim != 3:
+        raise ValueError(f"{name} must be a [B, L, C] tensor, got {getattr(c, 'shape', type(c))}")
+
+
+def _context(c: Cond) -> torch.Tensor:
+    return c["crossattn"] if isinstance(c, dict) else c
+
+
+def _map_cond(c: Cond, fn: Callable[[torch.Tensor], torch.Tensor]) -> Cond:
+    return {k: fn(v) for k, v in c.items()} if isinstance(c, dict) else fn(c)
+
+
+def cat_conds(conds: Sequence[Cond]) -> Cond:
+    """Concatenate conds (tensors or SDXL dicts) along the batch."""
+    if isinstance(conds[0], dict):
+        return {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
+    return torch.cat(list(conds))
+
+
+def _expand_cond(c: Cond, batch: int) -> Cond:
+    return _map_cond(c, lambda v: v.expand(batch, *v.shape[1:]))
+
+
+def _repeat_cond(c: Cond, n: int) -> Cond:
+    return _map_cond(c, lambda v: v.repeat(n, *([1] * (v.ndim - 1))))
+
+
+def _cond_rows(c: Cond, a: int, b: int) -> Cond:
+    return _map_cond(c, lambda v: v[a:b])
 
 
 def _sigma_batch(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -88,21 +131,57 @@ class EpsDenoiser:
         """True when the UNet wants to know the cond rows (a ``ControlledUNet``); CFG then passes ``cond_mark``."""
         return bool(getattr(self.unet, "accepts_cond_mark", False))
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                 image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``image_index`` (``[B]`` ints, optional) names the image each row of ``x`` belongs to, for batches that
-        are not ``[cond batch..., uncond batch...]`` (several ``AND`` conds per image); it picks the rows of
-        ``image_cond``. ``cond_mark`` (``[B]``, 1 = cond row, 0 = uncond row) is handed to the UNet."""
-        sigma = _sigma_batch(sigma, x)
-        c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
-        x_in = x * c_in
+    def _model_output(self, x: torch.Tensor, x_in: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond],
+                      image_index: Optional[torch.Tensor], cond_mark: Optional[torch.Tensor]) -> torch.Tensor:
         if self.image_cond is not None:
             ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
             x_in = torch.cat([x_in, ic], dim=1)
         t = self.schedule.sigma_to_t(sigma, quantize=self.quantize).to(torch.float32)
         extra = {} if cond_mark is None else {"cond_mark": cond_mark}
-        eps = self.unet(x_in, t, context=cond, **extra)
+        if isinstance(cond, dict):
+            return self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
+        return self.unet(x_in, t, context=cond, **extra)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond] = None,
+                 image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``image_index`` (``[B]`` ints, optional) names the image each row of ``x`` belongs to, for batches that
+        are not ``[cond batch..., uncond batch...]`` (several ``AND`` conds per image); it picks the rows of
+        ``image_cond``. ``cond_mark`` (``[B]``, 1 = cond row, 0 = uncond row) is handed to the UNet. An SDXL dict
+        cond calls ``unet(x_in, t, context=crossattn, y=vector)``."""
+        sigma = _sigma_batch(sigma, x)
+        c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
+        eps = self._model_output(x, x * c_in, sigma, cond, image_index, cond_mark)
         return x + eps * c_out
+
+
+class VDenoiser(EpsDenoiser):
+    """v-prediction UNet (SD 2.x 768-v) as a denoiser, k-diffusion ``CompVisVDenoiser`` semantics (sigma_data 1):
+
+    ``c_skip = 1 / (sigma^2 + 1)``, ``c_out = -sigma / sqrt(sigma^2 + 1)``, ``c_in = 1 / sqrt(sigma^2 + 1)``,
+    ``D(x, sigma) = v(x * c_in, t(sigma), cond) * c_out + x * c_skip``.
+
+    Everything else (t(sigma), 9-channel ``image_cond``, SDXL dict conds) is as in :class:`EpsDenoiser`.
+    """
+
+    sigma_data = 1.0
+
+    def __repr__(self) -> str:
+        return "V" + super().__repr__()[3:]
+
+    def get_scalings(self, sigma: torch.Tensor):
+        """``(c_skip, c_out, c_in)`` per batch item, in k-diffusion's expression order."""
+        sd = self.sigma_data
+        c_skip = sd ** 2 / (sigma ** 2 + sd ** 2)
+        c_out = -sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
+        c_in = 1 / (sigma ** 2 + sd ** 2) ** 0.5
+        return c_skip, c_out, c_in
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond] = None,
+                 image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
+        sigma = _sigma_batch(sigma, x)
+        c_skip, c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
+        v = self._model_output(x, x * c_in, sigma, cond, image_index, cond_mark)
+        return v * c_out + x * c_skip
 
 
 class CFGDenoiser:
@@ -120,19 +199,23 @@ class CFGDenoiser:
     in chunks of 2B rows, then the uncond batch (A1111 with ``batch_cond_uncond``).
     """
 
-    def __init__(self, inner: Denoiser, cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float,
+    def __init__(self, inner: Denoiser, cond: Cond, uncond: Cond, cfg_scale: float,
                  cond_weights: Optional[Sequence[float]] = None) -> None:
         for name, c in (("cond", cond), ("uncond", uncond)):
-            if not isinstance(c, torch.Tensor) or c.ndim != 3:
-                raise ValueError(f"{name} must be a [B, L, C] tensor, got {getattr(c, 'shape', type(c))}")
-        if cond.shape[2] != uncond.shape[2]:
-            raise ValueError(f"cond and uncond widths differ: {tuple(cond.shape)} vs {tuple(uncond.shape)}")
+            _check_cond(c, name)
+        if isinstance(cond, dict) != isinstance(uncond, dict):
+            raise ValueError("cond and uncond must both be tensors or both be SDXL dicts")
+        if _context(cond).shape[2] != _context(uncond).shape[2]:
+            raise ValueError(f"cond and uncond widths differ: {tuple(_context(cond).shape)} vs "
+                             f"{tuple(_context(uncond).shape)}")
+        if isinstance(cond, dict) and cond["vector"].shape[1] != uncond["vector"].shape[1]:
+            raise ValueError("cond and uncond ADM vector widths differ")
         if cond_weights is not None:
             cond_weights = [float(w) for w in cond_weights]
             if not cond_weights:
                 raise ValueError("cond_weights must name at least one sub-prompt weight")
-            if cond.shape[0] % len(cond_weights):
-                raise ValueError(f"cond batch {cond.shape[0]} is not a multiple of the {len(cond_weights)} "
+            if _context(cond).shape[0] % len(cond_weights):
+                raise ValueError(f"cond batch {_context(cond).shape[0]} is not a multiple of the {len(cond_weights)} "
                                  f"sub-prompt weights")
         self.inner = inner
         self.cond = cond
@@ -144,7 +227,7 @@ class CFGDenoiser:
 
     def __repr__(self) -> str:
         weights = "" if self.cond_weights is None else f", cond_weights={self.cond_weights}"
-        return (f"CFGDenoiser(cond={tuple(self.cond.shape)}, uncond={tuple(self.uncond.shape)}, "
+        return (f"CFGDenoiser(cond={tuple(_context(self.cond).shape)}, uncond={tuple(_context(self.uncond).shape)}, "
                 f"cfg_scale={self.cfg_scale}{weights})")
 
     def _marks(self, cond_rows: int, uncond_rows: int, x: torch.Tensor) -> Callable[[int, int], dict]:
@@ -156,12 +239,13 @@ class CFGDenoiser:
         return lambda a, b: {"cond_mark": marks[a:b]}
 
     @staticmethod
-    def _per_image(c: torch.Tensor, batch: int, name: str) -> torch.Tensor:
-        if c.shape[0] == batch:
+    def _per_image(c: Cond, batch: int, name: str) -> Cond:
+        rows = _context(c).shape[0]
+        if rows == batch:
             return c
-        if c.shape[0] == 1:
-            return c.expand(batch, -1, -1)
-        raise ValueError(f"{name} batch {c.shape[0]} does not match the latent batch {batch}")
+        if rows == 1:
+            return _expand_cond(c, batch)
+        raise ValueError(f"{name} batch {rows} does not match the latent batch {batch}")
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.cond_weights is not None:
@@ -173,8 +257,8 @@ class CFGDenoiser:
         x_in = torch.cat([x, x])
         sigma_in = torch.cat([sigma, sigma])
         mark = self._marks(batch, batch, x)
-        if cond.shape[1] == uncond.shape[1]:
-            x_out = self.inner(x_in, sigma_in, cond=torch.cat([cond, uncond]), **mark(0, 2 * batch))
+        if _context(cond).shape[1] == _context(uncond).shape[1]:
+            x_out = self.inner(x_in, sigma_in, cond=cat_conds([cond, uncond]), **mark(0, 2 * batch))
         else:
             x_out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond, **mark(0, batch)),
                                self.inner(x_in[batch:], sigma_in[batch:], cond=uncond, **mark(batch, 2 * batch))])
@@ -187,12 +271,13 @@ class CFGDenoiser:
     def _composed(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         batch, n = x.shape[0], len(self.cond_weights)
         sigma = _sigma_batch(sigma, x)
-        if self.cond.shape[0] == n:
-            conds = self.cond.repeat(batch, 1, 1)
-        elif self.cond.shape[0] == batch * n:
+        rows_in = _context(self.cond).shape[0]
+        if rows_in == n:
+            conds = _repeat_cond(self.cond, batch)
+        elif rows_in == batch * n:
             conds = self.cond
         else:
-            raise ValueError(f"cond batch {self.cond.shape[0]} fits neither {n} shared sub-prompts nor {n} per "
+            raise ValueError(f"cond batch {rows_in} fits neither {n} shared sub-prompts nor {n} per "
                              f"image for {batch} images")
         uncond = self._per_image(self.uncond, batch, "uncond")
         images = torch.arange(batch, device=x.device)
@@ -203,15 +288,15 @@ class CFGDenoiser:
 
         mark = self._marks(rows, batch, x)
 
-        def run(a: int, b: int, c: torch.Tensor) -> torch.Tensor:
+        def run(a: int, b: int, c: Cond) -> torch.Tensor:
             # Rows in the default [cond batch, uncond batch] layout need no index (keeps plain inner models usable).
             extra = {"image_index": index[a:b]} if n > 1 else {}
             return self.inner(x_in[a:b], sigma_in[a:b], cond=c, **extra, **mark(a, b))
 
-        if conds.shape[1] == uncond.shape[1]:
-            x_out = run(0, rows + batch, torch.cat([conds, uncond]))
+        if _context(conds).shape[1] == _context(uncond).shape[1]:
+            x_out = run(0, rows + batch, cat_conds([conds, uncond]))
         else:
-            parts = [run(a, min(a + 2 * batch, rows), conds[a:min(a + 2 * batch, rows)])
+            parts = [run(a, min(a + 2 * batch, rows), _cond_rows(conds, a, min(a + 2 * batch, rows)))
                      for a in range(0, rows, 2 * batch)]
             x_out = torch.cat(parts + [run(rows, rows + batch, uncond)])
         denoised_uncond = x_out[rows:]
@@ -223,9 +308,13 @@ class CFGDenoiser:
         return denoised
 
 
-def stack_conds(conds: Sequence[torch.Tensor]) -> torch.Tensor:
+def stack_conds(conds: Sequence[Cond]) -> Cond:
     """Concatenate ``[1, L_j, C]`` embeddings along the batch; shorter ones are padded with copies of their last
-    token vector (A1111's ``stack_conds``, for ``AND`` sub-prompts with different chunk counts)."""
+    token vector (A1111's ``stack_conds``, for ``AND`` sub-prompts with different chunk counts). SDXL dicts pad
+    their ``crossattn`` and concatenate their ``vector``."""
+    if isinstance(conds[0], dict):
+        return {"crossattn": stack_conds([c["crossattn"] for c in conds]),
+                "vector": torch.cat([c["vector"] for c in conds])}
     length = max(c.shape[1] for c in conds)
     padded = [c if c.shape[1] == length else torch.cat([c, c[:, -1:].expand(-1, length - c.shape[1], -1)], dim=1)
               for c in conds]
@@ -258,9 +347,16 @@ class ScheduledCFGDenoiser:
             raise ValueError("every cond schedule and the uncond schedule need at least one entry")
         for schedule in [*cond_schedules, uncond_schedule]:
             for end_at_step, c in schedule:
-                if not isinstance(c, torch.Tensor) or c.ndim != 3 or c.shape[0] != 1:
-                    raise ValueError(f"schedule entries must be [1, L, C] tensors, got "
-                                     f"{getattr(c, 'shape', type(c))} at step {end_at_step}")
+                try:
+                    _check_cond(c, "schedule entry")
+                    ok = _context(c).shape[0] == 1
+                except ValueError:
+                    ok = False
+                if not ok:
+                    got = {k: tuple(v.shape) for k, v in c.items()} if isinstance(c, dict) else \
+                        getattr(c, "shape", type(c))
+                    raise ValueError(f"schedule entries must be [1, L, C] tensors (or SDXL dicts of [1, L, C] and "
+                                     f"[1, V]), got {got} at step {end_at_step}")
         if cond_weights is None:
             cond_weights = [1.0] * len(cond_schedules)
         if len(cond_weights) != len(cond_schedules):
@@ -348,6 +444,8 @@ class TimestepEpsModel(EpsDenoiser):
             ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
             x_in = torch.cat([x_in, ic], dim=1)
         extra = {} if cond_mark is None else {"cond_mark": cond_mark}
+        if isinstance(cond, dict):  # SDXL: cross-attention context and ADM vector
+            return self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
         return self.unet(x_in, t, context=cond, **extra)
 
 
@@ -376,7 +474,10 @@ class LCMDenoiser(EpsDenoiser):
             x_in = torch.cat([x_in, ic], dim=1)
         t = self.schedule.sigma_to_t(sigma)
         extra = {} if cond_mark is None else {"cond_mark": cond_mark}
-        eps = self.unet(x_in, t, context=cond, **extra)
+        if isinstance(cond, dict):  # SDXL: cross-attention context and ADM vector
+            eps = self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
+        else:
+            eps = self.unet(x_in, t, context=cond, **extra)
         denoised = x + eps * c_out
         sigma_data = 0.5
         scaled_t = _append_dims(t, x.ndim) * 10.0

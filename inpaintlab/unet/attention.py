@@ -1,4 +1,4 @@
-"""Spatial transformer of the SD1 UNet, following ldm `modules/attention.py` (1x1-conv projections, GEGLU)."""
+"""Spatial transformer of the SD UNet, following ldm `modules/attention.py` (1x1-conv or Linear projections, GEGLU)."""
 from __future__ import annotations
 
 import torch
@@ -79,20 +79,22 @@ class BasicTransformerBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    """ldm attention.SpatialTransformer with conv proj_in/proj_out (SD1): GroupNorm eps 1e-6, then tokens.
+    """ldm attention.SpatialTransformer: GroupNorm eps 1e-6, then tokens.
 
-    x [B,C,H,W] -> [B,C,H,W]; the transformer runs on the H*W tokens of width C.
+    x [B,C,H,W] -> [B,C,H,W]; the transformer runs on the H*W tokens of width C. proj_in/proj_out are 1x1 convs
+    (SD1) or, with `use_linear`, Linear layers on the tokens (SD2/SDXL `use_linear_in_transformer`); both compute
+    the same per-token matmul, only the stored weight shape differs ([C,C,1,1] vs [C,C]).
     """
 
     def __init__(self, in_channels: int, n_heads: int, d_head: int, depth: int, context_dim: int, *,
-                 kernels: str = "torch"):
+                 use_linear: bool = False, kernels: str = "torch"):
         super().__init__()
         inner_dim = n_heads * d_head
         self.norm = GroupNorm(32, in_channels, 1e-6, kernels=kernels)  # eps 1e-6 here, unlike ResBlock
-        self.proj_in = nn.Conv2d(in_channels, inner_dim, 1)
+        self.proj_in = nn.Linear(in_channels, inner_dim) if use_linear else nn.Conv2d(in_channels, inner_dim, 1)
         self.transformer_blocks = nn.ModuleList(
             BasicTransformerBlock(inner_dim, n_heads, d_head, context_dim, kernels=kernels) for _ in range(depth))
-        self.proj_out = nn.Conv2d(inner_dim, in_channels, 1)
+        self.proj_out = nn.Linear(inner_dim, in_channels) if use_linear else nn.Conv2d(inner_dim, in_channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         # The 1x1 convs run as Linear on the tokens (same weights viewed [C,C]): the NCHW <-> token transposes then

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
 import torch
@@ -90,20 +89,33 @@ def test_missing_vae_allowed_when_a_separate_vae_is_given():
     assert split_state_dict(sd, require_vae=False).vae == {}
 
 
-SD2 = re.escape("unsupported architecture: SD2.x (OpenCLIP-H text encoder, context 1024) detected")
+FAMILY = "cannot tell the model family"
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": torch.zeros(3, 1024)}, SD2),
-    ({UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(32, 1024)}, SD2),
-    ({UNET_PREFIX + "input_blocks.1.1.proj_in.weight": torch.zeros(32, 32)}, SD2 + r".*Linear proj_in"),
-    ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": T}, "unsupported architecture: SDXL"),
-    ({UNET_PREFIX + "label_emb.0.0.weight": torch.zeros(32, 2816)}, "unsupported architecture: SDXL"),
-], ids=["openclip", "context1024", "linear-proj-in", "sdxl-conditioner", "sdxl-label-emb"])
+    ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": torch.zeros(3, 1024)},
+     r"2 unexpected key\(s\) for an SD 2.x checkpoint.*'cond_stage_model.transformer.text_model."),
+    ({UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(32, 1024)},
+     r"SD2-style UNet .*\[32, 1024\].* without SD2's OpenCLIP text encoder.*" + FAMILY),
+    ({UNET_PREFIX + "input_blocks.1.1.proj_in.weight": torch.zeros(32, 32)}, r"SD2-style UNet .*proj_in.*" + FAMILY),
+    ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": T},
+     r"sgm conditioner keys .* without SDXL's OpenCLIP bigG.*" + FAMILY),
+    ({UNET_PREFIX + "label_emb.0.0.weight": torch.zeros(32, 2816)},
+     r"SDXL-style UNet .*label_emb.* without SDXL's text encoders.*" + FAMILY),
+    ({UNET_PREFIX + "x_embedder.proj.weight": T}, r"Stable Diffusion 3 \(MMDiT\) checkpoint"),
+    ({UNET_PREFIX + "double_blocks.0.img_attn.qkv.weight": T}, "Flux checkpoint"),
+    ({"conditioner.embedders.0.model.ln_final.weight": T}, r"SDXL refiner \(OpenCLIP bigG only\) checkpoint"),
+    ({"embedder.model.ln_final.weight": T}, "SD 2.x unCLIP checkpoint"),
+    ({"depth_model.model.pretrained.act_postprocess3.0.project.0.bias": T}, "SD 2.0 depth checkpoint"),
+    ({"cond_stage_model.roberta.embeddings.word_embeddings.weight": T}, "AltDiffusion checkpoint"),
+    ({UNET_PREFIX + "input_blocks.0.0.weight": torch.zeros(32, 8, 3, 3)}, r"instruct-pix2pix UNet \(8 input"),
+    ({"edm_mean": T}, r"Playground v2.5 \(EDM\) checkpoint"),
+], ids=["mixed-text-encoders", "context1024", "linear-proj-in", "sdxl-conditioner", "sdxl-label-emb", "sd3", "flux",
+        "refiner", "unclip", "depth", "altdiffusion", "pix2pix", "playground"])
 def test_unsupported_architectures(extra, message):
     with pytest.raises(CheckpointError, match=message) as e:
         split_state_dict(sd1_like(**extra), source="m.safetensors")
-    assert isinstance(e.value, ValueError) and "Stable Diffusion 1.x" in str(e.value)
+    assert isinstance(e.value, ValueError) and "m.safetensors" in str(e.value)
 
 
 @pytest.mark.parametrize("keys", [
@@ -125,7 +137,7 @@ def test_vae_only_dict_as_model(prefix):
 
 
 def test_not_a_checkpoint_at_all():
-    with pytest.raises(CheckpointError, match=r"not a Stable Diffusion 1.x checkpoint.*'weight', 'bias'"):
+    with pytest.raises(CheckpointError, match=r"not a Stable Diffusion checkpoint.*'weight', 'bias'"):
         check_architecture({"weight": T, "bias": T})
     with pytest.raises(CheckpointError, match="has no UNet weights"):
         check_architecture({CLIP_PREFIX + "embeddings.token_embedding.weight": T, VAE_PREFIX + "encoder.x": T})

@@ -127,17 +127,24 @@ def test_a1111_labels_on_the_command_line(tiny_checkpoint, inputs):
     assert "Mask mode: Inpaint not masked" in text
 
 
-def test_tiny_writes_loadable_files(tmp_path, capsys):
+def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
     import inpaintlab
     from inpaintlab.controlnet import load_controlnet
 
     assert main(["tiny", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
-    names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors"]
+    names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors",
+             "tiny-sd2.safetensors", "tiny-sd2-v.safetensors", "tiny-sdxl.safetensors",
+             "tiny-sdxl-inpainting.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
     assert not inpaintlab.load(tmp_path / names[0], kernels="torch").config.is_inpainting
     assert inpaintlab.load(tmp_path / names[1], tmp_path / names[2], kernels="torch").config.is_inpainting
     assert load_controlnet(tmp_path / names[3], kernels="torch").config.num_outputs == 5  # the tiny UNet's skips + 1
+    for name, family, prediction, inpainting in (("sd2", "sd2", "eps", False), ("sd2-v", "sd2", "v", False),
+                                                 ("sdxl", "sdxl", "eps", False),
+                                                 ("sdxl-inpainting", "sdxl", "eps", True)):
+        config = inpaintlab.load(tmp_path / f"tiny-{name}.safetensors", kernels="torch").config
+        assert (config.family, config.prediction, config.is_inpainting) == (family, prediction, inpainting)
 
 
 def test_python_dash_m_inpaintlab_runs_without_warnings():

@@ -41,25 +41,35 @@ def test_attention_resolutions_are_normalised():
     assert UNetConfig(attention_resolutions=[1, 2, 4]).attention_resolutions == (4, 2, 1)
 
 
-def test_from_state_dict_rejects_sd2_linear_projection():
-    sd = dict(meta_state_dict(tiny_config()))
-    for k in [k for k in sd if k.endswith("proj_in.weight") or k.endswith("proj_out.weight")]:
-        sd[k] = sd[k][:, :, 0, 0]  # SD2: Linear [C,C] instead of a 1x1 conv
-    with pytest.raises(ValueError, match="unsupported architecture: SD2-style.*linear proj_in"):
-        UNetConfig.from_state_dict(sd)
+def test_from_state_dict_linear_projection_means_64_channel_heads():
+    """Linear proj_in/proj_out (SD2/SDXL `use_linear_in_transformer`) switch the head convention to 64-wide heads."""
+    linear = UNetConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1, 2),
+                        num_head_channels=64, use_linear_in_transformer=True, context_dim=1024)
+    sd = meta_state_dict(linear)
+    assert sd["input_blocks.1.1.proj_in.weight"].shape == (64, 64)
+    assert UNetConfig.from_state_dict(sd) == linear
+    # The same layout with 1x1-conv weights is SD1-style: 8 heads per level, whatever the context width.
+    conv = dict(sd)
+    for k in [k for k in conv if k.endswith(("proj_in.weight", "proj_out.weight"))]:
+        conv[k] = conv[k][:, :, None, None]
+    inferred = UNetConfig.from_state_dict(conv)
+    assert (inferred.use_linear_in_transformer, inferred.num_head_channels, inferred.num_heads) == (False, -1, 8)
+    assert inferred.context_dim == 1024
+    # 32-wide levels cannot hold a 64-channel head: refused with the reason.
+    narrow = dict(meta_state_dict(tiny_config()))
+    for k in [k for k in narrow if k.endswith(("proj_in.weight", "proj_out.weight"))]:
+        narrow[k] = narrow[k][:, :, 0, 0]
+    with pytest.raises(ValueError, match="heads of 64 channels"):
+        UNetConfig.from_state_dict(narrow)
 
 
-def test_from_state_dict_rejects_sd2_context_width():
-    sd = meta_state_dict(UNetConfig(context_dim=1024))
-    with pytest.raises(ValueError, match="unsupported architecture: SD2-style.*context width 1024"):
-        UNetConfig.from_state_dict(sd)
-
-
-def test_from_state_dict_rejects_sdxl():
+def test_from_state_dict_adm():
     sd = dict(meta_state_dict(tiny_config()))
     sd["label_emb.0.0.weight"] = torch.empty(128, 2816, device="meta")
-    with pytest.raises(ValueError, match="unsupported architecture: SDXL-style.*label_emb"):
+    with pytest.raises(ValueError, match="sequential ADM"):
         UNetConfig.from_state_dict(sd)
+    sd["label_emb.0.2.weight"] = torch.empty(128, 128, device="meta")
+    assert UNetConfig.from_state_dict(sd).adm_in_channels == 2816
 
 
 def test_from_state_dict_needs_stripped_prefix():
