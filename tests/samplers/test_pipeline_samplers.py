@@ -84,9 +84,9 @@ def test_second_order_samplers_double_the_prompt_schedule(tiny_checkpoint):
     seen = []
     original = pipe._conditioning
 
-    def spy(prompt, negative_prompt, batch, clip_skip, steps):
+    def spy(prompt, negative_prompt, batch, clip_skip, steps, *rest):
         seen.append(steps)
-        return original(prompt, negative_prompt, batch, clip_skip, steps)
+        return original(prompt, negative_prompt, batch, clip_skip, steps, *rest)
 
     pipe._conditioning = spy
     common = dict(steps=2, seed=1, width=64, height=64)
