@@ -100,7 +100,7 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
     dtype, cpu_reps, peak, skip = model_settings("bench_controlnet_step", device, quick, cpu_reps)
     notes = {"triton": TRITON_CPU_NOTE} if device == "cpu" else {}
     rows: list[dict] = []
-    for case in cases(device, quick):
+    for case in [c for c in cases(device, quick) if c.config_name in ("sd15", "tiny")]:  # SD1 ControlNets only
         cfg = unet_config(case.config_name)
         cn_cfg = ControlNetConfig(unet=cfg)
         shape = f"{case.batch}x{cfg.in_channels}x{case.latent}x{case.latent}"
