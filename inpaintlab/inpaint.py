@@ -16,7 +16,6 @@ Choices where A1111 is not reproducible from its inputs:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import logging
 import math
@@ -30,7 +29,7 @@ from PIL import Image
 
 from . import masking
 from ._version import __version__
-from .checkpoint import FAMILY_LABELS, load_models
+from .checkpoint import FAMILY_LABELS, file_sha256, load_models
 from .clip import (OpenCLIPTokenizer, Tokenizer, encode_prompts, encode_prompts_sd2, encode_prompts_sdxl,
                    load_embeddings, load_sdxl_embeddings, tokenize_prompt)
 from .clip.schedule import get_prompt_schedule, split_and
@@ -270,14 +269,6 @@ def strip_comments(text: str) -> str:
     """A1111 prompt comments: a line starting with '#' is removed, then any other '#…' to the end of its line;
     each removal leaves one newline (what A1111 encodes and writes into the infotext)."""
     return _COMMENT_TAIL.sub("\n", _COMMENT_LINE.sub("\n", text))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _posterior_generator(seeds: list[int]) -> torch.Generator:
@@ -848,7 +839,7 @@ class Pipeline:
                 if path is None:
                     continue  # given as a tensor, not loaded from a file: nothing to hash
                 if name not in self._embedding_hashes:
-                    self._embedding_hashes[name] = _sha256(path)[:12]
+                    self._embedding_hashes[name] = file_sha256(path)[:12]
                 entries.append(f"{name.replace(':', '').replace(',', '')}: {self._embedding_hashes[name]}")
         return ", ".join(entries) or None
 

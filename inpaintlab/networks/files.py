@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, read_state_dict
+from ..checkpoint import CheckpointError, file_sha256, read_state_dict
 from .modules import NetworkError
 
 EXTENSIONS = (".safetensors", ".pt", ".ckpt")
@@ -60,11 +60,7 @@ def network_hash(path: str | Path, metadata: dict[str, str] | None = None) -> st
         return metadata["sshs_model_hash"]
     if path.suffix.lower() == ".safetensors":
         return addnet_hash(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 import torch
 from PIL import Image
 
+from ..checkpoint import file_sha256
 from ..files import atomic_path, write_text_atomic
 from .. import settings as registry
 from ..grid import grid_infotext, make_grid
@@ -39,14 +40,6 @@ from .preview import latent_preview
 from .spec import Cell, SweepSpec, axis_label, load_spec
 
 log = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cell_key(identity: dict[str, str], settings: dict[str, Any]) -> str:
@@ -187,7 +180,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
         with Image.open(spec.mask) as im:
             mask = im.copy()
         identity = {"model": pipe.config.model_hash or "", "vae": pipe.config.vae_hash or "",
-                    "image": _sha256(spec.image), "mask": _sha256(spec.mask)}
+                    "image": file_sha256(spec.image), "mask": file_sha256(spec.mask)}
         cells = spec.cells()
         networks = _network_hashes(pipe, [cell.settings(spec.base)["prompt"] for cell in cells])
         if networks:
