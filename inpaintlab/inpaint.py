@@ -709,8 +709,8 @@ class Pipeline:
                                       difference_threshold, difference_contrast) if soft_inpainting else None
         sampler, schedule_label = resolve_sampler(sampler, scheduler)
         config = SAMPLER_CONFIGS[sampler]
-        if config.kind == "timesteps" and (soft_inpainting or differential_diffusion):
-            raise ValueError(f"soft_inpainting and differential_diffusion run with the k-diffusion samplers, not {sampler}")
+        if config.kind == "timesteps" and differential_diffusion:
+            raise ValueError(f"differential_diffusion runs with the k-diffusion samplers, not {sampler}")
         options, sampler_params = sampler_options(sampler, eta, s_churn, s_tmin, s_tmax, s_noise)
         width, height = processing_size(image.size, width, height)
         noise_cfg = noise_settings(seed, batch_size, subseed=subseed, subseed_strength=subseed_strength,
@@ -769,7 +769,10 @@ class Pipeline:
             noise = control.noise(noise)  # inpaint_only+lama: the sampling noise, not the masked-content noise
         blend = None
         if latent_mask is not None and soft is not None:
-            blend = lambda model, sigmas: SoftInpaintBlend(model, init_latent, latent_mask, soft)  # noqa: E731
+            # A1111's timestep samplers blend the model input, with their timestep where the others pass sigma
+            before = config.kind == "timesteps"
+            blend = lambda model, sigmas: SoftInpaintBlend(model, init_latent, latent_mask, soft,  # noqa: E731
+                                                           mask_before_denoising=before)
         elif latent_mask is not None and differential_diffusion:
             blend = lambda model, sigmas: DifferentialBlend(model, init_latent, latent_mask, sigmas, noise)  # noqa: E731
         elif latent_mask is not None:

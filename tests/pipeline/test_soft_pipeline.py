@@ -95,6 +95,29 @@ def test_soft_mask_composite_is_exact_at_both_ends(pipe):
     assert result.images[0].tobytes() != binary.images[0].tobytes()
 
 
+@pytest.mark.parametrize("sampler", ["DDIM", "UniPC"])
+def test_soft_with_timestep_samplers_blends_the_model_input(pipe, monkeypatch, sampler):
+    # A1111's timestep samplers blend the model input (with their timestep in the exponent). With a binary latent mask
+    # the soft input blend is the binary one up to the 1e-5 length shrink, so the repainted latents equal the binary
+    # pipeline's. There is no final blend, so kept latents are the sampler's own x, which A1111's timestep samplers
+    # never reset (only the model input is blended): on random weights they move, and the difference composite shows
+    # the generation there.
+    real = masking.latent_mask
+    monkeypatch.setattr(masking, "latent_mask", lambda m, w, h, round=True: real(m, w, h, round=True))
+    image, mask = picture(128, 128, seed=5), rect_mask((128, 128), (48, 48, 79, 79))
+    settings = dict(FAST, steps=6, sampler=sampler)
+    binary = pipe.inpaint(image, mask, "a door", mask_blur=0, **settings)
+    softly = pipe.inpaint(image, mask, "a door", mask_blur=0, soft_inpainting=True, **settings)
+    repainted = binary.latent_mask[:, 0] == 1
+    diff, length = (softly.samples - binary.samples).norm(dim=1), binary.samples.norm(dim=1)
+    assert repainted.sum() > 10 and (diff[repainted] / length[repainted]).max() < 1e-4
+    assert diff[~repainted].max() > 1e-3  # binary: the init latent there; soft: the sampler's unblended x
+    # the difference composite then shows the generation almost everywhere (254 of 255 on random weights)
+    assert np.asarray(softly.overlay_mask).min() > np.asarray(binary.overlay_mask).min()
+    with pytest.raises(ValueError, match="differential_diffusion runs with the k-diffusion samplers"):
+        pipe.inpaint(image, mask, "a door", differential_diffusion=True, **settings)
+
+
 def test_soft_only_masked_keeps_everything_outside_the_crop(pipe):
     image, mask = picture(96, 80, seed=3), rect_mask((96, 80), (50, 30, 61, 41))
     result = pipe.inpaint(image, mask, "a cat", inpaint_area="only_masked", padding=8, width=48, height=48,
