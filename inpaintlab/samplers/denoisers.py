@@ -387,6 +387,19 @@ class ScheduledCFGDenoiser:
         return denoised
 
 
+def _check_latent_pair(init_latent: torch.Tensor, mask: torch.Tensor, name: str,
+                       mask_ndims: tuple[int, ...] = (3, 4)) -> None:
+    if init_latent.ndim != 4 or mask.ndim not in mask_ndims:
+        dims = " or ".join(f"{n}-D" for n in mask_ndims)
+        raise ValueError(f"init_latent must be 4-D and {name} {dims}, got {tuple(init_latent.shape)}, "
+                         f"{tuple(mask.shape)}")
+    try:
+        torch.broadcast_shapes(mask.shape, init_latent.shape)
+    except RuntimeError:
+        raise ValueError(f"{name} {tuple(mask.shape)} does not broadcast to init_latent "
+                         f"{tuple(init_latent.shape)}") from None
+
+
 class InpaintBlend:
     """Outermost layer for inpainting: after CFG, keep ``init_latent`` where ``nmask`` is 0.
 
@@ -395,14 +408,7 @@ class InpaintBlend:
     """
 
     def __init__(self, inner: Denoiser, init_latent: torch.Tensor, nmask: torch.Tensor) -> None:
-        if init_latent.ndim != 4 or nmask.ndim != 4:
-            raise ValueError(f"init_latent and nmask must be 4-D, got {tuple(init_latent.shape)}, "
-                             f"{tuple(nmask.shape)}")
-        try:
-            torch.broadcast_shapes(nmask.shape, init_latent.shape)
-        except RuntimeError:
-            raise ValueError(f"nmask {tuple(nmask.shape)} does not broadcast to init_latent "
-                             f"{tuple(init_latent.shape)}") from None
+        _check_latent_pair(init_latent, nmask, "nmask", mask_ndims=(4,))
         self.inner = inner
         self.init_latent = init_latent
         self.nmask = nmask
@@ -484,17 +490,6 @@ class LCMDenoiser(EpsDenoiser):
         c_skip = sigma_data ** 2 / (scaled_t ** 2 + sigma_data ** 2)
         c_out_lcm = scaled_t / (scaled_t ** 2 + sigma_data ** 2) ** 0.5
         return c_out_lcm * denoised + c_skip * x
-
-def _check_latent_pair(init_latent: torch.Tensor, mask: torch.Tensor, name: str) -> None:
-    if init_latent.ndim != 4 or mask.ndim not in (3, 4):
-        raise ValueError(f"init_latent must be 4-D and {name} 3-D or 4-D, got {tuple(init_latent.shape)}, "
-                         f"{tuple(mask.shape)}")
-    try:
-        torch.broadcast_shapes(mask.shape, init_latent.shape)
-    except RuntimeError:
-        raise ValueError(f"{name} {tuple(mask.shape)} does not broadcast to init_latent "
-                         f"{tuple(init_latent.shape)}") from None
-
 
 class SoftInpaintBlend:
     """A1111 v1.10 soft inpainting's per-step blend, in place of :class:`InpaintBlend`.
