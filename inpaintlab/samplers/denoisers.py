@@ -131,16 +131,22 @@ class EpsDenoiser:
         """True when the UNet wants to know the cond rows (a ``ControlledUNet``); CFG then passes ``cond_mark``."""
         return bool(getattr(self.unet, "accepts_cond_mark", False))
 
-    def _model_output(self, x: torch.Tensor, x_in: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond],
-                      image_index: Optional[torch.Tensor], cond_mark: Optional[torch.Tensor]) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, x_in: torch.Tensor, t: torch.Tensor, cond: Optional[Cond],
+              image_index: Optional[torch.Tensor], cond_mark: Optional[torch.Tensor]) -> torch.Tensor:
+        """The raw UNet output at timestep ``t`` for the (scaled) input ``x_in``, with the 9-channel image
+        conditioning appended and an SDXL dict cond split into context and ADM vector."""
         if self.image_cond is not None:
             ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
             x_in = torch.cat([x_in, ic], dim=1)
-        t = self.schedule.sigma_to_t(sigma, quantize=self.quantize).to(torch.float32)
         extra = {} if cond_mark is None else {"cond_mark": cond_mark}
         if isinstance(cond, dict):
             return self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
         return self.unet(x_in, t, context=cond, **extra)
+
+    def _model_output(self, x: torch.Tensor, x_in: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond],
+                      image_index: Optional[torch.Tensor], cond_mark: Optional[torch.Tensor]) -> torch.Tensor:
+        t = self.schedule.sigma_to_t(sigma, quantize=self.quantize).to(torch.float32)
+        return self._unet(x, x_in, t, cond, image_index, cond_mark)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Optional[Cond] = None,
                  image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -444,15 +450,7 @@ class TimestepEpsModel(EpsDenoiser):
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None,
                  image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
-        t = _sigma_batch(t, x).to(torch.float32)
-        x_in = x
-        if self.image_cond is not None:
-            ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
-            x_in = torch.cat([x_in, ic], dim=1)
-        extra = {} if cond_mark is None else {"cond_mark": cond_mark}
-        if isinstance(cond, dict):  # SDXL: cross-attention context and ADM vector
-            return self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
-        return self.unet(x_in, t, context=cond, **extra)
+        return self._unet(x, x, _sigma_batch(t, x).to(torch.float32), cond, image_index, cond_mark)
 
 
 class LCMDenoiser(EpsDenoiser):
@@ -474,16 +472,8 @@ class LCMDenoiser(EpsDenoiser):
                  image_index: Optional[torch.Tensor] = None, cond_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
         sigma = _sigma_batch(sigma, x)
         c_out, c_in = (_append_dims(v, x.ndim) for v in self.get_scalings(sigma))
-        x_in = x * c_in
-        if self.image_cond is not None:
-            ic = self._image_cond_for(x) if image_index is None else self._image_cond_rows(x, image_index)
-            x_in = torch.cat([x_in, ic], dim=1)
         t = self.schedule.sigma_to_t(sigma)
-        extra = {} if cond_mark is None else {"cond_mark": cond_mark}
-        if isinstance(cond, dict):  # SDXL: cross-attention context and ADM vector
-            eps = self.unet(x_in, t, context=cond["crossattn"], y=cond["vector"], **extra)
-        else:
-            eps = self.unet(x_in, t, context=cond, **extra)
+        eps = self._unet(x, x * c_in, t, cond, image_index, cond_mark)
         denoised = x + eps * c_out
         sigma_data = 0.5
         scaled_t = _append_dims(t, x.ndim) * 10.0
