@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import math
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -37,14 +36,15 @@ from .controlnet.inject import ControlledUNet
 from .controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from .infotext import build_infotext
 from .masking.soft import SoftInpaintingSettings, overlay_source, soft_overlays
+from .noise import NoiseSettings, noise_settings
 from .networks import ActiveNetwork, NetworkError, NetworkLibrary, NetworkMerger, lora_tags, parse_prompt, strip_networks
 from .prepare import flatten, prepare_inpaint, processing_size
+from .result import Result
 from .settings import register_extra_network, register_infotext_key, validated
 from .samplers import (SAMPLER_CONFIGS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG,
                        InpaintBlend, InpaintBlendInput, LCMDenoiser, SamplerConfig, SoftInpaintBlend, TimestepEpsModel,
                        VDenoiser, brownian_noise_sampler, build_sigmas, get_timesteps, img2img_start, img2img_steps,
-                       records_ensd, resolve_sampler, resolve_seed, sampler_options, total_steps)
-from .samplers.rng import resolve_rng_source
+                       resolve_sampler, sampler_options, total_steps)
 from .samplers.denoisers import ScheduledCFGDenoiser
 from .unet import sdxl_adm_vector
 
@@ -56,71 +56,6 @@ register_extra_network("lyco")
 register_infotext_key("Lora hashes")
 
 VERSION_TAG = f"inpaintlab-{__version__}"  # A1111 writes its git tag; ours names the library
-
-
-@dataclasses.dataclass
-class Result:
-    """What a generation returns: images plus every intermediate a study needs.
-
-    images: final PIL images (after overlay / paste-back); infotexts: one A1111 infotext per image; seeds: per image.
-    init_latent: init latents after masked content ([B,4,h,w], scaled); start_latent: the noised latent sampling starts
-    from; samples: final latents after the last blend; latent_mask: [B,4,h,w], 1 = repainted (None without a mask);
-    sigmas: the (truncated) schedule that was run (the integer timesteps for DDIM, DDIM CFG++, PLMS, UniPC);
-    subseeds: per-image variation seeds (None when the variation strength is 0). repaint_mask: the binary
-    (mode-applied) mask; overlay_mask: the mask of the final composite (255 = generated) of the first image,
-    overlay_masks: one per image (soft inpainting builds one per image from how far its latent moved).
-    """
-
-    images: list[Image.Image]
-    infotexts: list[str]
-    seeds: list[int]
-    subseeds: list[int] | None = None
-    init_latent: torch.Tensor | None = None
-    start_latent: torch.Tensor | None = None
-    samples: torch.Tensor | None = None
-    latent_mask: torch.Tensor | None = None
-    sigmas: torch.Tensor | None = None
-    repaint_mask: Image.Image | None = None
-    overlay_mask: Image.Image | None = None
-    overlay_masks: list[Image.Image] | None = None
-
-    @property
-    def infotext(self) -> str:
-        return self.infotexts[0]
-
-    def save(self, path_or_dir: str | Path) -> list[Path]:
-        """Write the images as PNGs carrying their infotext (what A1111's PNG Info and `--from-png` read back).
-
-        A path ending in `.png` takes the single image. Anything else is a folder (created if missing): each image
-        becomes `NNNNN-<seed>.png` with A1111's 5-digit counter, and a batch of several images also gets A1111's
-        grid, `grid-NNNN.png`, carrying the first image's infotext. Returns the written paths (images, then grid).
-        """
-        from .files import prepare_out_dir
-        from .grid import image_grid
-        from .infotext import save_png
-
-        target = Path(path_or_dir)
-        if target.suffix.lower() == ".png":
-            if len(self.images) != 1:
-                raise ValueError(f"{target}: {len(self.images)} images need a folder, not one file name")
-            return [save_png(self.images[0], target, self.infotexts[0])]
-        out = prepare_out_dir(target, "output folder")
-        index = _next_index(out, "[0-9][0-9][0-9][0-9][0-9]-*.png")
-        paths = []
-        for image, infotext, seed in zip(self.images, self.infotexts, self.seeds):
-            paths.append(save_png(image, out / f"{index:05d}-{seed}.png", infotext))
-            index += 1
-        if len(self.images) > 1:
-            number = _next_index(out, "grid-*.png", start=5, digits=4)
-            paths.append(save_png(image_grid(self.images), out / f"grid-{number:04d}.png", self.infotexts[0]))
-        return paths
-
-
-def _next_index(out: Path, pattern: str, start: int = 0, digits: int = 5) -> int:
-    """A1111's file counter: one past the highest number found at `start` in names matching `pattern`."""
-    numbers = [int(p.name[start:start + digits]) for p in out.glob(pattern)
-               if p.name[start:start + digits].isdigit()]
-    return max(numbers, default=-1) + 1
 
 
 @dataclasses.dataclass
@@ -150,73 +85,6 @@ class PipelineConfig:
 
 # A1111's options `sdxl_crop_top` / `sdxl_crop_left` (default 0): the crop coordinates of SDXL's size conditioning.
 SDXL_CROP_TOP_LEFT = (0, 0)
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseSettings:
-    """A job's noise: per-image seeds and variation seeds, plus what every `ImageRNG` of the job is built with."""
-
-    seeds: list[int]
-    subseeds: list[int] | None
-    subseed_strength: float
-    seed_resize_from: tuple[int, int] | None
-    rng_source: str
-    ensd: int
-
-    def rng(self, shape: tuple[int, ...], device: torch.device) -> ImageRNG:
-        return ImageRNG(shape, self.seeds, device, source=self.rng_source, subseeds=self.subseeds,
-                        subseed_strength=self.subseed_strength, seed_resize_from=self.seed_resize_from,
-                        eta_noise_seed_delta=self.ensd)
-
-    @property
-    def plain(self) -> bool:
-        """True when the first draw is each seed's own noise (no variation seed, no seed resize)."""
-        return self.subseeds is None and self.seed_resize_from is None
-
-    def params(self, sampler: str, eta: float | None = None) -> dict[str, Any]:
-        """The infotext keys A1111 writes for these settings (`Variation seed` is per image, filled in later)."""
-        resize = f"{self.seed_resize_from[0]}x{self.seed_resize_from[1]}" if self.seed_resize_from else None
-        return {
-            "Variation seed strength": self.subseed_strength if self.subseeds is not None else None,
-            "Seed resize from": resize,
-            # A1111 v1.10 writes ENSD only for samplers flagged uses_ensd, and only while their eta is non-zero
-            "ENSD": self.ensd if self.ensd and records_ensd(sampler, eta) else None,
-            "RNG": self.rng_source if self.rng_source != "GPU" else None,
-        }
-
-
-def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | str | None = -1,
-                   subseed_strength: float = 0.0, seed_resize_from: tuple[int, int] | None = None,
-                   rng_source: str = "CPU", ensd: int = 0) -> NoiseSettings:
-    """A1111's per-image seeds: `seed + i`, or `seed` for every image when the variation strength is non-zero, with
-    variation seeds `subseed + i`. -1 picks a random seed (and subseed)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(subseed_strength, bool) or not isinstance(subseed_strength, (int, float)) \
-            or not math.isfinite(subseed_strength):
-        raise ValueError(f"subseed_strength must be a finite number, got {subseed_strength!r}")
-    if isinstance(ensd, bool) or not isinstance(ensd, int):
-        raise ValueError(f"ensd must be an int, got {ensd!r}")
-    first = resolve_seed(seed)
-    subseeds = None
-    if subseed_strength != 0:
-        first_sub = resolve_seed(subseed)
-        subseeds = [first_sub + i for i in range(batch_size)]
-    seeds = [first + (0 if subseeds is not None else i) for i in range(batch_size)]
-    resize = None
-    if seed_resize_from is not None:
-        if isinstance(seed_resize_from, (str, bytes)) or len(seed_resize_from) != 2:
-            raise ValueError(f"seed_resize_from must be (width, height), got {seed_resize_from!r}")
-        width, height = seed_resize_from
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (width, height)):
-            raise ValueError(f"seed_resize_from must be two ints (width, height), got {seed_resize_from!r}")
-        resize = (width, height) if width > 0 and height > 0 else None  # A1111: used only when both are > 0
-    source = resolve_rng_source(rng_source)
-    if source == "GPU" and not torch.cuda.is_available():
-        # fail before any model work; ImageRNG would refuse the same way
-        raise ValueError("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' "
-                         "(A1111's emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
-    return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, source, ensd)
 
 
 def load(path: str | Path, vae: str | Path | None = None, device: str | torch.device = "cpu",
