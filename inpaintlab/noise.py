@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .samplers import ImageRNG, records_ensd, resolve_seed
-from .samplers.rng import resolve_rng_source
+from .samplers.rng import gpu_source_problem, resolve_rng_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +71,7 @@ def noise_settings(seed: int | str | None, batch_size: int, *, subseed: int | st
             raise ValueError(f"seed_resize_from must be two ints (width, height), got {seed_resize_from!r}")
         resize = (width, height) if width > 0 and height > 0 else None  # A1111: used only when both are > 0
     source = resolve_rng_source(rng_source)
-    if source == "GPU" and not torch.cuda.is_available():
-        # fail before any model work; ImageRNG would refuse the same way
-        raise ValueError("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' "
-                         "(A1111's emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
+    problem = gpu_source_problem(source)
+    if problem:  # fail before any model work, as ImageRNG would
+        raise ValueError(problem)
     return NoiseSettings(seeds, subseeds, float(subseed_strength), resize, source, ensd)

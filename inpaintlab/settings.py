@@ -378,12 +378,9 @@ CROSS_CHECKS["sampler and scheduler"] = _sampler_and_scheduler
 
 
 def _gpu_noise_needs_cuda(s: dict[str, Any]) -> str | None:
-    import torch
+    from .samplers.rng import gpu_source_problem
 
-    if s.get("rng_source") == "GPU" and not torch.cuda.is_available():
-        return ("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' (A1111's "
-                "emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
-    return None
+    return gpu_source_problem(s.get("rng_source"))
 
 
 CROSS_CHECKS["GPU noise needs CUDA"] = _gpu_noise_needs_cuda

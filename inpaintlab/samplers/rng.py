@@ -104,6 +104,14 @@ def _check_seed(seed: object, what: str) -> int:
     return seed
 
 
+def gpu_source_problem(source: str) -> Optional[str]:
+    """Why the noise source cannot be used here (the "GPU" source without CUDA), or None."""
+    if source == "GPU" and not torch.cuda.is_available():
+        return ("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' (A1111's "
+                "emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
+    return None
+
+
 class ImageRNG:
     """One generator per image; :meth:`next` returns stacked ``[B, *shape]`` float32 noise on ``device``.
 
@@ -173,10 +181,10 @@ class ImageRNG:
             return torch.device("cpu")
         if self.device.type == "cuda":
             return self.device
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        raise ValueError("RNG source 'GPU' draws with torch's CUDA generator, but CUDA is not available; "
-                         "use 'NV' for the same noise without a GPU (A1111's emulation) or 'CPU'")
+        problem = gpu_source_problem(self.source)
+        if problem:
+            raise ValueError(problem)
+        return torch.device("cuda")
 
     def _generator(self, seed: int) -> Union[torch.Generator, PhiloxGenerator]:
         if self.source == "NV":
