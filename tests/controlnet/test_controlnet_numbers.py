@@ -146,6 +146,11 @@ def test_lama_noise_constants():
     assert ac999 == pytest.approx(0.0046601, abs=5e-8)
     x0, n = torch.ones(1, 4, 1, 1), torch.zeros(1, 4, 1, 1)
     assert SD1_SCHEDULE.q_sample(x0, 999, n)[0, 0, 0, 0].item() == pytest.approx(math.sqrt(ac999), rel=1e-6)
+    # random latents and noise: both coefficients, against float64
+    g = torch.Generator().manual_seed(3)
+    x0, n = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    expected = math.sqrt(ac999) * x0.double() + math.sqrt(1 - ac999) * n.double()
+    assert (SD1_SCHEDULE.q_sample(x0, 999, n).double() - expected).abs().max().item() < 2e-6
     sigma_max = math.sqrt((1 - ac999) / ac999)
     assert sigma_max * math.sqrt(ac999) == pytest.approx(0.9977, abs=1e-4)
     assert sigma_max * math.sqrt(1 - ac999) == pytest.approx(14.58, abs=1e-2)
