@@ -53,11 +53,14 @@ class RRDBConfig:
     @classmethod
     def from_state_dict(cls, sd: Mapping[str, torch.Tensor]) -> RRDBConfig:
         if "model.0.weight" in sd:
-            layout, first, block, ups_re = "old", "model.0.weight", r"model\.1\.sub\.(\d+)\.RDB1\.conv1\.0\.weight", None
+            layout, first, ups_re = "old", "model.0.weight", None
+            block = r"model\.1\.sub\.(\d+)\.RDB1\.conv1\.0\.weight"
         elif "body.0.rdb1.conv1.weight" in sd:
-            layout, first, block, ups_re = "new", "conv_first.weight", r"body\.(\d+)\.rdb1\.conv1\.weight", r"conv_up(\d+)\.weight"
+            layout, first, ups_re = "new", "conv_first.weight", r"conv_up(\d+)\.weight"
+            block = r"body\.(\d+)\.rdb1\.conv1\.weight"
         elif "RRDB_trunk.0.RDB1.conv1.weight" in sd:
-            layout, first, block, ups_re = "kair", "conv_first.weight", r"RRDB_trunk\.(\d+)\.RDB1\.conv1\.weight", r"upconv(\d+)\.weight"
+            layout, first, ups_re = "kair", "conv_first.weight", r"upconv(\d+)\.weight"
+            block = r"RRDB_trunk\.(\d+)\.RDB1\.conv1\.weight"
         else:
             raise UpscalerError("not an RRDBNet state dict (no model.0 / conv_first with RRDB blocks)")
         blocks = [int(m.group(1)) for k in sd if (m := re.fullmatch(block, k))]
