@@ -1,4 +1,4 @@
-"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|tiny` (also `python -m inpaintlab`).
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|upscale|tiny` (also `python -m inpaintlab`).
 
 Settings use A1111's names and accept A1111's labels ("latent noise", "Only masked"); defaults are A1111's UI defaults.
 `--from-png` reads the settings (and prompts) from a PNG's `parameters` infotext; flags given on the command line win.
@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("spec", help="sweep spec file (.json or .toml); see examples/")
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from .upscalers.command import add_parser as add_upscale_parser
+
+    _add_common(add_upscale_parser(commands))
 
     tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file and "
                                             "a ControlNet")
@@ -363,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
 
             path = run_demo(args)
             print(f"wrote {path}")
+            return 0
+        if args.command == "upscale":
+            from .upscalers.command import run as run_upscale
+
+            print(f"wrote {run_upscale(args)}")
             return 0
         if args.command == "sweep":
             from .study import sweep
