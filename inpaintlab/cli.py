@@ -73,6 +73,39 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                             help=registry.cli_help(setting))
 
 
+def _add_script_args(parser: argparse.ArgumentParser) -> None:
+    """A1111's img2img scripts that run through img2img (inpaintlab.scripts), by their UI names."""
+    from .scripts import CURVES
+
+    g = parser.add_argument_group("img2img scripts")
+    g.add_argument("--script", choices=("SD upscale", "Loopback"), help="run an A1111 img2img script")
+    g.add_argument("--tile-overlap", type=int, default=64, help="SD upscale: Tile overlap (default: 64)")
+    g.add_argument("--scale-factor", type=float, default=2.0, help="SD upscale: Scale Factor (default: 2)")
+    g.add_argument("--upscaler", default="None",
+                   help="SD upscale: Upscaler, a file, an A1111 name in --upscaler-dir, or None/Lanczos/Nearest "
+                        "(default: None)")
+    g.add_argument("--upscaler-dir", help="folder of upscaler files for --upscaler names")
+    g.add_argument("--loops", type=int, default=4, help="Loopback: Loops (default: 4)")
+    g.add_argument("--final-denoising-strength", type=float, default=0.5,
+                   help="Loopback: Final denoising strength (default: 0.5)")
+    g.add_argument("--denoising-curve", choices=CURVES, default="Linear",
+                   help="Loopback: Denoising strength curve (default: Linear)")
+
+
+def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
+    from . import scripts
+
+    if args.script == "Loopback":
+        return scripts.loopback(pipe, image, prompt, negative, loops=args.loops,
+                                final_denoising_strength=args.final_denoising_strength,
+                                denoising_curve=args.denoising_curve, **settings)
+    from .upscalers.command import resolve_upscaler
+
+    upscaler = resolve_upscaler(args.upscaler, args.upscaler_dir, str(pipe.device))
+    return scripts.sd_upscale(pipe, image, prompt, negative, tile_overlap=args.tile_overlap,
+                              scale_factor=args.scale_factor, upscaler=upscaler, **settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inpaintlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(sub)
         if name != "txt2img":
             sub.add_argument("--image", required=True, help="init image")
+        if name == "img2img":
+            _add_script_args(sub)
         if name == "inpaint":
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--mask", help="mask image: white = repaint")
@@ -294,6 +329,8 @@ def _run_generation(args) -> int:
         settings.setdefault("width", 512)
         settings.setdefault("height", 512)
         result = pipe.txt2img(prompt, negative, progress=progress, **settings)
+    elif args.command == "img2img" and args.script:
+        result = _run_script(args, pipe, images["image"], prompt, negative, dict(settings, progress=progress))
     elif args.command == "img2img":
         result = pipe.img2img(images["image"], prompt, negative, progress=progress, **settings)
     elif "sketch" in images:

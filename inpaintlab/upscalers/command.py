@@ -48,7 +48,7 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _resolve(name: str, folder: str | None, device: str):
+def resolve_upscaler(name: str, folder: str | None, device: str):
     if name in BUILTIN:
         return name
     path = Path(name)
@@ -76,7 +76,7 @@ def run(args) -> Path:
         raise UpscalerError(f"image not found: {args.image}") from None
     out_dir = prepare_out_dir(args.out)
     device = resolve_device(args.device)
-    upscaler = _resolve(args.upscaler, args.upscaler_dir, device)
+    upscaler = resolve_upscaler(args.upscaler, args.upscaler_dir, device)
     tiling = Tiling(None, args.tile, args.tile_overlap)
     name = upscaler if isinstance(upscaler, str) else upscaler.name
     if target is None:
