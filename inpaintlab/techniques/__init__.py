@@ -1,6 +1,7 @@
 """The built-in techniques, each a `inpaintlab.pipeline.Technique` in its own module (read any one alone):
 
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
+* `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
 * `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot.
@@ -13,9 +14,10 @@ from .blend import BinaryBlend
 from .controlnet import ControlNet
 from .differential import DifferentialDiffusion
 from .lora import Networks
+from .noise_multiplier import NoiseMultiplier
 from .soft import SoftInpainting
 
-BUILTIN = (Networks, ControlNet, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, SoftInpainting, DifferentialDiffusion, BinaryBlend)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -31,4 +33,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "SoftInpainting", "builtin"]
+__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "NoiseMultiplier", "SoftInpainting",
+           "builtin"]
