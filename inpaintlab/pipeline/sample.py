@@ -90,7 +90,7 @@ def sample(job: Job) -> None:
             timesteps = get_timesteps(steps)
             ac = pipe.schedule.alphas_cumprod
             if img2img:
-                t_enc = img2img_steps(steps, s["denoising_strength"])
+                t_enc = img2img_steps(steps, s["denoising_strength"]) if job.t_enc is None else job.t_enc
                 x = img2img_start(init_latent, noise, timesteps, t_enc, ac)
                 timesteps = timesteps[:t_enc]
             else:
@@ -105,7 +105,7 @@ def sample(job: Job) -> None:
         else:
             full = build_sigmas(pipe.schedule, config.name, job.schedule_label, steps)
             if img2img:
-                t_enc = img2img_steps(steps, s["denoising_strength"])
+                t_enc = img2img_steps(steps, s["denoising_strength"]) if job.t_enc is None else job.t_enc
                 sigmas = full[steps - t_enc - 1:].clone()
                 x = init_latent + noise * sigmas[0]
             else:

@@ -1,6 +1,7 @@
 """The built-in techniques, each a `inpaintlab.pipeline.Technique` in its own module (read any one alone):
 
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
+* `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
@@ -13,11 +14,12 @@ from ..pipeline.technique import Technique
 from .blend import BinaryBlend
 from .controlnet import ControlNet
 from .differential import DifferentialDiffusion
+from .hires import HiresFix
 from .lora import Networks
 from .noise_multiplier import NoiseMultiplier
 from .soft import SoftInpainting
 
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, HiresFix, SoftInpainting, DifferentialDiffusion, BinaryBlend)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -33,5 +35,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "NoiseMultiplier", "SoftInpainting",
-           "builtin"]
+__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "HiresFix", "Networks", "NoiseMultiplier",
+           "SoftInpainting", "builtin"]
