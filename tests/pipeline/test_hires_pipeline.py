@@ -81,3 +81,22 @@ def test_hires_errors(pipe):
         pipe.txt2img("x", enable_hr=True, hr_scale=0.0, **FIRST)
     with pytest.raises(ValueError, match="upscaler"):
         pipe.txt2img("x", enable_hr=True, hr_upscaler="R-ESRGAN 4x+", **FIRST)
+
+
+def test_cli_hires_and_from_png_replay(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    from inpaintlab.cli import main
+
+    base = ["txt2img", "--model", str(tiny_checkpoint), "--device", "cpu", "--no-progress"]
+    assert main([*base, "--prompt", "a red house", "--steps", "2", "--sampler", "Euler", "--seed", "5", "--width", "32",
+                 "--height", "32", "--enable-hr", "--hr-scale", "1.5", "--hr-upscaler", "Latent (nearest-exact)",
+                 "--denoising-strength", "0.55", "--out", str(tmp_path / "a")]) == 0
+    (png,) = (tmp_path / "a").glob("*.png")
+    assert main([*base, "--from-png", str(png), "--strict", "--out", str(tmp_path / "b")]) == 0
+    (again,) = (tmp_path / "b").glob("*.png")
+    a, b = Image.open(png), Image.open(again)
+    assert a.size == (48, 48) and np.array_equal(np.asarray(a), np.asarray(b))
+    assert a.text["parameters"] == b.text["parameters"]
+    assert "Hires upscaler: Latent (nearest-exact)" in a.text["parameters"]
+    capsys.readouterr()
