@@ -1,6 +1,7 @@
 """The built-in techniques, each a `inpaintlab.pipeline.Technique` in its own module (read any one alone):
 
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
+* `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
 * `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
@@ -14,12 +15,13 @@ from ..pipeline.technique import Technique
 from .blend import BinaryBlend
 from .controlnet import ControlNet
 from .differential import DifferentialDiffusion
+from .extra_noise import ExtraNoise
 from .hires import HiresFix
 from .lora import Networks
 from .noise_multiplier import NoiseMultiplier
 from .soft import SoftInpainting
 
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, HiresFix, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, SoftInpainting, DifferentialDiffusion, BinaryBlend)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -35,5 +37,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "HiresFix", "Networks", "NoiseMultiplier",
-           "SoftInpainting", "builtin"]
+__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
+           "NoiseMultiplier", "SoftInpainting", "builtin"]

@@ -125,10 +125,13 @@ class HiresFix(Technique):
             job.rng = job.noise_cfg.rng(tuple(latent.shape[1:]), job.device)
             job.noise = job.rng.next()
             job.init_latent, job.shape, job.kind, job.t_enc = latent, tuple(latent.shape), "img2img", steps - 1
+            job.extra_noise = s.get("img2img_extra_noise", 0.0)
+            if job.extra_noise > 0:
+                job.extra["Extra noise"] = job.extra_noise
             sample(job)
             return job.samples
         finally:
             s.clear()
             s.update(first[0])
             job.sampler, job.schedule_label, job.sampler_config, job.sampler_options, job.sampler_params = first[1:]
-            (job.width, job.height), job.kind, job.t_enc = first_size, kind, None
+            (job.width, job.height), job.kind, job.t_enc, job.extra_noise = first_size, kind, None, 0.0

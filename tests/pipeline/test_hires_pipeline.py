@@ -100,3 +100,15 @@ def test_cli_hires_and_from_png_replay(tiny_checkpoint, tmp_path, capsys):
     assert a.text["parameters"] == b.text["parameters"]
     assert "Hires upscaler: Latent (nearest-exact)" in a.text["parameters"]
     capsys.readouterr()
+
+
+def test_extra_noise_in_the_hires_pass(pipe, first):
+    res = pipe.txt2img("a red house", enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.6,
+                       img2img_extra_noise=0.25, **FIRST)
+    latent = hf.upscale_latent(first.samples, "Latent", hf.target_size(32, 32, 1.5))
+    start, sigmas = _expected_start(pipe, latent, 0, 0.6)
+    noise = (start - latent) / sigmas[0]
+    assert (res.start_latent - (start + noise * 0.25)).abs().max().item() <= 1e-5
+    assert "Extra noise: 0.25" in res.infotext
+    plain = pipe.txt2img("a red house", img2img_extra_noise=0.25, **FIRST)     # plain txt2img: not applied
+    assert "Extra noise" not in plain.infotext and torch.equal(plain.samples, first.samples)

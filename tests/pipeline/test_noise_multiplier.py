@@ -36,3 +36,24 @@ def test_start_latent_and_infotext(pipe):
 def test_range_is_checked(pipe):
     with pytest.raises(ValueError, match="initial_noise_multiplier"):
         pipe.img2img(Image.new("RGB", (32, 32)), "x", initial_noise_multiplier=2.0, **FAST)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
+def test_extra_noise_start_latent(pipe, sampler):
+    """A1111: k-diffusion x + noise·σ0 + noise·v; timestep samplers √ᾱ·x + √(1−ᾱ)·noise + noise·v·√ᾱ (with the
+    noise multiplier applied first: `noise` is the scaled draw)."""
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    kw = {**FAST, "sampler": sampler}
+    res = pipe.img2img(img, "a bird", img2img_extra_noise=0.3, initial_noise_multiplier=0.9, **kw)
+    noise = 0.9 * ImageRNG(tuple(res.init_latent.shape[1:]), [42], res.init_latent.device).next()
+    if sampler == "Euler":
+        expected = res.init_latent + noise * res.sigmas[0] + noise * 0.3
+    else:
+        from inpaintlab.samplers import get_timesteps, img2img_steps
+        t = get_timesteps(FAST["steps"])[img2img_steps(FAST["steps"], FAST["denoising_strength"])]
+        a = pipe.schedule.alphas_cumprod[t]
+        expected = res.init_latent * a.sqrt() + noise * (1 - a).sqrt() + noise * 0.3 * a.sqrt()
+    assert (res.start_latent - expected).abs().max().item() <= 1e-5
+    fields = settings_from_infotext(res.infotext)
+    assert fields["img2img_extra_noise"] == 0.3 and fields["initial_noise_multiplier"] == 0.9
+    assert "Extra noise: 0.3" in res.infotext
