@@ -104,6 +104,26 @@ def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
                               scale_factor=args.scale_factor, upscaler=upscaler, **settings)
 
 
+def _replay_grid(args) -> int:
+    from .study.replay import replay_grid
+
+    if not args.model:
+        raise CommandError("sweep --from-png needs --model")
+    if args.mask and not args.image:
+        raise CommandError("--mask needs --image")
+    image = open_image(args.image) if args.image else None
+    mask = open_image(args.mask) if args.mask else None
+    from .frontend import _load
+
+    options = _model_options(argparse.Namespace(device=args.device, kernels="auto", model=args.model, vae=None,
+                                                embeddings_dir=None, lora_dir=None, dtype="float32",
+                                                allow_pickle=False))
+    pipe = _load(args.model, None, options)
+    for path in replay_grid(pipe, args.from_png, args.out, image, mask, progress=not args.no_progress):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inpaintlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
-    sweep.add_argument("spec", help="sweep spec file (.json or .toml); see examples/")
+    sweep.add_argument("spec", nargs="?", help="sweep spec file (.json or .toml); see examples/")
+    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
+    sweep.add_argument("--model", help="with --from-png: the checkpoint")
+    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
+    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
+    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -293,7 +318,8 @@ def _info(args) -> int:
         if key in ("Prompt", "Negative prompt") and not value:
             continue
         print(f"  {key}: {value}")
-    command = "inpaint" if "Denoising strength" in fields else "txt2img"
+    hires = any(k.startswith("Hires ") for k in fields)  # a txt2img hires fix also writes "Denoising strength"
+    command = "inpaint" if "Denoising strength" in fields and not hires else "txt2img"
     settings, origin = read_settings(fields)
     print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
     for name in registry.for_command(command):
@@ -350,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             from .study import sweep
 
             prepare_out_dir(args.out)
+            if args.from_png:
+                return _replay_grid(args)
+            if not args.spec:
+                raise CommandError("sweep needs a spec file or --from-png GRID.png")
             sweep(args.spec, args.out, progress=not args.no_progress)
             return 0
         return _run_generation(args)
