@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from .blend import BinaryBlend
-from .controlnet import ControlNet
+# Imported in the order their settings rows appear in the registry (CLI help, sweep names).
+from .soft import SoftInpainting  # noqa: I001
 from .differential import DifferentialDiffusion
+from .controlnet import ControlNet
+from .lora import Networks
+from .blend import BinaryBlend
+from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
 from .hires import HiresFix
-from .lora import Networks
-from .noise_multiplier import NoiseMultiplier
-from .soft import SoftInpainting
 
 BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, SoftInpainting, DifferentialDiffusion, BinaryBlend)
 

@@ -30,7 +30,8 @@ class ExtraNoise(Technique):
         applies = job.kind != "txt2img" or job.settings.get("enable_hr")
         return cls(v) if v > 0 and applies else None
 
-    def latents(self, job: Job) -> None:
+    def noise(self, job: Job, noise):
         if job.kind != "txt2img":  # the hires fix's pass sets it itself (techniques/hires.py)
-            job.extra_noise = self.multiplier
+            job.extra_noise = self.multiplier  # the sample stage adds `noise · v` to the start latent
             job.extra["Extra noise"] = self.multiplier
+        return noise

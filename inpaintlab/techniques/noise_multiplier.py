@@ -31,7 +31,7 @@ class NoiseMultiplier(Technique):
         m = job.settings.get("initial_noise_multiplier", 1.0)
         return cls(m) if job.kind != "txt2img" and m != 1.0 else None
 
-    def latents(self, job: Job) -> None:
-        # After masked content took its own noise; a new tensor, so nothing else holding the draw sees the change.
-        job.noise = job.noise * self.multiplier
+    def noise(self, job: Job, noise):
+        # The initial noise only (masked content took its own draw); a new tensor, so no other holder sees a change.
         job.extra["Noise multiplier"] = self.multiplier
+        return noise * self.multiplier
