@@ -178,8 +178,6 @@ def test_bad_state_dicts():
     shaped = dict(sd, **{"sam_mask_decoder.iou_token.weight": torch.empty(1, 128, device="meta")})
     with pytest.raises(Sam2Error, match="mis-shaped"):
         build_sam2(shaped)
-    for message in (str(e) for e in [Sam2Error("x")]):
-        assert "\n" not in message
 
 
 def test_bad_prompts(pair):
