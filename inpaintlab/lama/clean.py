@@ -43,8 +43,8 @@ def _gray(mask, size: tuple[int, int]) -> np.ndarray:
         elif m.ndim == 3 and m.shape[2] == 1:
             m = m[:, :, 0]
     if m.ndim != 2 or m.shape != size:
-        raise LamaError(f"mask is {m.shape[1::-1] if m.ndim >= 2 else m.shape}, image is {size[1]}x{size[0]}: "
-                        "they must be the same size")
+        got = f"{m.shape[1]}x{m.shape[0]}" if m.ndim == 2 else f"of shape {m.shape}"
+        raise LamaError(f"mask is {got}, image is {size[1]}x{size[0]}: they must be the same size")
     return m
 
 
