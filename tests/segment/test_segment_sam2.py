@@ -14,7 +14,7 @@ from shims import use_torchvision_shim
 use_torchvision_shim()
 
 from inpaintlab.segment.sam2 import (SAM2Predictor, Sam2Config, Sam2Error, build_sam2, build_sam2_from_config,  # noqa: E402
-                                     detect_sam2, is_sam2, make_tiny_sam2_file)
+                                     detect_sam2, is_sam2)
 
 from sam2_reference import reference_meta_state, reference_sam2, use_sam2_transforms  # noqa: E402
 
@@ -111,20 +111,21 @@ def test_dynamic_multimask(pair):
 
 
 def test_points_batch_matches_generator_call(pair):
-    """The generator's batched call: float32 grid points, one positive click each (SAM2AutomaticMaskGenerator)."""
+    """The generator's batched call: float32 grid points, one positive click each (SAM2AutomaticMaskGenerator), and
+    the batch protocol of inpaintlab.segment's generator (low-res logits, then `_upscale_logits` chunk by chunk)."""
     rp, op, _, _ = pair
-    points = (np.array([[0.125, 0.375], [0.625, 0.875], [0.875, 0.125]]) * [640, 480]).astype(np.float32)
+    points = (np.array([[0.125, 0.375], [0.625, 0.875], [0.875, 0.125]]) * [640, 480]).astype(op.points_dtype)
     pts = torch.as_tensor(points)
     in_points = rp._transforms.transform_coords(pts, normalize=True, orig_hw=(480, 640))
     ref_masks, ref_iou, ref_low = rp._predict(in_points[:, None, :], torch.ones(3, 1, dtype=torch.int),
                                               multimask_output=True, return_logits=True)
-    logits, iou, low = op._predict_points_batch(points[:, None, :], np.ones((3, 1)))
-    close(logits, ref_masks)
+    low, iou = op._predict_points_batch(points)
     close(iou, ref_iou)
     close(low.clamp(-32, 32), ref_low)
-    none, _, low2 = op._predict_points_batch(points[:, None, :], np.ones((3, 1)), upsample=False)
-    assert none is None and torch.equal(low2, low)
-    close(op.upsample_logits(low[1:2]), ref_masks[1:2])  # chunk by chunk gives the same logits
+    close(op._upscale_logits(low.flatten(0, 1)), ref_masks.flatten(0, 1))
+    close(op._upscale_logits(low[1]), ref_masks[1])  # any chunk gives the same logits
+    low2, _ = op._predict_points_batch(points[:, None, :], np.ones((3, 1)))
+    assert torch.equal(low2, low)
 
 
 def test_sam2_family_strict_load(pair):
@@ -154,18 +155,6 @@ def test_released_sizes_on_meta(family, size):
     detected = detect_sam2(model.state_dict())
     assert (detected.family, detected.size) == (family, size)
     assert math.prod(model.state_dict()["sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"].shape) == 256
-
-
-def test_tiny_file(tmp_path):
-    from safetensors.torch import load_file
-
-    path = make_tiny_sam2_file(tmp_path / "tiny-sam2.safetensors", family="sam2.1")
-    sd = load_file(path)
-    model = build_sam2(sd)
-    assert (model.family, model.size) == ("sam2.1", "tiny")
-    for key, value in sd.items():  # nothing left at the zero / one a fresh model starts from
-        assert not torch.all(value == 0) and not torch.all(value == 1), key
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny-sam2.safetensors"]
 
 
 def test_bad_state_dicts():

@@ -16,11 +16,16 @@ from typing import Iterable, Mapping
 
 import torch
 
+try:  # one exception type for all of inpaintlab.segment where its shared module is present
+    from ..common import SegmentError as _ErrorBase
+except ImportError:  # pragma: no cover - the SAM 2 package on its own
+    _ErrorBase = ValueError
+
 IMAGE_SIZE = 1024  # SAM 2's predictor hard-codes its feature sizes (256/128/64) for a 1024 input
 D_MODEL = 256  # prompt / decoder width (the neck's d_model) in every size
 
 
-class Sam2Error(ValueError):
+class Sam2Error(_ErrorBase):
     """A state dict or input that SAM 2 cannot use; the message names the problem in one line."""
 
 

@@ -18,10 +18,10 @@ class MaskDecoder(nn.Module):
     else 1). The object score head exists for the video path; the image predictor ignores it.
     """
 
-    def __init__(self, transformer_dim: int = 256, num_multimask_outputs: int = 3):
+    def __init__(self, transformer_dim: int = 256, num_multimask_outputs: int = 3, kernels: str = "auto"):
         super().__init__()
         d = transformer_dim
-        self.transformer = TwoWayTransformer(2, d, 8, 2048)
+        self.transformer = TwoWayTransformer(2, d, 8, 2048, kernels=kernels)
         self.num_mask_tokens = num_multimask_outputs + 1
         self.iou_token = nn.Embedding(1, d)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, d)

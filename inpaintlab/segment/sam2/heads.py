@@ -137,10 +137,11 @@ class PromptEncoder(nn.Module):
 class Attention(nn.Module):
     """SAM's attention with an optional internal width of embedding_dim / downsample_rate."""
 
-    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1):
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1, kernels: str = "auto"):
         super().__init__()
         internal = embedding_dim // downsample_rate
         self.num_heads = num_heads
+        self.kernels = kernels
         self.q_proj = nn.Linear(embedding_dim, internal)
         self.k_proj = nn.Linear(embedding_dim, internal)
         self.v_proj = nn.Linear(embedding_dim, internal)
@@ -151,7 +152,8 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        out = attention(self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v)))
+        out = attention(self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v)),
+                        backend=self.kernels)
         b, h, n, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
 
@@ -159,16 +161,17 @@ class Attention(nn.Module):
 class TwoWayAttentionBlock(nn.Module):
     """Token self-attention, token->image cross-attention, MLP, image->token cross-attention (post-norm)."""
 
-    def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool):
+    def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool,
+                 kernels: str = "auto"):
         super().__init__()
-        self.self_attn = Attention(embedding_dim, num_heads)
+        self.self_attn = Attention(embedding_dim, num_heads, kernels=kernels)
         self.norm1 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2, kernels=kernels)
         self.norm2 = nn.LayerNorm(embedding_dim)
         self.mlp = MLP(embedding_dim, mlp_dim, embedding_dim, 2)
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate=2)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate=2, kernels=kernels)
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries, keys, query_pe, key_pe):
@@ -187,11 +190,12 @@ class TwoWayAttentionBlock(nn.Module):
 
 
 class TwoWayTransformer(nn.Module):
-    def __init__(self, depth: int = 2, embedding_dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048):
+    def __init__(self, depth: int = 2, embedding_dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048,
+                 kernels: str = "auto"):
         super().__init__()
-        self.layers = nn.ModuleList(TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, skip_first_layer_pe=i == 0)
+        self.layers = nn.ModuleList(TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, i == 0, kernels)
                                     for i in range(depth))
-        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2)
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2, kernels=kernels)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
     def forward(self, image_embedding, image_pe, point_embedding):

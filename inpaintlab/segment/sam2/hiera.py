@@ -40,9 +40,10 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
 
 
 class MultiScaleAttention(nn.Module):
-    def __init__(self, dim: int, dim_out: int, num_heads: int, q_pool: bool):
+    def __init__(self, dim: int, dim_out: int, num_heads: int, q_pool: bool, kernels: str = "auto"):
         super().__init__()
         self.num_heads = num_heads
+        self.kernels = kernels
         self.q_pool = q_pool
         self.qkv = nn.Linear(dim, dim_out * 3)
         self.proj = nn.Linear(dim_out, dim_out)
@@ -54,18 +55,19 @@ class MultiScaleAttention(nn.Module):
             q = _pool(q.reshape(b, h, w, -1))
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, -1)
-        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), backend=self.kernels)
         return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
 class MultiScaleBlock(nn.Module):
-    def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: bool, window_size: int):
+    def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: bool, window_size: int,
+                 kernels: str = "auto"):
         super().__init__()
         self.dim, self.dim_out = dim, dim_out
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.window_size = window_size
         self.q_stride = q_stride
-        self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_pool=q_stride)
+        self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_pool=q_stride, kernels=kernels)
         self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
         self.mlp = MLP(dim_out, 4 * dim_out, dim_out, 2, activation=nn.GELU)
         if dim != dim_out:
@@ -105,7 +107,7 @@ class PatchEmbed(nn.Module):
 class Hiera(nn.Module):
     """The trunk: -> NCHW features at the end of each stage, finest first (strides 4, 8, 16, 32)."""
 
-    def __init__(self, cfg: HieraConfig):
+    def __init__(self, cfg: HieraConfig, kernels: str = "auto"):
         super().__init__()
         stage_ends = [sum(cfg.stages[:i + 1]) - 1 for i in range(len(cfg.stages))]
         q_pool_blocks = [e + 1 for e in stage_ends[:-1]]
@@ -121,7 +123,8 @@ class Hiera(nn.Module):
             dim_out = dim
             if i - 1 in stage_ends:
                 dim_out, heads, stage = 2 * dim, 2 * heads, stage + 1
-            self.blocks.append(MultiScaleBlock(dim, dim_out, heads, q_stride=i in q_pool_blocks, window_size=window))
+            self.blocks.append(MultiScaleBlock(dim, dim_out, heads, q_stride=i in q_pool_blocks, window_size=window,
+                                               kernels=kernels))
             dim = dim_out
 
     def _get_pos_embed(self, h: int, w: int) -> torch.Tensor:
@@ -171,9 +174,9 @@ class FpnNeck(nn.Module):
 class ImageEncoder(nn.Module):
     """Trunk + neck; `scalp` coarsest levels dropped: -> [stride 4, stride 8, stride 16] maps of width 256."""
 
-    def __init__(self, cfg: HieraConfig, scalp: int = 1):
+    def __init__(self, cfg: HieraConfig, scalp: int = 1, kernels: str = "auto"):
         super().__init__()
-        self.trunk = Hiera(cfg)
+        self.trunk = Hiera(cfg, kernels)
         self.neck = FpnNeck(tuple(reversed(cfg.channels)))
         self.scalp = scalp
 

@@ -6,6 +6,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ...kernels import check_backend
 from .config import D_MODEL, IMAGE_SIZE, Sam2Config, Sam2Error, detect_sam2, unwrap
 from .decoder import MaskDecoder
 from .heads import PromptEncoder
@@ -23,15 +24,15 @@ class SAM2Model(nn.Module):
 
     mask_threshold = 0.0
 
-    def __init__(self, config: Sam2Config):
+    def __init__(self, config: Sam2Config, kernels: str = "auto"):
         super().__init__()
         self.config = config
         self.family = config.family
         self.size = config.size
         self.image_size = IMAGE_SIZE
-        self.image_encoder = ImageEncoder(config.hiera)
+        self.image_encoder = ImageEncoder(config.hiera, kernels=kernels)
         self.sam_prompt_encoder = PromptEncoder(D_MODEL, (EMBED_SIZE, EMBED_SIZE), (IMAGE_SIZE, IMAGE_SIZE), 16)
-        self.sam_mask_decoder = MaskDecoder(D_MODEL)
+        self.sam_mask_decoder = MaskDecoder(D_MODEL, kernels=kernels)
         # Added to the stride-16 features of a single image ("directly_add_no_mem_embed": no memory to attend to).
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, D_MODEL))
         self.video_keys = add_video_tensors(self, config.family)
@@ -55,17 +56,19 @@ class SAM2Model(nn.Module):
 
 
 def build_sam2_from_config(config: Sam2Config, device: torch.device | str | None = None,
-                           dtype: torch.dtype | None = None) -> SAM2Model:
-    """An uninitialised model for `config` (`device="meta"` allocates nothing)."""
+                           dtype: torch.dtype | None = None, kernels: str = "auto") -> SAM2Model:
+    """An uninitialised model for `config` (`device="meta"` allocates nothing). kernels: the attention backend,
+    "auto" | "torch" | "triton" (inpaintlab.kernels.attention)."""
+    check_backend(kernels)
     with torch.device(device or "cpu"):
-        model = SAM2Model(config)
+        model = SAM2Model(config, kernels)
     if dtype is not None:
         model.to(dtype)
     return model.eval().requires_grad_(False)
 
 
 def build_sam2(state_dict: Mapping[str, torch.Tensor], *, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None) -> SAM2Model:
+               dtype: torch.dtype | None = None, kernels: str = "auto") -> SAM2Model:
     """Build the SAM 2 / 2.1 model a state dict describes (flat or the official `{"model": ...}`) and load it strictly.
 
     The family and Hiera size come from the keys and shapes (`detect_sam2`). Raises Sam2Error with one line naming the
@@ -73,7 +76,7 @@ def build_sam2(state_dict: Mapping[str, torch.Tensor], *, device: torch.device |
     """
     sd = unwrap(state_dict)
     config = detect_sam2(sd)
-    model = build_sam2_from_config(config, device="meta")
+    model = build_sam2_from_config(config, device="meta", kernels=kernels)
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]

@@ -51,20 +51,25 @@ class SAM2Predictor:
         outputs (SAM 2's `apply_postprocessing=True` build); off by default, as Inpaint Anything builds SAM 2.
     """
 
+    points_dtype = np.float32  # the generator's grid points are float32 before they are scaled, as in sam2's AMG
+
     def __init__(self, model: SAM2Model, dynamic_multimask: bool = False):
         if not isinstance(model, SAM2Model):
             raise Sam2Error(f"SAM2Predictor needs a SAM 2 model (build_sam2), got {type(model).__name__}")
         self.model = model
         self.dynamic_multimask = dynamic_multimask
+        self.mask_threshold = model.mask_threshold
+        self.reset_image()
+
+    def reset_image(self) -> None:
         self.features: dict | None = None
         self.original_size: tuple[int, int] | None = None
-        self.mask_threshold = model.mask_threshold
 
     @torch.no_grad()
     def set_image(self, image) -> None:
         """Encode an RGB image (PIL, or uint8 HxWx3 array; gray and RGBA are converted). The array is not modified."""
         rgb = as_rgb_array(image)
-        self.features = None
+        self.reset_image()
         x = preprocess(rgb, self.model.device, self.model.dtype)
         self.features = self.model.image_features(x)
         self.original_size = rgb.shape[:2]
@@ -93,8 +98,10 @@ class SAM2Predictor:
                                       sparse.to(model.dtype), dense.to(model.dtype), f["high_res_feats"],
                                       multimask_output=multimask, dynamic_multimask=self.dynamic_multimask)
 
-    def upsample_logits(self, low_res: torch.Tensor) -> torch.Tensor:
-        """Low-res logits [..., 256, 256] (unclamped) -> [..., H, W] at the set image's size, float32."""
+    @torch.no_grad()
+    def _upscale_logits(self, low_res: torch.Tensor) -> torch.Tensor:
+        """Low-res logits [..., 256, 256] (unclamped) -> [..., H, W] at the set image's size in one bilinear step,
+        float32 (SAM2Transforms.postprocess_masks without hole filling)."""
         h, w = self._require_image()
         lead = low_res.shape[:-2]
         x = low_res.float().reshape(-1, 1, *low_res.shape[-2:])
@@ -139,24 +146,27 @@ class SAM2Predictor:
                 raise Sam2Error(f"mask_input must be low-res logits [1,256,256] or [256,256], got {tuple(m.shape)}")
             m = m.reshape(1, 1, 256, 256)
         low, iou = self._decode(coords, lab, m, multimask)
-        masks = self.upsample_logits(low)[0]
+        masks = self._upscale_logits(low)[0]
         masks = masks if return_logits else masks > self.mask_threshold
         low = low.float().clamp(-LOW_RES_CLAMP, LOW_RES_CLAMP)
         return masks.cpu().numpy(), iou[0].float().cpu().numpy(), low[0].cpu().numpy()
 
-    def _predict_points_batch(self, coords, labels, multimask: bool = True, upsample: bool = True
-                              ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """Batched point prompts for the automatic mask generator (SAM2AutomaticMaskGenerator._process_batch).
+    @torch.no_grad()
+    def _predict_points_batch(self, coords, labels=None, multimask: bool = True
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The automatic mask generator's call (SAM2AutomaticMaskGenerator._process_batch), no input checks.
 
-        coords: [B,N,2] (x, y) pixels of the set image (array or tensor; taken as float32 first, as the reference
-        does with its grid points); labels: [B,N] ints (1 for the generator's single positive click). No checks.
-        Returns torch tensors on the model's device: (logits [B,K,H,W] float32 at the set image's size, or None
-        when `upsample=False`; iou [B,K] float32; low-res logits [B,K,256,256] float32, *unclamped*, so that
-        `upsample_logits` on any slice of them gives exactly the upsampled logits, e.g. chunk by chunk).
+        coords: [B,2] (one positive click per prompt, the generator's case) or [B,N,2] (x, y) pixels of the set image,
+        taken as float32 first like the reference's grid points; labels: [B,N] ints (default: all 1).
+        Returns torch tensors on the model's device: low-res logits [B,K,256,256] float32, *unclamped*, so that
+        `_upscale_logits` on any slice of them gives the reference's full-size logits (chunk by chunk, bounded
+        memory); IoU [B,K] float32. K = 3 with multimask, else 1.
         """
         self._require_image()
-        c = torch.as_tensor(coords, dtype=torch.float32)
-        lab = torch.as_tensor(labels).to(torch.int32)
+        c = torch.as_tensor(np.asarray(coords, dtype=np.float32))
+        if c.dim() == 2:
+            c = c[:, None, :]
+        lab = torch.ones(c.shape[:2], dtype=torch.int32) if labels is None else \
+            torch.as_tensor(np.asarray(labels)).to(torch.int32).reshape(c.shape[:2])
         low, iou = self._decode(self._to_frame(c), lab, None, multimask)
-        low = low.float()
-        return (self.upsample_logits(low) if upsample else None), iou.float(), low
+        return low.float(), iou.float()
