@@ -39,7 +39,7 @@ def _use_references() -> None:
     use_sam2_transforms()
 
 
-def sam2_cases(device: str, dtype, reps: int, timer) -> list[dict]:
+def sam2_cases(device: str, dtype, reps: int) -> list[dict]:
     import torch
 
     from inpaintlab.segment.sam2 import build_sam2
@@ -61,8 +61,7 @@ def sam2_cases(device: str, dtype, reps: int, timer) -> list[dict]:
     with torch.inference_mode():
         err = (run_ours().float() - run_ref().float()).abs().max().item()
         rows = []
-        for name, fn in (("ours", run_ours), ("sam2", run_ref)):
-            p50, p20, p80 = timer(fn, reps)
+        for name, (p50, p20, p80) in timed_pair([("ours", run_ours), ("sam2", run_ref)], reps, device).items():
             rows.append(dict(op="sam2_embed Hiera-T", provider=name, shape="1x3x1024x1024", dtype=str(dtype)[6:],
                              ms_p50=p50, ms_p20=p20, ms_p80=p80, max_err=err))
     return rows
@@ -78,7 +77,7 @@ def _reference_t():
     return randomize_sam2(model, 0).eval()
 
 
-def lama_cases(device: str, size: int, reps: int, timer) -> list[dict]:
+def lama_cases(device: str, size: int, reps: int) -> list[dict]:
     import torch
 
     from inpaintlab.lama import load_lama, randomize_lama
@@ -98,11 +97,29 @@ def lama_cases(device: str, size: int, reps: int, timer) -> list[dict]:
     with torch.inference_mode():
         err = (ours(feed) - ref(masked, mask)).abs().max().item()
         rows = []
-        for name, fn in (("ours", lambda: ours(feed)), ("spandrel", lambda: ref(masked, mask))):
-            p50, p20, p80 = timer(fn, reps)
+        providers = [("ours", lambda: ours(feed)), ("spandrel", lambda: ref(masked, mask))]
+        for name, (p50, p20, p80) in timed_pair(providers, reps, device).items():
             rows.append(dict(op="lama big-lama", provider=name, shape=f"1x4x{size}x{size}", dtype="float32",
                              ms_p50=p50, ms_p20=p20, ms_p80=p80, max_err=err))
     return rows
+
+
+def timed_pair(providers: list[tuple[str, object]], reps: int, device: str) -> dict[str, tuple[float, float, float]]:
+    """(p50, p20, p80) ms per provider. On the CPU the providers alternate run by run after one warm-up each, so a
+    machine whose load drifts (shared cores) slows both alike; on CUDA each is timed by do_bench in turn."""
+    if device == "cuda":
+        return {name: common.time_cuda(fn) for name, fn in providers}
+    import time
+
+    for _, fn in providers:
+        fn()
+    times: dict[str, list[float]] = {name: [] for name, _ in providers}
+    for _ in range(reps):
+        for name, fn in providers:
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: common.quantiles_ms(t) for name, t in times.items()}
 
 
 def _with_ratio(rows: list[dict]) -> list[dict]:
@@ -139,13 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     common.check_device("bench_segment_sam2_lama.py", args.device)
     dtype = getattr(torch, args.dtype)
     reps = args.reps or 3
-    timer = (lambda fn, n: common.time_cuda(fn)) if args.device == "cuda" else common.time_cpu
     meta = common.run_metadata(common.device_name(args.device) if args.device == "cuda" else common.cpu_name())
     rows = []
     if args.only in (None, "sam2"):
-        rows += sam2_cases(args.device, dtype, reps, timer)
+        rows += sam2_cases(args.device, dtype, reps)
     if args.only in (None, "lama"):
-        rows += lama_cases(args.device, args.lama_size or (512 if args.quick else 1024), reps, timer)
+        rows += lama_cases(args.device, args.lama_size or (512 if args.quick else 1024), reps)
     rows = [dict(r, **meta) for r in _with_ratio(rows)]
     text = table(rows, meta)
     print(text)

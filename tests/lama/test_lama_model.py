@@ -154,3 +154,14 @@ def test_meta_big_lama_keys():
     assert "model.22.conv2.ffc.convg2g.fu.conv_layer.weight" in keys and "model.34.bias" in keys
     assert tuple(keys["model.4.ffc.convl2g.weight"].shape) == (384, 256, 3, 3)
     assert tuple(keys["model.5.conv1.ffc.convg2g.conv1.0.weight"].shape) == (192, 384, 1, 1)
+
+
+def test_bfloat16_generator_runs():
+    """Reduced precision: the Fourier units still transform in fp32; the result stays close to fp32's."""
+    sd = tiny_lama_state_dict(seed=9)
+    image, mask = _inputs(32, 40, seed=9)
+    x = torch.cat([image * (1 - mask), mask], dim=1)
+    with torch.no_grad():
+        full = load_lama(sd)(x)
+        half = load_lama(sd, dtype=torch.bfloat16)(x.bfloat16())
+    assert half.dtype == torch.bfloat16 and (half.float() - full).abs().max() < 0.02

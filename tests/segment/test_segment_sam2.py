@@ -191,3 +191,14 @@ def test_bad_prompts(pair):
         fresh.set_image(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(Sam2Error, match="needs a SAM 2 model"):
         SAM2Predictor(torch.nn.Linear(1, 1))
+
+
+def test_bfloat16_runs_close_to_float32(pair):
+    """A bf16 model (the dtype Inpaint Anything autocasts SAM 2 to on recent GPUs) runs end to end on the CPU."""
+    _, op, _, _ = pair
+    half = SAM2Predictor(build_sam2(op.model.state_dict(), dtype=torch.bfloat16))
+    half.set_image(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    ours, iou, _ = half.predict(POINTS, LABELS, return_logits=True)
+    ref, ref_iou, _ = op.predict(POINTS, LABELS, return_logits=True)
+    assert ours.dtype == np.float32 and np.abs(ours - ref).max() < 0.05 * np.abs(ref).max()
+    assert np.abs(iou - ref_iou).max() < 0.05

@@ -60,7 +60,8 @@ class PositionEmbeddingRandom(nn.Module):
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
-        coords = (2 * coords - 1) @ self.positional_encoding_gaussian_matrix
+        g = self.positional_encoding_gaussian_matrix
+        coords = (2 * coords.to(g.dtype) - 1) @ g  # fp32 models: fp32 throughout, as the reference
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 

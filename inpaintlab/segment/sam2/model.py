@@ -51,7 +51,8 @@ class SAM2Model(nn.Module):
         fpn = self.image_encoder(image)
         dec = self.sam_mask_decoder
         high_res = [dec.conv_s0(fpn[0]), dec.conv_s1(fpn[1])]
-        embed = fpn[2] + self.no_mem_embed.reshape(1, -1, 1, 1)
+        # The neck's top-down sum runs in fp32 (as sam2's); back to the model's dtype for the decoder.
+        embed = (fpn[2] + self.no_mem_embed.reshape(1, -1, 1, 1)).to(self.dtype)
         return {"image_embed": embed, "high_res_feats": high_res, "backbone_fpn": fpn}
 
 
