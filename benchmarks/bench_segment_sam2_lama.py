@@ -77,15 +77,16 @@ def _reference_t():
     return randomize_sam2(model, 0).eval()
 
 
-def lama_cases(device: str, size: int, reps: int) -> list[dict]:
+def lama_cases(device: str, size: int, reps: int, tiny: bool = False) -> list[dict]:
     import torch
 
-    from inpaintlab.lama import load_lama, randomize_lama
+    from inpaintlab.lama import TINY_LAMA, load_lama, randomize_lama
 
     _use_references()
     from spandrel.architectures.LaMa.__arch.LaMa import FFCResNetGenerator
 
-    ref = randomize_lama(FFCResNetGenerator(4, 3), 0).eval()
+    ref = FFCResNetGenerator(4, 3, ngf=TINY_LAMA.ngf, n_blocks=TINY_LAMA.n_blocks) if tiny else FFCResNetGenerator(4, 3)
+    ref = randomize_lama(ref, 0).eval()
     ours = load_lama(ref.state_dict(), device=device)
     ref = ref.to(device)
     g = torch.Generator().manual_seed(0)
@@ -99,8 +100,8 @@ def lama_cases(device: str, size: int, reps: int) -> list[dict]:
         rows = []
         providers = [("ours", lambda: ours(feed)), ("spandrel", lambda: ref(masked, mask))]
         for name, (p50, p20, p80) in timed_pair(providers, reps, device).items():
-            rows.append(dict(op="lama big-lama", provider=name, shape=f"1x4x{size}x{size}", dtype="float32",
-                             ms_p50=p50, ms_p20=p20, ms_p80=p80, max_err=err))
+            rows.append(dict(op="lama tiny" if tiny else "lama big-lama", provider=name, shape=f"1x4x{size}x{size}",
+                             dtype="float32", ms_p50=p50, ms_p20=p20, ms_p80=p80, max_err=err))
     return rows
 
 
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="SAM 2 rows' dtype (LaMa runs in float32, as spandrel's FFT path needs)")
     ap.add_argument("--quick", action="store_true", help="LaMa at 512² instead of 1024²")
     ap.add_argument("--lama-size", type=int, default=None, help="LaMa input side (a multiple of 8; overrides --quick)")
+    ap.add_argument("--tiny-lama", action="store_true", help="LaMa rows on the tiny test generator (a smoke run)")
     ap.add_argument("--reps", type=int, default=None, help="timed runs per provider on the CPU (default 3)")
     ap.add_argument("--only", choices=("sam2", "lama"), default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "sam2"):
         rows += sam2_cases(args.device, dtype, reps)
     if args.only in (None, "lama"):
-        rows += lama_cases(args.device, args.lama_size or (512 if args.quick else 1024), reps)
+        rows += lama_cases(args.device, args.lama_size or (512 if args.quick else 1024), reps, args.tiny_lama)
     rows = [dict(r, **meta) for r in _with_ratio(rows)]
     text = table(rows, meta)
     print(text)
