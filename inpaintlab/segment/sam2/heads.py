@@ -14,7 +14,7 @@ from torch import nn
 
 from ...kernels import attention
 
-_BOX_PAD = -1  # label of the padding point SAM appends when no box is given
+_PAD_LABEL = -1  # the "not a point" label of the padding point appended when no box is given
 
 
 class MLP(nn.Module):
@@ -105,9 +105,9 @@ class PromptEncoder(nn.Module):
         points = points + 0.5  # pixel centres
         if pad:
             points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
-            labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), _BOX_PAD)], dim=1)
+            labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), _PAD_LABEL)], dim=1)
         emb = self.pe_layer.forward_with_coords(points, self.input_image_size)
-        emb = torch.where((labels == _BOX_PAD)[..., None], self.not_a_point_embed.weight.expand_as(emb), emb)
+        emb = torch.where((labels == _PAD_LABEL)[..., None], self.not_a_point_embed.weight.expand_as(emb), emb)
         for label, table in enumerate(self.point_embeddings):
             emb = torch.where((labels == label)[..., None], emb + table.weight, emb)
         return emb

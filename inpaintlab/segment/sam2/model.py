@@ -73,7 +73,8 @@ def build_sam2(state_dict: Mapping[str, torch.Tensor], *, device: torch.device |
     """Build the SAM 2 / 2.1 model a state dict describes (flat or the official `{"model": ...}`) and load it strictly.
 
     The family and Hiera size come from the keys and shapes (`detect_sam2`). Raises Sam2Error with one line naming the
-    missing, unexpected or mis-shaped keys when the state dict does not match. The input is not modified.
+    missing, unexpected or mis-shaped keys when the state dict does not match. The input is not modified. dtype:
+    default the file's floating dtype; kernels: the attention backend ("auto" | "torch" | "triton").
     """
     sd = unwrap(state_dict)
     config = detect_sam2(sd)
