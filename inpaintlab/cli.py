@@ -1,4 +1,4 @@
-"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|upscale|tiny` (also `python -m inpaintlab`).
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|upscale|tiny|clean` (also `python -m inpaintlab`).
 
 Settings use A1111's names and accept A1111's labels ("latent noise", "Only masked"); defaults are A1111's UI defaults.
 `--from-png` reads the settings (and prompts) from a PNG's `parameters` infotext; flags given on the command line win.
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "needed for txt2img)")
         sub.add_argument("--controlnet-mask", help="the ControlNet unit's own mask, white = repaint (with "
                                                    "--controlnet-image; default: the inpaint mask)")
+        sub.add_argument("--controlnet-lama", help="LaMa generator file for --controlnet-preprocessor "
+                                                   "inpaint_only+lama (ControlNetLama.pth, best.ckpt, .safetensors)")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
         sub.add_argument("--strict", action="store_true",
                          help="refuse to run when the --from-png infotext or the prompt holds something inpaintlab does "
@@ -188,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "a ControlNet")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
+
+    from .lama.cli import add_clean_parser
+
+    add_clean_parser(commands, _add_common)
     return parser
 
 
@@ -275,6 +281,10 @@ def _run_generation(args) -> int:
         images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
     if args.controlnet_mask and not args.controlnet_image:
         raise CommandError("--controlnet-mask needs --controlnet-image")
+    if args.controlnet_lama:
+        from .lama import load_lama
+
+        settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     if args.controlnet_image:
         settings["controlnet_image"] = open_image(args.controlnet_image)
         if args.controlnet_mask:
@@ -361,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "tiny":
             return _tiny(args)
+        if args.command == "clean":
+            from .lama.cli import run_clean
+
+            print(run_clean(args, open_image, prepare_out_dir, resolve_device))
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 

@@ -211,9 +211,9 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
             `control_weight` (1.0), `control_mode` ("Balanced" | "My prompt is more important" | "ControlNet is more
             important"), `guidance_start` / `guidance_end` (0.0 / 1.0, fractions of the steps run, counted as A1111
             does), `controlnet_image` / `controlnet_mask` (the unit's own image; default: this job's image and mask),
-            `controlnet_lama` (for inpaint_only+lama: the LaMa function or a filled image); or `controlnets`, a list
-            of `ControlNetUnit`s. With a mask, inpaint_only falls back to inpaint_global_harmonious (the extension's
-            rule: A1111's own inpainting then keeps the unmasked area).
+            `controlnet_lama` (for inpaint_only+lama: a LaMa model or file, a function or a filled image); or
+            `controlnets`, a list of `ControlNetUnit`s. With a mask, inpaint_only falls back to
+            inpaint_global_harmonious (the extension's rule: A1111's own inpainting then keeps the unmasked area).
 
         techniques: `inpaintlab.pipeline.Technique` objects to run with this job, after the built-in ones (see
             `inpaintlab.pipeline.technique` for the hooks).

@@ -124,8 +124,18 @@ def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors",
              "tiny-sd2.safetensors", "tiny-sd2-v.safetensors", "tiny-sdxl.safetensors",
-             "tiny-sdxl-inpainting.safetensors"]
+             "tiny-sdxl-inpainting.safetensors", "tiny-sam2.safetensors", "tiny-lama.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
+    from safetensors.torch import load_file
+
+    from inpaintlab.lama import load_lama
+    from inpaintlab.segment.sam2 import build_sam2
+
+    sam2 = load_file(tmp_path / names[8])
+    model = build_sam2(sam2)
+    assert (model.family, model.size) == ("sam2", "tiny")
+    assert not [k for k, v in sam2.items() if bool((v == 0).all() or (v == 1).all())]  # every tensor re-drawn
+    assert load_lama(tmp_path / names[9]).config.n_blocks == 2
     assert not inpaintlab.load(tmp_path / names[0], kernels="torch").config.is_inpainting
     assert inpaintlab.load(tmp_path / names[1], tmp_path / names[2], kernels="torch").config.is_inpainting
     assert load_controlnet(tmp_path / names[3], kernels="torch").config.num_outputs == 5  # the tiny UNet's skips + 1
