@@ -114,20 +114,27 @@ def test_random_weights_match_reference_at_percentile_thresholds():
     ours = load(state_dict(ref_model))
     image = np.random.default_rng(4).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     # Random logits are small: offset 0.05 spreads the stability scores over (0, 1).
-    base = dict(points_per_side=4, points_per_batch=5, stability_score_offset=0.05)
-    relaxed = dict(base, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0, crop_nms_thresh=1.0,
-                   crop_n_layers=1)
+    # Boxes of random masks overlap heavily: NMS (exercised by the synthetic decoder) is relaxed here.
+    base = dict(points_per_side=4, points_per_batch=5, stability_score_offset=0.05, box_nms_thresh=1.0)
+    relaxed = dict(base, pred_iou_thresh=0.0, stability_score_thresh=0.0, crop_nms_thresh=1.0, crop_n_layers=1)
     ref = sa.SamAutomaticMaskGenerator(ref_model, **relaxed).generate(image)
     mine = generate_masks(ours, image, **relaxed)
     assert len(ref) > 20
     assert_same(mine, ref, exact=False)
-    # Thresholds at the 30th / 70th percentiles of the positive scores seen, moved to midpoints between two scores.
-    ious = np.sort([m["predicted_iou"] for m in ref if m["predicted_iou"] > 0])
-    stabs = np.sort([m["stability_score"] for m in ref if m["stability_score"] > 0])
-    for q_iou, q_stab in ((30, 70), (70, 30)):
-        i, s = int(len(ious) * q_iou / 100), int(len(stabs) * q_stab / 100)
-        params = dict(base, pred_iou_thresh=float(ious[i] + ious[i + 1]) / 2,
-                      stability_score_thresh=float(stabs[s] + stabs[s + 1]) / 2)
+    # Thresholds at percentiles of the scores the whole-image crop produced, moved to midpoints between two scores.
+    # A random net's IoU and stability are anti-correlated (the three outputs differ), so they are set one at a time
+    # and together at a low stability percentile.
+    full = [m for m in ref if m["crop_box"] == [0, 0, 128, 96]]
+    ious = np.sort([m["predicted_iou"] for m in full if m["predicted_iou"] > 0])
+    stabs = np.sort([m["stability_score"] for m in full if m["stability_score"] > 0])
+
+    def midpoint(values, q):
+        i = int(len(values) * q / 100)
+        return float(values[i] + values[i + 1]) / 2
+
+    for q_iou, q_stab in ((30, None), (None, 70), (70, 5)):
+        params = dict(base, pred_iou_thresh=midpoint(ious, q_iou) if q_iou else 0.0,
+                      stability_score_thresh=midpoint(stabs, q_stab) if q_stab else 0.0)
         ref = sa.SamAutomaticMaskGenerator(ref_model, **params).generate(image)
-        assert len(ref) > 2
+        assert len(ref) > 1
         assert_same(generate_masks(ours, image, **params), ref, exact=False)
