@@ -23,9 +23,12 @@ def test_colormap504_by_hand():
 
 def _masks():
     """Three overlapping masks on 4x6, given largest first so sorting matters."""
-    a = np.zeros((4, 6), bool); a[:, :4] = True            # area 16
-    b = np.zeros((4, 6), bool); b[1:3, 2:5] = True         # area 6
-    c = np.zeros((4, 6), bool); c[0, 3:6] = True           # area 3
+    a = np.zeros((4, 6), bool)
+    a[:, :4] = True  # area 16
+    b = np.zeros((4, 6), bool)
+    b[1:3, 2:5] = True  # area 6
+    c = np.zeros((4, 6), bool)
+    c[0, 3:6] = True  # area 3
     return [{"segmentation": a}, {"segmentation": b}, {"segmentation": c}]
 
 
@@ -39,7 +42,8 @@ def test_sort_and_segment_map_smallest_first():
                       [2, 2, 2, 2, -1, -1]])
     expected = np.where(owner[..., None] >= 0, cmap[np.maximum(owner, 0)], 0)
     assert (segment_map(masks) == expected).all()
-    pad = np.zeros((4, 6), np.uint8); pad[3, 5] = 255
+    pad = np.zeros((4, 6), np.uint8)
+    pad[3, 5] = 255
     with_pad = segment_map(masks, pad_mask=pad)
     assert with_pad[3, 5].tolist() == [128, 0, 0] and with_pad[0, 4].tolist() == cmap[1].tolist()
     assert segment_map([], size=(2, 3)).shape == (2, 3, 3)
@@ -50,7 +54,8 @@ def test_segment_map_past_255_and_504_masks():
     h, w = 1, 600
     masks = []
     for k in range(600):
-        seg = np.zeros((h, w), bool); seg[0, k] = True
+        seg = np.zeros((h, w), bool)
+        seg[0, k] = True
         masks.append({"segmentation": seg})
     img = segment_map(masks)
     cmap = colormap504()
@@ -59,13 +64,18 @@ def test_segment_map_past_255_and_504_masks():
 
 def test_select_by_sketch_and_points():
     masks = _masks()
-    sketch = np.zeros((4, 6, 3), np.uint8); sketch[1, 3] = 7       # touches b's visible part only
+    sketch = np.zeros((4, 6, 3), np.uint8)
+    sketch[1, 3] = 7  # touches b's visible part only
     m = select(masks, sketch)
-    expected = np.zeros((4, 6), np.uint8); expected[1:3, 2:5] = 255
+    expected = np.zeros((4, 6), np.uint8)
+    expected[1:3, 2:5] = 255
     assert (m == expected).all()
     # a point on a's visible part selects its visible region (not the full mask)
     m = select(masks, points=[(0.5, 3.2)])
-    owner_a = np.zeros((4, 6), bool); owner_a[:, :2] = True; owner_a[3, 2:4] = True; owner_a[0, 2] = True
+    owner_a = np.zeros((4, 6), bool)
+    owner_a[:, :2] = True
+    owner_a[3, 2:4] = True
+    owner_a[0, 2] = True
     assert (m == np.where(owner_a, 255, 0)).all()
     # black (uncovered) pixels: ignored by default, all of them selected otherwise
     assert not select(masks, points=[(5, 3)]).any()
@@ -81,18 +91,21 @@ def test_select_by_sketch_and_points():
 
 
 def test_expand_erode_feather_trim_add_invert():
-    m = np.zeros((9, 9), np.uint8); m[4, 4] = 255
+    m = np.zeros((9, 9), np.uint8)
+    m[4, 4] = 255
     assert expand_mask(m, 1).sum() // 255 == 9
     assert (expand_mask(m, 4) == 255).all()  # a 9x9 square: Chebyshev growth of 4
     assert expand_mask(m, 0).sum() // 255 == 9  # clipped to 1
     assert (expand_mask(m, 500) == 255).all()
-    sq = np.zeros((9, 9), np.uint8); sq[2:7, 2:7] = 255
+    sq = np.zeros((9, 9), np.uint8)
+    sq[2:7, 2:7] = 255
     e = erode_mask(sq, 1)
     assert e.sum() // 255 == 9 and e[3:6, 3:6].all()
     assert (erode_mask(np.full((3, 3), 255, np.uint8), 5) == 255).all()  # the border counts as set
     f = feather_mask(m, 2)
     assert (f == np.asarray(Image.fromarray(m).filter(ImageFilter.GaussianBlur(2)))).all() and 0 < f[4, 4] < 255
-    sketch = np.zeros((9, 9), bool); sketch[4, :] = True
+    sketch = np.zeros((9, 9), bool)
+    sketch[4, :] = True
     t = trim_mask(sq, sketch)
     assert t[4].sum() == 0 and t[3, 2:7].all()
     a = add_mask(sq, sketch)
@@ -153,7 +166,8 @@ def test_rle_round_trip_and_nms_by_hand():
     masks[1] = False
     rles = amg.rle_encode(masks, [2, 1, 6, 6], (7, 9))
     for m, rle in zip(masks, rles):
-        full = np.zeros((7, 9), bool); full[1:6, 2:6] = m.numpy()
+        full = np.zeros((7, 9), bool)
+        full[1:6, 2:6] = m.numpy()
         assert (amg.rle_to_mask(rle) == full).all() and amg.rle_area(rle) == full.sum()
         assert sum(rle["counts"]) == 63
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]])
