@@ -28,6 +28,8 @@ def build_tiny_sam(seed: int = 0) -> Sam:
             p.copy_(0.05 * noise)
         else:
             p.copy_(noise / math.sqrt(math.prod(p.shape[1:])))
+    gauss = model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix  # a buffer, drawn at construction
+    gauss.copy_(torch.randn(gauss.shape, generator=g))
     head = model.mask_decoder.iou_prediction_head.layers[-1]
     head.weight.mul_(0.01)
     head.bias.fill_(0.95)
