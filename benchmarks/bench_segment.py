@@ -167,13 +167,16 @@ def generate_rows(device: str, quick: bool) -> list[dict]:
     rows = []
     for size, points, batch in cases:
         res = {impl: _spawn(impl, size, device, points, batch) for impl in ("inpaintlab", "segment_anything")}
-        same = res["inpaintlab"]["areas"] == res["segment_anything"]["areas"] and \
-            res["inpaintlab"]["boxes"] == res["segment_anything"]["boxes"]
+        # The same masks up to float32 noise: pixels whose logit is within ~1e-6 of 0 may fall either side.
+        a, b = res["inpaintlab"], res["segment_anything"]
+        worst = max((abs(x - y) for x, y in zip(a["areas"], b["areas"])), default=0)
+        boxes = max((abs(u - v) for p, q in zip(a["boxes"], b["boxes"]) for u, v in zip(p, q)), default=0)
+        same = f"{'same' if a['n'] == b['n'] else 'DIFFERENT'} count, max |Δarea| {worst} px, max |Δbox| {boxes} px"
         ratio = res["inpaintlab"]["peak_bytes"] / max(1, res["segment_anything"]["peak_bytes"])
         for impl, r in res.items():
             rows.append(dict(op="generate", provider="torch" if impl == "inpaintlab" else impl, shape=size,
                              dtype="float32", ms_p50=r["seconds"] * 1e3, peak_mb=r["peak_bytes"] / 2 ** 20,
-                             note=f"{points}² points, batch {batch}, {r['n']} masks, same masks: {same}, "
+                             note=f"{points}² points, batch {batch}, {r['n']} masks, {same}, "
                                   f"peak ratio ours/ref {ratio:.3f}"))
     return rows
 

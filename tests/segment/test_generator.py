@@ -138,3 +138,51 @@ def test_random_weights_match_reference_at_percentile_thresholds():
         ref = sa.SamAutomaticMaskGenerator(ref_model, **params).generate(image)
         assert len(ref) > 1
         assert_same(generate_masks(ours, image, **params), ref, exact=False)
+
+
+class SyntheticPredictor2(SyntheticPredictor):
+    points_dtype = np.float32  # SAM 2's generator keeps its points in float32
+
+
+def test_synthetic_decoder_identical_to_sam2_generator():
+    """SAM 2's generator (sam2 1.1.0) with the same disc decoder and Inpaint Anything's SAM 2 settings (offset 0.7,
+    one crop layer, points halved): float32 points, no small-region pass, same masks and fields."""
+    from shims import use_torchvision_shim
+
+    use_torchvision_shim()
+    amg2 = pytest.importorskip("sam2.automatic_mask_generator")
+    from sam2.utils.amg import build_all_layer_point_grids
+
+    params = dict(points_per_side=6, points_per_batch=7, pred_iou_thresh=0.7, stability_score_thresh=0.5,
+                  stability_score_offset=0.7, crop_n_layers=1, box_nms_thresh=0.7, crop_n_points_downscale_factor=2)
+    gen = amg2.SAM2AutomaticMaskGenerator.__new__(amg2.SAM2AutomaticMaskGenerator)
+    gen.__dict__.update(params, mask_threshold=0.0, crop_nms_thresh=0.7, crop_overlap_ratio=512 / 1500,
+                        min_mask_region_area=0, output_mode="binary_mask", use_m2m=False, multimask_output=True,
+                        point_grids=build_all_layer_point_grids(6, 1, 2))
+
+    class Reference:
+        device = torch.device("cpu")
+
+        class _transforms:
+            @staticmethod
+            def transform_coords(points, normalize=True, orig_hw=None):
+                return points
+
+        def set_image(self, image):
+            self.size = image.shape[:2]
+
+        def reset_predictor(self):
+            pass
+
+        def _predict(self, points, labels, multimask_output=True, return_logits=True):
+            n = len(points)
+            pts, js = points[:, 0].repeat_interleave(3, dim=0), torch.arange(3).repeat(n)
+            return disc_logits(pts, js, self.size).view(n, 3, *self.size), torch.tensor(IOUS).expand(n, 3), \
+                torch.zeros(n, 3, 1, 1)
+
+    gen.predictor = Reference()
+    image = np.zeros((130, 170, 3), np.uint8)
+    ref = gen.generate(image)
+    mine = generate_masks(SyntheticPredictor2(), image, **params)
+    assert len(ref) > 3 and isinstance(mine[0]["point_coords"][0][0], float)
+    assert_same(mine, ref)
