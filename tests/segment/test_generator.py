@@ -91,7 +91,7 @@ def assert_same(mine, ref, exact=True, tol=1e-4):
 SYNTHETIC_CASES = [
     dict(points_per_side=6, points_per_batch=7, pred_iou_thresh=0.85, stability_score_thresh=0.5,
          crop_n_layers=1, crop_n_points_downscale_factor=2),
-    dict(points_per_side=4, points_per_batch=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, crop_n_layers=2,
+    dict(points_per_side=3, points_per_batch=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, crop_n_layers=2,
          box_nms_thresh=0.5, crop_nms_thresh=0.6),
     dict(points_per_side=4, points_per_batch=16, pred_iou_thresh=0.7, stability_score_thresh=0.55,
          stability_score_offset=0.5, min_mask_region_area=30, crop_n_layers=1),
@@ -100,13 +100,13 @@ SYNTHETIC_CASES = [
 
 @pytest.mark.parametrize("params", SYNTHETIC_CASES)
 def test_synthetic_decoder_identical_to_reference(params):
-    image = np.zeros((150, 220, 3), np.uint8)
+    image = np.zeros((110, 160, 3), np.uint8)
     ref = reference_synthetic(**params).generate(image)
     mine = generate_masks(SyntheticPredictor(), image, memory_budget=1, **params)  # one mask at a time
     assert len(ref) > 3
     assert_same(mine, ref)
     if params.get("min_mask_region_area"):  # the island is gone and the hole filled in the large discs
-        assert any(m["area"] > 0.1 * 150 * 220 for m in mine)
+        assert any(m["area"] > 0.1 * 110 * 160 for m in mine)
 
 
 def test_random_weights_match_reference_at_percentile_thresholds():
@@ -122,8 +122,7 @@ def test_random_weights_match_reference_at_percentile_thresholds():
     assert len(ref) > 20
     assert_same(mine, ref, exact=False)
     # Thresholds at percentiles of the scores the whole-image crop produced, moved to midpoints between two scores.
-    # A random net's IoU and stability are anti-correlated (the three outputs differ), so they are set one at a time
-    # and together at a low stability percentile.
+    # A random net's IoU and stability are anti-correlated (the three outputs differ), so they are set one at a time.
     full = [m for m in ref if m["crop_box"] == [0, 0, 128, 96]]
     ious = np.sort([m["predicted_iou"] for m in full if m["predicted_iou"] > 0])
     stabs = np.sort([m["stability_score"] for m in full if m["stability_score"] > 0])
@@ -132,7 +131,7 @@ def test_random_weights_match_reference_at_percentile_thresholds():
         i = int(len(values) * q / 100)
         return float(values[i] + values[i + 1]) / 2
 
-    for q_iou, q_stab in ((30, None), (None, 70), (70, 5)):
+    for q_iou, q_stab in ((30, None), (None, 70)):
         params = dict(base, pred_iou_thresh=midpoint(ious, q_iou) if q_iou else 0.0,
                       stability_score_thresh=midpoint(stabs, q_stab) if q_stab else 0.0)
         ref = sa.SamAutomaticMaskGenerator(ref_model, **params).generate(image)
