@@ -1,4 +1,4 @@
-"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|tiny` (also `python -m inpaintlab`).
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|tiny|clean` (also `python -m inpaintlab`).
 
 Settings use A1111's names and accept A1111's labels ("latent noise", "Only masked"); defaults are A1111's UI defaults.
 `--from-png` reads the settings (and prompts) from a PNG's `parameters` infotext; flags given on the command line win.
@@ -19,16 +19,14 @@ from . import settings as registry
 from ._version import __version__
 from .files import prepare_out_dir
 from .segment import cli as segment_cli
+from . import frontend
+from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
 from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
 GENERATION = registry.COMMANDS
 log = logging.getLogger("inpaintlab.cli")
-
-
-class CommandError(ValueError):
-    """A problem with the command line or its inputs, reported as one line."""
 
 
 # --- parser -----------------------------------------------------------------------------------------------------------
@@ -98,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "needed for txt2img)")
         sub.add_argument("--controlnet-mask", help="the ControlNet unit's own mask, white = repaint (with "
                                                    "--controlnet-image; default: the inpaint mask)")
+        sub.add_argument("--controlnet-lama", help="LaMa generator file for --controlnet-preprocessor "
+                                                   "inpaint_only+lama (ControlNetLama.pth, best.ckpt, .safetensors)")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
         sub.add_argument("--strict", action="store_true",
                          help="refuse to run when the --from-png infotext or the prompt holds something inpaintlab does "
@@ -130,45 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
 
     segment_cli.add_commands(commands, _add_common)
+    from .lama.cli import add_clean_parser
+
+    add_clean_parser(commands, _add_common)
     return parser
-
-
-# --- checks done before any model is loaded -----------------------------------------------------------------------
-
-def resolve_device(name: str | None) -> str:
-    """The device to run on, checked against this torch build; CommandError with one line otherwise."""
-    import torch
-
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CommandError(f"--device {name!r}: not a torch device (use cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise CommandError(f"--device {name}: CUDA is not available ({build}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CommandError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise CommandError(f"--device {name}: MPS is not available on this machine; use --device cpu")
-    elif device.type != "cpu":
-        raise CommandError(f"--device {name}: inpaintlab runs on cpu, cuda or mps")
-    return name
-
-
-def check_kernels(kernels: str, device: str) -> None:
-    from .kernels.dispatch import interpreting, triton_installed
-
-    if kernels != "triton":
-        return
-    if not triton_installed():
-        raise CommandError("--kernels triton: triton is not installed (pip install triton)")
-    if not device.startswith("cuda") and not interpreting():
-        raise CommandError(f"--kernels triton needs a CUDA device (got {device}); set TRITON_INTERPRET=1 to run the "
-                           "kernels on the CPU under Triton's interpreter, or use --kernels torch")
 
 
 def open_image(path: str) -> Image.Image:
@@ -183,30 +148,6 @@ def open_image(path: str) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image
-
-
-def _model_options(args) -> dict[str, Any]:
-    import torch
-
-    device = resolve_device(args.device)
-    check_kernels(args.kernels, device)
-    for what in ("model", "vae"):
-        path = getattr(args, what)
-        if path is not None and not Path(path).is_file():
-            raise CommandError(f"--{what} {path}: file not found")
-    if args.embeddings_dir is not None and not Path(args.embeddings_dir).is_dir():
-        raise CommandError(f"--embeddings-dir {args.embeddings_dir}: folder not found")
-    if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
-        raise CommandError(f"--lora-dir {args.lora_dir}: folder not found")
-    dtype = None if args.dtype == "file" else getattr(torch, args.dtype)
-    return dict(device=device, dtype=dtype, kernels=args.kernels,
-                embeddings_dir=args.embeddings_dir, lora_dir=args.lora_dir, allow_pickle=args.allow_pickle)
-
-
-def _load(model: str, vae: str | None, options: dict[str, Any]):
-    from .inpaint import load
-
-    return load(model, vae, **options)
 
 
 # --- output -----------------------------------------------------------------------------------------------------------
@@ -282,6 +223,10 @@ def _run_generation(args) -> int:
             images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
     if args.controlnet_mask and not args.controlnet_image:
         raise CommandError("--controlnet-mask needs --controlnet-image")
+    if args.controlnet_lama:
+        from .lama import load_lama
+
+        settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     if args.controlnet_image:
         settings["controlnet_image"] = open_image(args.controlnet_image)
         if args.controlnet_mask:
@@ -290,7 +235,7 @@ def _run_generation(args) -> int:
     print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
-    pipe = _load(args.model, args.vae, options)
+    pipe = frontend._load(args.model, args.vae, options)
     prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")
     progress = not args.no_progress
     if args.command == "txt2img":
@@ -367,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             return _tiny(args)
         if args.command in segment_cli.COMMANDS:
             return segment_cli.run(args)
+        if args.command == "clean":
+            from .lama.cli import run_clean
+
+            print(run_clean(args, open_image, prepare_out_dir, resolve_device))
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 
