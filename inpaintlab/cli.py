@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import settings as registry
 from ._version import __version__
 from .files import prepare_out_dir
+from .segment import cli as segment_cli
 from . import frontend
 from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
 from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--mask", help="mask image: white = repaint")
             source.add_argument("--sketch", help="inpaint sketch: the image with coloured strokes painted over it")
+            segment_cli.add_inpaint_mask_args(sub, source)
             sub.add_argument("--mask-alpha", type=float, default=0.0,
                              help="sketch mask transparency in percent, 0-100 (default: 0)")
         sub.add_argument("--controlnet-image", help="the ControlNet unit's own image (default: the init image; "
@@ -191,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
 
+    segment_cli.add_commands(commands, _add_common)
     from .lama.cli import add_clean_parser
 
     add_clean_parser(commands, _add_common)
@@ -278,7 +281,10 @@ def _run_generation(args) -> int:
     if args.command != "txt2img":
         images["image"] = open_image(args.image)
     if args.command == "inpaint":
-        images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
+        if args.mask_points or args.mask_box:
+            images["mask"] = segment_cli.mask_from_args(args, images["image"])
+        else:
+            images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
     if args.controlnet_mask and not args.controlnet_image:
         raise CommandError("--controlnet-mask needs --controlnet-image")
     if args.controlnet_lama:
@@ -371,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "tiny":
             return _tiny(args)
+        if args.command in segment_cli.COMMANDS:
+            return segment_cli.run(args)
         if args.command == "clean":
             from .lama.cli import run_clean
 

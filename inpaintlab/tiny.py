@@ -28,6 +28,7 @@ from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
 from .controlnet.load import PREFIX as CONTROLNET_PREFIX
 from .controlnet.model import ControlNet, ControlNetConfig
+from .segment.tiny import make_tiny_sam
 from .kernels import GroupNorm
 from .unet import UNetConfig, UNetModel
 from .vae import AutoencoderKL, VAEConfig
@@ -261,6 +262,7 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
     return _save(sd, path)
 
 
+TINY_SAM_FILE = "tiny-sam.safetensors"  # SAM v1 layout (inpaintlab.segment)
 TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors")
 # Segmentation and clean-up networks, written after the checkpoints: a SAM 2 image model and a LaMa generator.
 TINY_TOOL_FILES = ("tiny-sam2.safetensors", "tiny-lama.safetensors")
@@ -269,7 +271,8 @@ TINY_TOOL_FILES = ("tiny-sam2.safetensors", "tiny-lama.safetensors")
 def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
     SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), then a
-    SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`), in `folder`.
+    SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`) and a tiny SAM v1 file
+    (`TINY_SAM_FILE`), in `folder`.
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
@@ -277,7 +280,8 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
-        + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed)
+        + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed) \
+        + [make_tiny_sam(folder / TINY_SAM_FILE, seed=seed)]
 
 
 def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:

@@ -83,6 +83,11 @@ def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image
     settings = cell.settings(spec.base)
     prompt = settings.pop("prompt")
     negative = settings.pop("negative_prompt", "")
+    expand = settings.pop("mask_expand", 0)
+    if expand:
+        from ..segment.masks import expand_mask
+
+        mask = Image.fromarray(expand_mask(mask, expand))
     previews: list[Image.Image] = []
     callback = (lambda d: previews.append(latent_preview(d["denoised"]))) if spec.intermediates else None
     result = pipe.inpaint(image, mask, prompt, negative, callback=callback, techniques=techniques, **settings)

@@ -124,8 +124,12 @@ def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors",
              "tiny-sd2.safetensors", "tiny-sd2-v.safetensors", "tiny-sdxl.safetensors",
-             "tiny-sdxl-inpainting.safetensors", "tiny-sam2.safetensors", "tiny-lama.safetensors"]
+             "tiny-sdxl-inpainting.safetensors", "tiny-sam2.safetensors", "tiny-lama.safetensors",
+             "tiny-sam.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
+    from inpaintlab.segment import load as load_segment
+
+    assert load_segment(tmp_path / names[10]).family == "sam"
     from safetensors.torch import load_file
 
     from inpaintlab.lama import load_lama
