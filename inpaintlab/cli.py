@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import settings as registry
 from ._version import __version__
 from .files import prepare_out_dir
-from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
+from .infotext import parse_infotext, read_png_infotext, read_settings, replay_noise, unapplied
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
@@ -237,7 +237,12 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
     if args.from_png:
         fields = parse_infotext(read_png_infotext(args.from_png))
         problems += unapplied(fields)
-        settings.update({k: v for k, v in read_settings(fields)[0].items() if k in allowed})
+        stored, origin = read_settings(fields)
+        if not hasattr(args, "rng_source"):  # an explicit --rng-source wins and is checked as given
+            stored, note = replay_noise(stored, origin)
+            if note:
+                print(f"inpaintlab: {note}", file=sys.stderr, flush=True)
+        settings.update({k: v for k, v in stored.items() if k in allowed})
         if "prompt" in settings:
             settings["prompt"] = _paste_lora_names(settings["prompt"], fields, args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
@@ -318,6 +323,7 @@ def _info(args) -> int:
         print(f"  {key}: {value}")
     command = "inpaint" if "Denoising strength" in fields else "txt2img"
     settings, origin = read_settings(fields)
+    settings, noise_note = replay_noise(settings, origin)
     print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
     for name in registry.for_command(command):
         if name not in settings:
@@ -330,6 +336,8 @@ def _info(args) -> int:
     problems = unapplied(fields)
     if problems:
         print("not applied by inpaintlab: " + "; ".join(problems))
+    if noise_note:
+        print(noise_note)
     return 0
 
 
