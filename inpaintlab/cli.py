@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file and "
-                                            "a ControlNet")
+    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (SD1 4- and 9-channel, SD 2.x, SDXL), "
+                                            "a VAE file, a ControlNet and LoRA files (lora/)")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
     return parser
