@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "needed for txt2img)")
         sub.add_argument("--controlnet-mask", help="the ControlNet unit's own mask, white = repaint (with "
                                                    "--controlnet-image; default: the inpaint mask)")
+        sub.add_argument("--controlnet-lama", metavar="IMAGE",
+                         help="for --controlnet-preprocessor inpaint_only+lama: the image with its masked area already "
+                              "filled by LaMa (e.g. by IOPaint or lama-cleaner)")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
         sub.add_argument("--strict", action="store_true",
                          help="refuse to run when the --from-png infotext or the prompt holds something inpaintlab does "
@@ -184,12 +187,20 @@ def open_image(path: str) -> Image.Image:
 def _model_options(args) -> dict[str, Any]:
     import torch
 
+    from .checkpoint import existing_file
+
     device = resolve_device(args.device)
     check_kernels(args.kernels, device)
     for what in ("model", "vae"):
         path = getattr(args, what)
-        if path is not None and not Path(path).is_file():
-            raise CommandError(f"--{what} {path}: file not found")
+        if path is None:
+            continue
+        try:
+            existing_file(path)
+        except FileNotFoundError:
+            raise CommandError(f"--{what} {path}: file not found") from None
+        except ValueError as error:  # a folder: the library's own message (diffusers folders named as such)
+            raise CommandError(f"--{what} {error}") from None
     if args.embeddings_dir is not None and not Path(args.embeddings_dir).is_dir():
         raise CommandError(f"--embeddings-dir {args.embeddings_dir}: folder not found")
     if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
@@ -265,7 +276,73 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
         if args.strict:
             raise CommandError(message + " (refused by --strict)")
         print(f"inpaintlab: warning: {message}", file=sys.stderr, flush=True)
-    return registry.validate(settings, args.command), set(explicit)
+    settings = registry.validate(settings, args.command)
+    if explicit.get("fill_space") == "latent" and settings.get("masked_content", "original") != "fill":
+        from .prepare import fill_space_ignored
+
+        raise CommandError("--fill-space latent: " + fill_space_ignored(settings.get("masked_content", "original")))
+    return settings, set(explicit)
+
+
+def check_networks_and_controlnet(args, settings: dict[str, Any]) -> None:
+    """What the prompt's `<lora:…>` tags and the ControlNet unit need, checked before any model is loaded: each tag's
+    file in --lora-dir, the ControlNet file (also one named by a --from-png infotext), LaMa for inpaint_only+lama."""
+    from .inpaint import strip_comments
+    from .networks import NetworkError, NetworkLibrary, lora_tags, parse_prompt
+
+    tags = lora_tags(parse_prompt(strip_comments(settings.get("prompt", "")))[1])
+    library = None
+    for tag in tags:
+        given = Path(tag.name)
+        if given.suffix.lower() in (".safetensors", ".pt", ".ckpt") and given.is_file():
+            continue
+        if args.lora_dir is None:
+            raise CommandError(f"<lora:{tag.name}:…> in the prompt names a LoRA file: pass --lora-dir, the folder that "
+                               "holds it")
+        library = library or NetworkLibrary(args.lora_dir)
+        try:
+            library.find(tag.name)
+        except NetworkError as error:
+            raise CommandError(f"<lora:{tag.name}:…>: {error}") from None
+    model = settings.get("controlnet")
+    if model is None:
+        if args.controlnet_lama:
+            raise CommandError("--controlnet-lama is for a ControlNet unit (--controlnet with inpaint_only+lama)")
+        return
+    if isinstance(model, (str, Path)):
+        from .controlnet.unit import controlnet_path
+
+        path = controlnet_path(model)
+        if not path.is_file():
+            where = "--controlnet" if hasattr(args, "controlnet") else f"the ControlNet 0 entry of {args.from_png}"
+            raise CommandError(f"ControlNet model {str(model)!r} (from {where}): file not found at {path}; pass "
+                               "--controlnet FILE")
+    lama = settings.get("controlnet_preprocessor") == "inpaint_only+lama"
+    if lama and not args.controlnet_lama:
+        raise CommandError("--controlnet-preprocessor inpaint_only+lama needs --controlnet-lama IMAGE, the image with its "
+                           "masked area filled by LaMa (inpaintlab does not run LaMa itself)")
+    if args.controlnet_lama and not lama:
+        raise CommandError("--controlnet-lama is only used by --controlnet-preprocessor inpaint_only+lama")
+
+
+def legacy_model_hash(path: str | Path) -> str:
+    """A1111's hash before v1.0 (8 hex digits): sha256 of the 64 KiB at offset 1 MiB, as older infotexts record it."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        handle.seek(0x100000)
+        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
+
+
+def warn_model_hash(png: str, model: str, model_hash: str | None) -> None:
+    """One warning line when the PNG's `Model hash` is not --model's: the replay runs, but with other weights."""
+    stored = parse_infotext(read_png_infotext(png)).get("Model hash")
+    if not stored or not model_hash:
+        return
+    ours = legacy_model_hash(model) if len(stored) == 8 else model_hash
+    if stored.lower() != ours.lower():
+        print(f"inpaintlab: warning: {png} was made with Model hash {stored}, but --model {model} has {ours}; "
+              "the replay uses other weights and will differ", file=sys.stderr, flush=True)
 
 
 def _run_generation(args) -> int:
@@ -284,11 +361,16 @@ def _run_generation(args) -> int:
         settings["controlnet_image"] = open_image(args.controlnet_image)
         if args.controlnet_mask:
             settings["controlnet_mask"] = open_image(args.controlnet_mask)
+    check_networks_and_controlnet(args, settings)
+    if args.controlnet_lama:
+        settings["controlnet_lama"] = open_image(args.controlnet_lama).convert("RGB")
     out = prepare_out_dir(args.out)
     print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
     pipe = _load(args.model, args.vae, options)
+    if args.from_png:
+        warn_model_hash(args.from_png, args.model, pipe.config.model_hash)
     prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")
     progress = not args.no_progress
     if args.command == "txt2img":
