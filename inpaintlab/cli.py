@@ -39,7 +39,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--model", required=required, help="single-file SD1.x checkpoint (.safetensors)")
+    parser.add_argument("--model", required=required,
+                        help="single-file SD 1.x, SD 2.x or SDXL checkpoint (.safetensors)")
     parser.add_argument("--vae", help="separate VAE file (.safetensors), e.g. vae-ft-mse-840000-ema-pruned")
     parser.add_argument("--embeddings-dir", help="folder of textual-inversion embeddings (.pt/.safetensors/.bin)")
     parser.add_argument("--lora-dir", help="folder of LoRA/LyCORIS files that <lora:name:weight> prompt tags name "

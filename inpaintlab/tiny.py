@@ -328,7 +328,7 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """
     folder = Path(folder)
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
-    (folder / "lora").mkdir(exist_ok=True)
+    (folder / "lora").mkdir(parents=True, exist_ok=True)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
         + write_tiny_family_files(folder, seed=seed) \
