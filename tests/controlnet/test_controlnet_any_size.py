@@ -7,10 +7,15 @@ sd-webui-controlnet's hooked forward: checked against diffusers' UNet with the r
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from a1111_sizes import a1111_sizes
-from cn_helpers import diffusers_controlnet, diffusers_unet, inputs, small_controlnet, small_unet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unet"))
+from a1111_sizes import a1111_sizes  # noqa: E402
+from cn_helpers import diffusers_controlnet, diffusers_unet, inputs, small_controlnet, small_unet  # noqa: E402
 
 pytest.importorskip("diffusers")
 

@@ -34,6 +34,6 @@ def test_missing_model_is_named_with_the_rule(tmp_path, monkeypatch):
 def test_failed_load_leaves_no_empty_cells_folder(tmp_path):
     spec = _spec(tmp_path, "broken.safetensors")
     (tmp_path / "specs" / "broken.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # the loader names the bad file
         sweep(spec, tmp_path / "out")
     assert not (tmp_path / "out" / "cells").exists()
