@@ -81,7 +81,8 @@ def run_demo(args) -> Path:
     """Run the demo for parsed `inpaintlab demo` arguments; returns the grid's path. Everything is checked first."""
     from tqdm import tqdm
 
-    from .cli import CommandError, _load, _model_options
+    from . import frontend
+    from .frontend import CommandError, _model_options
     from .files import prepare_out_dir
     from .prepare import prepare_inpaint
     from .study.preview import latent_preview
@@ -92,7 +93,7 @@ def run_demo(args) -> Path:
         raise CommandError("--vae needs --model (the tiny demo checkpoint has its own VAE)")
     options = _model_options(args)
     out = prepare_out_dir(args.out)
-    pipe = _load(args.model, args.vae, options) if args.model else None
+    pipe = frontend._load(args.model, args.vae, options) if args.model else None
     living_room = pipe is not None and not is_tiny(pipe)
     jobs = len(MODES) + (1 if living_room else 0)
     bar = tqdm(total=jobs, desc="demo", unit="image", disable=args.no_progress, file=sys.stderr)
@@ -110,7 +111,7 @@ def run_demo(args) -> Path:
 
             with tempfile.TemporaryDirectory() as tmp:
                 checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny-random.safetensors")
-                pipe = _load(checkpoint, None, options)
+                pipe = frontend._load(checkpoint, None, options)
         size, prompt = TINY_SIZE, CAT_PROMPT
         image = demo_picture(size)
         settings = dict(TINY, steps=args.steps or TINY["steps"])

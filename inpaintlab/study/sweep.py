@@ -78,13 +78,14 @@ def _label(axis: tuple[str, Any]) -> str:
     return axis_label(*axis)
 
 
-def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image.Image, out: Path, key: str) -> dict:
+def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image.Image, out: Path, key: str,
+              techniques: list | None = None) -> dict:
     settings = cell.settings(spec.base)
     prompt = settings.pop("prompt")
     negative = settings.pop("negative_prompt", "")
     previews: list[Image.Image] = []
     callback = (lambda d: previews.append(latent_preview(d["denoised"]))) if spec.intermediates else None
-    result = pipe.inpaint(image, mask, prompt, negative, callback=callback, **settings)
+    result = pipe.inpaint(image, mask, prompt, negative, callback=callback, techniques=techniques, **settings)
     image_path = out / "cells" / f"{key}.png"
     save_png(result.images[0], image_path, result.infotext)
     row = {
@@ -160,9 +161,12 @@ def _network_hashes(pipe, prompts: list[str]) -> dict[str, str]:
 
 
 def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: int | None = None,
-          progress: bool = False) -> list[dict] | None:
+          progress: bool = False, techniques: list | None = None) -> list[dict] | None:
     """Run (or resume) a sweep. Returns the merged rows on rank 0 (None on other ranks).
 
+    techniques: `inpaintlab.pipeline.Technique` objects every cell runs with (their `key()` is part of each cell's
+    key, so cells made without them, or with other parameters, are not reused); a technique's own registered
+    settings can be axes of the spec like any other setting.
     limit: stop after this many newly computed cells on this rank (for budgeted or partial runs); the merge and grids
     then happen only once every cell is done. progress: a bar of cells done / total with an ETA on stderr (rank 0).
     """
@@ -175,17 +179,18 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
     cells_dir = out / "cells"
     made = not cells_dir.exists()
     try:
-        return _sweep(spec, out, limit, progress)
+        return _sweep(spec, out, limit, progress, techniques)
     finally:
         # A run that failed before finishing any cell leaves no empty cells/ folder behind.
         if made and cells_dir.is_dir() and not any(cells_dir.iterdir()):
             cells_dir.rmdir()
 
 
-def _sweep(spec: SweepSpec, out: Path, limit: int | None, progress: bool) -> list[dict] | None:
+def _sweep(spec: SweepSpec, out: Path, limit: int | None, progress: bool,
+           techniques: list | None) -> list[dict] | None:
     from tqdm import tqdm
 
-    from ..inpaint import load
+    from ..pipeline import load
 
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _distributed() as (rank, world):
@@ -200,6 +205,8 @@ def _sweep(spec: SweepSpec, out: Path, limit: int | None, progress: bool) -> lis
         networks = _network_hashes(pipe, [cell.settings(spec.base)["prompt"] for cell in cells])
         if networks:
             identity["networks"] = networks  # a changed network file must not reuse old cells
+        if techniques:
+            identity["techniques"] = [t.key() for t in techniques]
         keys = [cell_key(identity, cell.settings(spec.base)) for cell in cells]
         done = 0
         mine = list(zip(cells[rank::world], keys[rank::world]))
@@ -213,7 +220,7 @@ def _sweep(spec: SweepSpec, out: Path, limit: int | None, progress: bool) -> lis
             if limit is not None and done >= limit:
                 break
             log.info("rank %d: cell %d/%d", rank, cell.index + 1, len(cells))
-            row = _run_cell(pipe, spec, cell, image, mask, out, key)
+            row = _run_cell(pipe, spec, cell, image, mask, out, key, techniques)
             write_text_atomic(row_path, json.dumps(row, sort_keys=True))
             done += 1
             bar.update()
