@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import inpaintlab.cli as cli
+import inpaintlab.frontend as frontend
 from inpaintlab.cli import main
 from inpaintlab.infotext import read_png_infotext, save_png
 
@@ -19,7 +20,7 @@ def no_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the inputs were checked")
 
-    monkeypatch.setattr(cli, "_load", refuse)
+    monkeypatch.setattr(frontend, "_load", refuse)
 
 
 @pytest.fixture
