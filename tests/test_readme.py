@@ -105,13 +105,13 @@ def test_readme_says_how_to_get_the_cpu_wheel_before_the_install_line():
 def test_readme_agrees_with_the_code():
     """Statements that contradicted the code: soft inpainting's samplers, what `tiny` writes and where, the families."""
     from inpaintlab.cli import build_parser
-    from inpaintlab.tiny import TINY_FAMILY_FILES, TINY_FILES, TINY_LORAS
+    from inpaintlab.tiny import TINY_FAMILY_FILES, TINY_FILES, TINY_LORAS, TINY_TOOL_FILES
 
     readme = (ROOT / "README.md").read_text()
     assert "Soft inpainting and\n  Differential Diffusion are refused" not in readme
     assert "soft inpainting runs with them" in readme and "soft inpainting runs with all 20" in readme
-    n = len(TINY_FILES) + len(TINY_FAMILY_FILES) + len(TINY_LORAS)
-    assert n == 10 and "writes tiny random-weight files (ten," in readme
+    n = len(TINY_FILES) + len(TINY_FAMILY_FILES) + len(TINY_TOOL_FILES) + len(TINY_LORAS)
+    assert n == 12 and "writes tiny random-weight files (twelve," in readme
     assert "tiny/" not in readme.replace("tiny/lora", "")  # one folder name throughout: models/
     assert "--model tiny/" not in readme
     setup = (ROOT / "setup.py").read_text()

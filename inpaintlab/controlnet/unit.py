@@ -29,7 +29,8 @@ class ControlNetUnit:
     inpaint_only+lama. image / mask: the unit's own image and mask (255 = repaint); without them the unit takes the
     job's init image and mask (img2img / inpaint). resize_mode: Just Resize | Crop and Resize | Resize and Fill;
     default "Crop and Resize" for the unit's own image, A1111's resize mode for the job's. lama: for
-    inpaint_only+lama, the LaMa network as a function or an already filled image (see `preprocess.lama_fill`).
+    inpaint_only+lama, a LaMa generator or its file (ControlNetLama.pth), the network as a function, or an already
+    filled image (see `preprocess.lama_fill`).
     """
 
     model: ControlNet | str | Path
@@ -41,7 +42,8 @@ class ControlNetUnit:
     image: Image.Image | None = None
     mask: Image.Image | None = None
     resize_mode: str | None = None
-    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | Image.Image | np.ndarray | None = None
+    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | torch.nn.Module | str | Path | Image.Image | np.ndarray \
+        | None = None
 
     def __post_init__(self) -> None:
         pp.check_preprocessor(self.preprocessor)
@@ -53,7 +55,12 @@ class ControlNetUnit:
         if self.mask is not None and self.image is None:
             raise ValueError("a ControlNet unit mask needs the unit's image too")
         if self.preprocessor == "inpaint_only+lama" and self.lama is None:
-            raise ValueError("inpaint_only+lama needs `lama`: the LaMa network as a function, or a LaMa-filled image")
+            raise ValueError("inpaint_only+lama needs `lama`: a LaMa model or file, the network as a function, or a "
+                             "LaMa-filled image")
+        if self.preprocessor == "inpaint_only+lama" and isinstance(self.lama, (str, Path)):
+            from ..lama import load_lama
+
+            self.lama = load_lama(self.lama)  # loaded (and checked) once, when the unit is made
 
 
 @dataclasses.dataclass
@@ -186,7 +193,7 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
         if module == "inpaint_only+lama":
             if resize_mode == "Resize and Fill":  # the extension pads to the target first, so LaMa fills the bars
                 rgba = pp.detectmap(rgba, width, height, resize_mode).astype(np.uint8)
-            if callable(unit.lama):
+            if callable(unit.lama) or pp.is_lama_source(unit.lama):
                 rgba = pp.lama_fill(rgba, lama=unit.lama)
             else:
                 rgba = pp.lama_fill(rgba, filled=unit.lama)

@@ -79,13 +79,15 @@ def test_lama_preprocessor_needs_a_lama_image(tiny_checkpoint, inputs, no_load, 
     _one_line_error(capsys, "--controlnet-lama is for a ControlNet unit")
 
 
-def test_lama_image_reaches_the_unit(tiny_checkpoint, inputs, capsys, tmp_path_factory):
+def test_lama_generator_reaches_the_unit(tiny_checkpoint, inputs, capsys, tmp_path_factory):
+    from inpaintlab.lama import make_tiny_lama_file
     from inpaintlab.tiny import make_tiny_controlnet
 
-    cn = make_tiny_controlnet(tmp_path_factory.mktemp("cn") / "tiny-cn.safetensors")
-    Image.new("RGB", (32, 32), (200, 30, 30)).save(inputs / "lama.png")
+    folder = tmp_path_factory.mktemp("cn")
+    cn = make_tiny_controlnet(folder / "tiny-cn.safetensors")
+    lama = make_tiny_lama_file(folder / "tiny-lama.safetensors")
     args = _inpaint(tiny_checkpoint, inputs, "--prompt", "x", "--steps", "1", "--controlnet", str(cn),
-                    "--controlnet-preprocessor", "inpaint_only+lama", "--controlnet-lama", str(inputs / "lama.png"))
+                    "--controlnet-preprocessor", "inpaint_only+lama", "--controlnet-lama", str(lama))
     assert main(args) == 0, capsys.readouterr().err
     written = sorted((inputs / "out").glob("*.png"))
     assert len(written) == 1 and "Module: inpaint_only+lama" in read_png_infotext(written[0])
