@@ -21,7 +21,7 @@ from .files import prepare_out_dir
 from .segment import cli as segment_cli
 from . import frontend
 from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
-from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
+from .infotext import parse_infotext, read_png_infotext, read_settings, replay_noise, unapplied
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
@@ -38,7 +38,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--model", required=required, help="single-file SD1.x checkpoint (.safetensors)")
+    parser.add_argument("--model", required=required,
+                        help="single-file SD 1.x, SD 2.x or SDXL checkpoint (.safetensors)")
     parser.add_argument("--vae", help="separate VAE file (.safetensors), e.g. vae-ft-mse-840000-ema-pruned")
     parser.add_argument("--embeddings-dir", help="folder of textual-inversion embeddings (.pt/.safetensors/.bin)")
     parser.add_argument("--lora-dir", help="folder of LoRA/LyCORIS files that <lora:name:weight> prompt tags name "
@@ -188,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_common(add_upscale_parser(commands))
 
-    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file and "
-                                            "a ControlNet")
+    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (SD1 4- and 9-channel, SD 2.x, SDXL), "
+                                            "a VAE file, a ControlNet, SAM 2 and LaMa files and LoRA files (lora/)")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
 
@@ -246,7 +247,12 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
     if args.from_png:
         fields = parse_infotext(read_png_infotext(args.from_png))
         problems += unapplied(fields)
-        settings.update({k: v for k, v in read_settings(fields)[0].items() if k in allowed})
+        stored, origin = read_settings(fields)
+        if not hasattr(args, "rng_source"):  # an explicit --rng-source wins and is checked as given
+            stored, note = replay_noise(stored, origin)
+            if note:
+                print(f"inpaintlab: {note}", file=sys.stderr, flush=True)
+        settings.update({k: v for k, v in stored.items() if k in allowed})
         if "prompt" in settings:
             settings["prompt"] = _paste_lora_names(settings["prompt"], fields, args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
@@ -269,7 +275,73 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
         if args.strict:
             raise CommandError(message + " (refused by --strict)")
         print(f"inpaintlab: warning: {message}", file=sys.stderr, flush=True)
-    return registry.validate(settings, args.command), set(explicit)
+    settings = registry.validate(settings, args.command)
+    if explicit.get("fill_space") == "latent" and settings.get("masked_content", "original") != "fill":
+        from .prepare import fill_space_ignored
+
+        raise CommandError("--fill-space latent: " + fill_space_ignored(settings.get("masked_content", "original")))
+    return settings, set(explicit)
+
+
+def check_networks_and_controlnet(args, settings: dict[str, Any]) -> None:
+    """What the prompt's `<lora:…>` tags and the ControlNet unit need, checked before any model is loaded: each tag's
+    file in --lora-dir, the ControlNet file (also one named by a --from-png infotext), LaMa for inpaint_only+lama."""
+    from .pipeline.conditioning import strip_comments
+    from .networks import NetworkError, NetworkLibrary, lora_tags, parse_prompt
+
+    tags = lora_tags(parse_prompt(strip_comments(settings.get("prompt", "")))[1])
+    library = None
+    for tag in tags:
+        given = Path(tag.name)
+        if given.suffix.lower() in (".safetensors", ".pt", ".ckpt") and given.is_file():
+            continue
+        if args.lora_dir is None:
+            raise CommandError(f"<lora:{tag.name}:…> in the prompt names a LoRA file: pass --lora-dir, the folder that "
+                               "holds it")
+        library = library or NetworkLibrary(args.lora_dir)
+        try:
+            library.find(tag.name)
+        except NetworkError as error:
+            raise CommandError(f"<lora:{tag.name}:…>: {error}") from None
+    model = settings.get("controlnet")
+    if model is None:
+        if args.controlnet_lama:
+            raise CommandError("--controlnet-lama is for a ControlNet unit (--controlnet with inpaint_only+lama)")
+        return
+    if isinstance(model, (str, Path)):
+        from .controlnet.unit import controlnet_path
+
+        path = controlnet_path(model)
+        if not path.is_file():
+            where = "--controlnet" if hasattr(args, "controlnet") else f"the ControlNet 0 entry of {args.from_png}"
+            raise CommandError(f"ControlNet model {str(model)!r} (from {where}): file not found at {path}; pass "
+                               "--controlnet FILE")
+    lama = settings.get("controlnet_preprocessor") == "inpaint_only+lama"
+    if lama and not args.controlnet_lama:
+        raise CommandError("--controlnet-preprocessor inpaint_only+lama needs --controlnet-lama FILE, a LaMa generator "
+                           "(e.g. `inpaintlab tiny`'s tiny-lama.safetensors)")
+    if args.controlnet_lama and not lama:
+        raise CommandError("--controlnet-lama is only used by --controlnet-preprocessor inpaint_only+lama")
+
+
+def legacy_model_hash(path: str | Path) -> str:
+    """A1111's hash before v1.0 (8 hex digits): sha256 of the 64 KiB at offset 1 MiB, as older infotexts record it."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        handle.seek(0x100000)
+        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
+
+
+def warn_model_hash(png: str, model: str, model_hash: str | None) -> None:
+    """One warning line when the PNG's `Model hash` is not --model's: the replay runs, but with other weights."""
+    stored = parse_infotext(read_png_infotext(png)).get("Model hash")
+    if not stored or not model_hash:
+        return
+    ours = legacy_model_hash(model) if len(stored) == 8 else model_hash
+    if stored.lower() != ours.lower():
+        print(f"inpaintlab: warning: {png} was made with Model hash {stored}, but --model {model} has {ours}; "
+              "the replay uses other weights and will differ", file=sys.stderr, flush=True)
 
 
 def _run_generation(args) -> int:
@@ -287,19 +359,22 @@ def _run_generation(args) -> int:
             images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
     if args.controlnet_mask and not args.controlnet_image:
         raise CommandError("--controlnet-mask needs --controlnet-image")
-    if args.controlnet_lama:
-        from .lama import load_lama
-
-        settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     if args.controlnet_image:
         settings["controlnet_image"] = open_image(args.controlnet_image)
         if args.controlnet_mask:
             settings["controlnet_mask"] = open_image(args.controlnet_mask)
+    check_networks_and_controlnet(args, settings)
+    if args.controlnet_lama:
+        from .lama import load_lama
+
+        settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     out = prepare_out_dir(args.out)
     print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
     pipe = frontend._load(args.model, args.vae, options)
+    if args.from_png:
+        warn_model_hash(args.from_png, args.model, pipe.config.model_hash)
     prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")
     progress = not args.no_progress
     if args.command == "txt2img":
@@ -337,6 +412,7 @@ def _info(args) -> int:
     hires = any(k.startswith("Hires ") for k in fields)  # a txt2img hires fix also writes "Denoising strength"
     command = "inpaint" if "Denoising strength" in fields and not hires else "txt2img"
     settings, origin = read_settings(fields)
+    settings, noise_note = replay_noise(settings, origin)
     print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
     for name in registry.for_command(command):
         if name not in settings:
@@ -349,6 +425,8 @@ def _info(args) -> int:
     problems = unapplied(fields)
     if problems:
         print("not applied by inpaintlab: " + "; ".join(problems))
+    if noise_note:
+        print(noise_note)
     return 0
 
 

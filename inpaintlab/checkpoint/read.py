@@ -27,7 +27,7 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     Pickles are refused by default: unpickling can run code. When allowed they are read with
     `torch.load(weights_only=True)` and nested "state_dict" levels are unwrapped. The file is never modified.
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         sd = _read_safetensors(path)
@@ -43,7 +43,9 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     return sd
 
 
-def _existing_file(path: str | Path) -> Path:
+def existing_file(path: str | Path) -> Path:
+    """`path` as a Path when it is a file; CheckpointError for a folder (naming a diffusers folder as such),
+    FileNotFoundError when there is nothing."""
     path = Path(path)
     if path.is_dir():
         if (path / "model_index.json").is_file() or (path / "unet").is_dir() or (path / "config.json").is_file():

@@ -139,13 +139,20 @@ def parse_unit_infotext(text: str) -> dict[str, Any]:
     }
 
 
+def controlnet_path(model: str | Path) -> Path:
+    """The file a ControlNet path or model name refers to: a name as the infotext records it (no suffix) is looked
+    up as `<name>.safetensors`."""
+    path = Path(model)
+    if not path.exists() and not path.suffix:
+        path = path.with_name(path.name + ".safetensors")
+    return path
+
+
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
               kernels: str) -> ControlNet:
     if isinstance(model, ControlNet):
         return model
-    path = Path(model)
-    if not path.exists() and not path.suffix:
-        path = path.with_name(path.name + ".safetensors")  # a model name, as the infotext records it
+    path = controlnet_path(model)
     key = (str(path.resolve()), str(device), dtype, kernels)
     if key not in cache:
         loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)

@@ -121,7 +121,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
         self._controlnets: dict = {}  # loaded ControlNet files, by path, device, dtype and kernels
         self.lora_dir = None if lora_dir is None else Path(lora_dir)
         self._library: NetworkLibrary | None = None
-        self._merger = NetworkMerger(unet, text_encoder, allow_pickle=allow_pickle)
+        self._merger = NetworkMerger(unet, text_encoder, text_encoder_2=text_encoder_2, family=config.family,
+                                     allow_pickle=allow_pickle)
         self._networks: list[ActiveNetwork] = []  # set by apply_networks, active under every prompt's own tags
 
     # --- public entry points ---------------------------------------------------------------------------------------
