@@ -17,7 +17,12 @@ from ..ui_numbers import ui_number
 from .cfg_rescale import INFOTEXT_KEY as RESCALE_KEY, cfg_rescale
 from .cfg_rules import combine_cond_only, uncond_skip
 from .dynamic_thresholding import DynamicThresholding
+
 from .pag import PerturbedAttention, pag_active, pag_combine
+
+DYNTHRES_FIELDS = ("mimic_scale", "threshold_percentile", "mimic_mode", "mimic_scale_min", "cfg_mode", "cfg_scale_min",
+                   "scheduler_value", "separate_feature_channels", "scaling_startpoint", "variability_measure",
+                   "interpolate_phi")
 
 
 def total_calls(job: Any) -> int:
@@ -84,6 +89,13 @@ class SkipUncond(CallCounter):
         self.s_min_uncond, self.s_min_uncond_all = float(s_min_uncond), bool(s_min_uncond_all)
         self.skip_early_cond = float(skip_early_cond)
 
+    @classmethod
+    def for_job(cls, job: Any) -> "SkipUncond | None":
+        s = job.settings
+        if not s.get("s_min_uncond") and not s.get("skip_early_cond"):
+            return None
+        return cls(s.get("s_min_uncond", 0.0), s.get("s_min_uncond_all", False), s.get("skip_early_cond", 0.0))
+
     def call(self, job: Any, cfg: Callable, x: torch.Tensor, sigma: torch.Tensor, **kw: Any) -> torch.Tensor:
         sigma = _sigma_batch(sigma, x)
         keys = uncond_skip(self.calls, total_calls(job), float(sigma[0]), s_min_uncond=self.s_min_uncond,
@@ -105,6 +117,13 @@ class DynamicThresholdingTechnique(CallCounter):
 
     def __init__(self, settings: DynamicThresholding):
         self.settings = settings
+
+    @classmethod
+    def for_job(cls, job: Any) -> "DynamicThresholdingTechnique | None":
+        s = job.settings
+        if not s.get("dynamic_thresholding"):
+            return None
+        return cls(DynamicThresholding(**{f: s[f] for f in DYNTHRES_FIELDS}))
 
     def setup(self, job: Any) -> None:
         if job.sampler in ("DDIM", "PLMS"):
@@ -128,6 +147,10 @@ class CFGRescale(Technique):
     def __init__(self, phi: float):
         self.phi = float(phi)
 
+    @classmethod
+    def for_job(cls, job: Any) -> "CFGRescale | None":
+        return cls(job.settings["cfg_rescale"]) if job.settings.get("cfg_rescale") else None
+
     def after_cfg(self, job: Any, parts: CFGParts, denoised: torch.Tensor) -> torch.Tensor:
         if self.phi == 0 or job.state.get("cfg combined"):
             return denoised
@@ -148,6 +171,13 @@ class PAG(CallCounter):
 
     def __init__(self, scale: float = 0.0, start: int = 0, end: int = 150, sanf: bool = False):
         self.scale, self.start, self.end, self.sanf = float(scale), int(start), int(end), bool(sanf)
+
+    @classmethod
+    def for_job(cls, job: Any) -> "PAG | None":
+        s = job.settings
+        if not s.get("pag_scale"):
+            return None
+        return cls(s["pag_scale"], s.get("pag_start", 0), s.get("pag_end", 150), s.get("pag_sanf", False))
 
     def call(self, job: Any, cfg: Callable, x: torch.Tensor, sigma: torch.Tensor, **kw: Any) -> torch.Tensor:
         self.x, self.sigma = x, _sigma_batch(sigma, x)

@@ -132,7 +132,8 @@ class SmoothedEnergy:
         self._handles: list = []
 
     def _hook(self, module, args, q):
-        if not self.enabled or self.blur_sigma == 0:
+        # An odd row count (a cond-only call of one image) has no uncond half; the extension's chunk would fail there.
+        if not self.enabled or self.blur_sigma == 0 or q.shape[0] % 2:
             return None
         return seg_blur(q, self.blur_sigma, self.height, self.width)
 

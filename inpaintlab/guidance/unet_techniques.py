@@ -16,6 +16,7 @@ from .cfg_techniques import CallCounter
 from .freeu import FreeUHook, FreeUSettings
 from .pag import SmoothedEnergy, seg_active
 from .tome import TokenMerging as TokenMergingPatch
+from .tome import token_merging_ratio
 
 
 class FreeU(CallCounter):
@@ -26,6 +27,13 @@ class FreeU(CallCounter):
 
     def __init__(self, settings: FreeUSettings):
         self.settings = settings
+
+    @classmethod
+    def for_job(cls, job: Any) -> "FreeU | None":
+        s = job.settings
+        if not s.get("freeu_stages"):
+            return None
+        return cls(FreeUSettings.from_infotext(s["freeu_stages"], s.get("freeu_schedule"), s.get("freeu_version")))
 
     def wrap_unet(self, job: Any, unet: Callable) -> Callable:
         module = job.pipe.unet
@@ -51,6 +59,14 @@ class TokenMerging(Technique):
 
     def __init__(self, ratio: float, ratio_hr: float = 0.0, write_hr: bool = False):
         self.ratio, self.ratio_hr, self.write_hr = float(ratio), float(ratio_hr), write_hr
+
+    @classmethod
+    def for_job(cls, job: Any) -> "TokenMerging | None":
+        s = job.settings
+        ratio = token_merging_ratio(job.kind, s.get("token_merging_ratio", 0.0),
+                                    s.get("token_merging_ratio_img2img", 0.0),
+                                    ratio_overridden=bool(s.get("token_merging_ratio")))
+        return cls(ratio) if ratio else None
 
     def wrap_unet(self, job: Any, unet: Callable) -> Callable:
         if self.ratio == 0:
@@ -78,6 +94,13 @@ class SEG(Technique):
 
     def __init__(self, blur_sigma: float = 11.0, start: int = 0, end: int = 150):
         self.blur_sigma, self.start, self.end = float(blur_sigma), int(start), int(end)
+
+    @classmethod
+    def for_job(cls, job: Any) -> "SEG | None":
+        s = job.settings
+        if not s.get("seg_blur_sigma"):
+            return None
+        return cls(s["seg_blur_sigma"], s.get("seg_start", 0), s.get("seg_end", 150))
 
     def wrap_unet(self, job: Any, unet: Callable) -> Callable:
         if self.blur_sigma == 0:
