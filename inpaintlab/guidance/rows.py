@@ -38,6 +38,19 @@ ROWS = (
             infotext="Token merging ratio", check=_between(0, 0.9), example=0.5, keyword=False),
     Setting("token_merging_ratio_img2img", float, 0.0, "token merging ratio for img2img/inpaint when "
             "token_merging_ratio is 0 (0-0.9)", check=_between(0, 0.9), keyword=False),
+    # A1111's schedule overrides (Sampler parameters); 0 = the model's value / the scheduler's default
+    Setting("sigma_min", float, 0.0, "schedule min sigma for scheduler-built schedules (0: the model's)",
+            infotext="Schedule min sigma", check=lambda v: None if v >= 0 else "must be >= 0", example=0.1,
+            keyword=False),
+    Setting("sigma_max", float, 0.0, "schedule max sigma for scheduler-built schedules (0: the model's)",
+            infotext="Schedule max sigma", check=lambda v: None if v >= 0 else "must be >= 0", example=10.0,
+            keyword=False),
+    Setting("rho", float, 0.0, "schedule rho for Karras / Polyexponential (0: their default)", infotext="Schedule rho",
+            check=lambda v: None if v >= 0 else "must be >= 0", keyword=False),
+    Setting("beta_dist_alpha", float, 0.6, "Beta schedule alpha (0.01-1)", infotext="Beta schedule alpha",
+            check=_between(0.01, 1), keyword=False),
+    Setting("beta_dist_beta", float, 0.6, "Beta schedule beta (0.01-1)", infotext="Beta schedule beta",
+            check=_between(0.01, 1), keyword=False),
     # sd-webui-freeu
     Setting("freeu_stages", str, "", "FreeU stages as the extension's JSON list (empty: FreeU off)",
             infotext="FreeU Stages", check=_freeu_stages,
