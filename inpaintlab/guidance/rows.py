@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..clip.conditioning import EMPHASIS_MODES
 from ..settings import Setting, register, register_infotext_key
 from .dynamic_thresholding import MEASURES, SCALE_MODES, STARTPOINTS
 
@@ -38,6 +39,8 @@ ROWS = (
             infotext="Token merging ratio", check=_between(0, 0.9), example=0.5, keyword=False),
     Setting("token_merging_ratio_img2img", float, 0.0, "token merging ratio for img2img/inpaint when "
             "token_merging_ratio is 0 (0-0.9)", check=_between(0, 0.9), keyword=False),
+    Setting("emphasis", str, "Original", "emphasis mode: how (word:1.2) weights act", infotext="Emphasis",
+            choices=EMPHASIS_MODES, keyword=False),
     # A1111's schedule overrides (Sampler parameters); 0 = the model's value / the scheduler's default
     Setting("sigma_min", float, 0.0, "schedule min sigma for scheduler-built schedules (0: the model's)",
             infotext="Schedule min sigma", check=lambda v: None if v >= 0 else "must be >= 0", example=0.1,

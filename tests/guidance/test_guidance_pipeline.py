@@ -75,3 +75,17 @@ def test_neutral_values_are_the_plain_job(pipe, picture):
     neutral = pipe.inpaint(image, mask, "a red cat", **FAST, freeu_stages="[{}]", dynamic_thresholding=True,
                            mimic_scale=6.0, interpolate_phi=0.0)
     assert torch.equal(neutral.samples, plain.samples)
+
+
+def test_emphasis_mode_written_when_the_prompt_can_use_it_and_replayed(pipe, picture):
+    image, mask = picture
+    original = pipe.inpaint(image, mask, "a (red:1.4) cat", **FAST)
+    no_norm = pipe.inpaint(image, mask, "a (red:1.4) cat", **FAST, emphasis="No norm")
+    ignore = pipe.inpaint(image, mask, "a (red:1.4) cat", **FAST, emphasis="Ignore")
+    assert parse_infotext(no_norm.infotext)["Emphasis"] == "No norm" and "Emphasis" not in original.infotext
+    assert len({original.samples.sum().item(), no_norm.samples.sum().item(), ignore.samples.sum().item()}) == 3
+    assert torch.equal(ignore.samples, pipe.inpaint(image, mask, "a red cat", **FAST).samples)
+    assert "Emphasis" not in pipe.inpaint(image, mask, "a red cat", **FAST, emphasis="No norm").infotext
+    back = settings_from_infotext(no_norm.infotext, strict=True)
+    prompt, negative = back.pop("prompt"), back.pop("negative_prompt")
+    assert torch.equal(pipe.inpaint(image, mask, prompt, negative, **back).samples, no_norm.samples)
