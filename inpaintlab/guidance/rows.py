@@ -41,6 +41,10 @@ ROWS = (
             "token_merging_ratio is 0 (0-0.9)", check=_between(0, 0.9), keyword=False),
     Setting("emphasis", str, "Original", "emphasis mode: how (word:1.2) weights act", infotext="Emphasis",
             choices=EMPHASIS_MODES, keyword=False),
+    Setting("pad_cond_uncond", bool, False, "pad prompt/negative prompt to one length (one UNet batch)",
+            infotext="Pad conds", keyword=False),
+    Setting("pad_cond_uncond_v0", bool, False, "pad prompt/negative prompt, v0 (last token / truncation)",
+            infotext="Pad conds v0", keyword=False),
     # A1111's schedule overrides (Sampler parameters); 0 = the model's value / the scheduler's default
     Setting("sigma_min", float, 0.0, "schedule min sigma for scheduler-built schedules (0: the model's)",
             infotext="Schedule min sigma", check=lambda v: None if v >= 0 else "must be >= 0", example=0.1,

@@ -146,6 +146,8 @@ def conditioning(job: Job) -> None:
     job.cond, job.uncond = job.pipe._conditioning(s["prompt"], s["negative_prompt"], s["batch_size"], s["clip_skip"],
                                                   total_steps(job.sampler, s["steps"]), (job.width, job.height),
                                                   emphasis=emphasis)
+    if (s.get("pad_cond_uncond") or s.get("pad_cond_uncond_v0")) and job.uncond is not None:
+        pad_job_conds(job, s["clip_skip"], emphasis)
     # A1111 records a non-default emphasis mode only when some prompt text could use it.
     if emphasis != "Original" and any(c in s["prompt"] + s["negative_prompt"] for c in "(["):
         job.extra["Emphasis"] = emphasis
@@ -157,3 +159,25 @@ def ti_hashes(job: Job, prompt: str, negative_prompt: str) -> str | None:
     cond_texts = [variant for text, _ in split_and(prompt) for _, variant in get_prompt_schedule(text, steps)]
     uncond_texts = [variant for _, variant in get_prompt_schedule(negative_prompt, steps)]
     return job.pipe._ti_hashes(cond_texts, uncond_texts)
+
+
+def pad_job_conds(job: Job, clip_skip: int, emphasis: str) -> None:
+    """A1111's pad conds (v1: whole copies of the empty prompt's encoding; v0, which takes precedence: the uncond's
+    last token vector, or truncation) when cond and uncond have different token lengths, so they run in one batch;
+    records `Pad conds` / `Pad conds v0`. Fixed prompts only (scheduled ones keep their separate calls)."""
+    from ..guidance.cfg_rules import pad_conds
+
+    v0 = bool(job.settings.get("pad_cond_uncond_v0"))
+    cond, uncond = job.cond, job.uncond
+    ctx_c = cond["crossattn"] if isinstance(cond, dict) else cond
+    ctx_u = uncond["crossattn"] if isinstance(uncond, dict) else uncond
+    if ctx_c.shape[1] == ctx_u.shape[1]:
+        return
+    empty = None
+    if not v0:
+        e = job.pipe.encode_prompts([""], clip_skip, size=(job.width, job.height), emphasis=emphasis)
+        empty = e["crossattn"] if isinstance(e, dict) else e
+    new_c, new_u = pad_conds(ctx_c, ctx_u, empty, v0=v0)
+    job.cond = {**cond, "crossattn": new_c} if isinstance(cond, dict) else new_c
+    job.uncond = {**uncond, "crossattn": new_u} if isinstance(uncond, dict) else new_u
+    job.extra["Pad conds v0" if v0 else "Pad conds"] = True

@@ -89,3 +89,18 @@ def test_emphasis_mode_written_when_the_prompt_can_use_it_and_replayed(pipe, pic
     back = settings_from_infotext(no_norm.infotext, strict=True)
     prompt, negative = back.pop("prompt"), back.pop("negative_prompt")
     assert torch.equal(pipe.inpaint(image, mask, prompt, negative, **back).samples, no_norm.samples)
+
+
+@pytest.mark.parametrize("key, name", [("Pad conds", "pad_cond_uncond"), ("Pad conds v0", "pad_cond_uncond_v0")])
+def test_pad_conds_with_different_lengths(pipe, picture, key, name):
+    image, mask = picture
+    long_negative = ", ".join(["blurry"] * 60)  # two 75-token chunks against the prompt's one
+    plain = pipe.inpaint(image, mask, "a red cat", long_negative, **FAST)
+    padded = pipe.inpaint(image, mask, "a red cat", long_negative, **FAST, **{name: True})
+    assert parse_infotext(padded.infotext)[key] == "True" and key not in plain.infotext
+    assert not torch.equal(plain.samples, padded.samples)  # the shorter side attends over extra tokens
+    same = pipe.inpaint(image, mask, "a red cat", "blurry", **FAST, **{name: True})
+    assert key not in same.infotext
+    back = settings_from_infotext(padded.infotext, strict=True)
+    prompt, negative = back.pop("prompt"), back.pop("negative_prompt")
+    assert torch.equal(pipe.inpaint(image, mask, prompt, negative, **back).samples, padded.samples)
