@@ -102,7 +102,7 @@ class SkipUncond(CallCounter):
                            s_min_uncond_all=self.s_min_uncond_all, skip_early_cond=self.skip_early_cond)
         if keys is None:
             return cfg(x, sigma, **kw)
-        job.extra.update(keys)
+        job.extra.update({k: ui_number(v) for k, v in keys.items()})
         inner, cond, weights = cfg_conds(self.layer, advance=True)
         out = run_cond_rows(inner, cond, weights, x, sigma)
         self.layer.last_uncond = out[::len(weights)]  # A1111's fake uncond: each image's first cond
