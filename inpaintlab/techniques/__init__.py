@@ -14,11 +14,12 @@ from ..guidance.rows import register_rows
 from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from .blend import BinaryBlend
-from .controlnet import ControlNet
+# Imported in the order their settings rows appear in the registry (CLI help, sweep names).
+from .soft import SoftInpainting  # noqa: I001
 from .differential import DifferentialDiffusion
+from .controlnet import ControlNet
 from .lora import Networks
-from .soft import SoftInpainting
+from .blend import BinaryBlend
 
 register_rows()
 BUILTIN = (Networks, ControlNet, FreeU, TokenMerging, SEG, SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale,
