@@ -143,9 +143,11 @@ def conditioning(job: Job) -> None:
     """job.cond / job.uncond for the job's prompts over the sampler's step count (A1111 step 12)."""
     s = job.settings
     emphasis = s.get("emphasis", "Original")
+    # The emphasis keyword only when it is not the default, so callers that wrap `_conditioning` keep working.
+    extra = {} if emphasis == "Original" else {"emphasis": emphasis}
     job.cond, job.uncond = job.pipe._conditioning(s["prompt"], s["negative_prompt"], s["batch_size"], s["clip_skip"],
                                                   total_steps(job.sampler, s["steps"]), (job.width, job.height),
-                                                  emphasis=emphasis)
+                                                  **extra)
     if (s.get("pad_cond_uncond") or s.get("pad_cond_uncond_v0")) and job.uncond is not None:
         pad_job_conds(job, s["clip_skip"], emphasis)
     # A1111 records a non-default emphasis mode only when some prompt text could use it.
