@@ -1,4 +1,4 @@
-"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|tiny` (also `python -m inpaintlab`).
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|upscale|tiny|clean` (also `python -m inpaintlab`).
 
 Settings use A1111's names and accept A1111's labels ("latent noise", "Only masked"); defaults are A1111's UI defaults.
 `--from-png` reads the settings (and prompts) from a PNG's `parameters` infotext; flags given on the command line win.
@@ -71,6 +71,59 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                             help=registry.cli_help(setting))
 
 
+def _add_script_args(parser: argparse.ArgumentParser) -> None:
+    """A1111's img2img scripts that run through img2img (inpaintlab.scripts), by their UI names."""
+    from .scripts import CURVES
+
+    g = parser.add_argument_group("img2img scripts")
+    g.add_argument("--script", choices=("SD upscale", "Loopback"), help="run an A1111 img2img script")
+    g.add_argument("--tile-overlap", type=int, default=64, help="SD upscale: Tile overlap (default: 64)")
+    g.add_argument("--scale-factor", type=float, default=2.0, help="SD upscale: Scale Factor (default: 2)")
+    g.add_argument("--upscaler", default="None",
+                   help="SD upscale: Upscaler, a file, an A1111 name in --upscaler-dir, or None/Lanczos/Nearest "
+                        "(default: None)")
+    g.add_argument("--upscaler-dir", help="folder of upscaler files for --upscaler names")
+    g.add_argument("--loops", type=int, default=4, help="Loopback: Loops (default: 4)")
+    g.add_argument("--final-denoising-strength", type=float, default=0.5,
+                   help="Loopback: Final denoising strength (default: 0.5)")
+    g.add_argument("--denoising-curve", choices=CURVES, default="Linear",
+                   help="Loopback: Denoising strength curve (default: Linear)")
+
+
+def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
+    from . import scripts
+
+    if args.script == "Loopback":
+        return scripts.loopback(pipe, image, prompt, negative, loops=args.loops,
+                                final_denoising_strength=args.final_denoising_strength,
+                                denoising_curve=args.denoising_curve, **settings)
+    from .upscalers.command import resolve_upscaler
+
+    upscaler = resolve_upscaler(args.upscaler, args.upscaler_dir, str(pipe.device))
+    return scripts.sd_upscale(pipe, image, prompt, negative, tile_overlap=args.tile_overlap,
+                              scale_factor=args.scale_factor, upscaler=upscaler, **settings)
+
+
+def _replay_grid(args) -> int:
+    from .study.replay import replay_grid
+
+    if not args.model:
+        raise CommandError("sweep --from-png needs --model")
+    if args.mask and not args.image:
+        raise CommandError("--mask needs --image")
+    image = open_image(args.image) if args.image else None
+    mask = open_image(args.mask) if args.mask else None
+    from .frontend import _load
+
+    options = _model_options(argparse.Namespace(device=args.device, kernels="auto", model=args.model, vae=None,
+                                                embeddings_dir=None, lora_dir=None, dtype="float32",
+                                                allow_pickle=False))
+    pipe = _load(args.model, None, options)
+    for path in replay_grid(pipe, args.from_png, args.out, image, mask, progress=not args.no_progress):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inpaintlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(sub)
         if name != "txt2img":
             sub.add_argument("--image", required=True, help="init image")
+        if name == "img2img":
+            _add_script_args(sub)
         if name == "inpaint":
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--mask", help="mask image: white = repaint")
@@ -94,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "needed for txt2img)")
         sub.add_argument("--controlnet-mask", help="the ControlNet unit's own mask, white = repaint (with "
                                                    "--controlnet-image; default: the inpaint mask)")
+        sub.add_argument("--controlnet-lama", help="LaMa generator file for --controlnet-preprocessor "
+                                                   "inpaint_only+lama (ControlNetLama.pth, best.ckpt, .safetensors)")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
         sub.add_argument("--strict", action="store_true",
                          help="refuse to run when the --from-png infotext or the prompt holds something inpaintlab does "
@@ -116,14 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
-    sweep.add_argument("spec", help="sweep spec file (.json or .toml); see examples/")
+    sweep.add_argument("spec", nargs="?", help="sweep spec file (.json or .toml); see examples/")
+    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
+    sweep.add_argument("--model", help="with --from-png: the checkpoint")
+    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
+    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
+    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from .upscalers.command import add_parser as add_upscale_parser
+
+    _add_common(add_upscale_parser(commands))
 
     tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file and "
                                             "a ControlNet")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
+
+    from .lama.cli import add_clean_parser
+
+    add_clean_parser(commands, _add_common)
     return parser
 
 
@@ -211,6 +281,10 @@ def _run_generation(args) -> int:
         images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
     if args.controlnet_mask and not args.controlnet_image:
         raise CommandError("--controlnet-mask needs --controlnet-image")
+    if args.controlnet_lama:
+        from .lama import load_lama
+
+        settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     if args.controlnet_image:
         settings["controlnet_image"] = open_image(args.controlnet_image)
         if args.controlnet_mask:
@@ -226,6 +300,8 @@ def _run_generation(args) -> int:
         settings.setdefault("width", 512)
         settings.setdefault("height", 512)
         result = pipe.txt2img(prompt, negative, progress=progress, **settings)
+    elif args.command == "img2img" and args.script:
+        result = _run_script(args, pipe, images["image"], prompt, negative, dict(settings, progress=progress))
     elif args.command == "img2img":
         result = pipe.img2img(images["image"], prompt, negative, progress=progress, **settings)
     elif "sketch" in images:
@@ -252,7 +328,8 @@ def _info(args) -> int:
         if key in ("Prompt", "Negative prompt") and not value:
             continue
         print(f"  {key}: {value}")
-    command = "inpaint" if "Denoising strength" in fields else "txt2img"
+    hires = any(k.startswith("Hires ") for k in fields)  # a txt2img hires fix also writes "Denoising strength"
+    command = "inpaint" if "Denoising strength" in fields and not hires else "txt2img"
     settings, origin = read_settings(fields)
     print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
     for name in registry.for_command(command):
@@ -294,16 +371,30 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "tiny":
             return _tiny(args)
+        if args.command == "clean":
+            from .lama.cli import run_clean
+
+            print(run_clean(args, open_image, prepare_out_dir, resolve_device))
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 
             path = run_demo(args)
             print(f"wrote {path}")
             return 0
+        if args.command == "upscale":
+            from .upscalers.command import run as run_upscale
+
+            print(f"wrote {run_upscale(args)}")
+            return 0
         if args.command == "sweep":
             from .study import sweep
 
             prepare_out_dir(args.out)
+            if args.from_png:
+                return _replay_grid(args)
+            if not args.spec:
+                raise CommandError("sweep needs a spec file or --from-png GRID.png")
             sweep(args.spec, args.out, progress=not args.no_progress)
             return 0
         return _run_generation(args)

@@ -262,12 +262,14 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
 
 
 TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors")
+# Segmentation and clean-up networks, written after the checkpoints: a SAM 2 image model and a LaMa generator.
+TINY_TOOL_FILES = ("tiny-sam2.safetensors", "tiny-lama.safetensors")
 
 
 def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
-    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), in
-    `folder`.
+    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), then a
+    SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`), in `folder`.
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
@@ -275,7 +277,16 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
-        + write_tiny_family_files(folder, seed=seed)
+        + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed)
+
+
+def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:
+    """A tiny SAM 2 file and a tiny LaMa generator file (`TINY_TOOL_FILES`) in `folder`."""
+    from .lama import make_tiny_lama_file
+    from .segment.sam2 import make_tiny_sam2_file
+
+    sam2, lama = (Path(folder) / name for name in TINY_TOOL_FILES)
+    return [make_tiny_sam2_file(sam2, seed=seed), make_tiny_lama_file(lama, seed=seed)]
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -5,7 +5,8 @@ Arrays at the edge are HxWx4 (RGB + mask, 255 = repaint) as the extension passes
 """
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -184,18 +185,43 @@ def _resize_with_pad(x: np.ndarray, resolution: int = 256) -> tuple[np.ndarray, 
     return padded, lambda y: y[:nh, :nw]
 
 
-def lama_fill(rgba: np.ndarray, lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-              filled: np.ndarray | Image.Image | None = None) -> np.ndarray:
+def is_lama_source(lama: Any) -> bool:
+    """A LaMa generator module or the path of a LaMa file (as opposed to a function or a filled image)."""
+    return isinstance(lama, (str, os.PathLike, torch.nn.Module))
+
+
+def lama_function(lama: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A LaMa generator (`inpaintlab.lama.load_lama`) or its file -> the function `lama_fill` calls: the generator on
+    cat(colour with the hole zeroed, mask) as sd-webui-controlnet's LamaInpainting feeds it, in fp32 on its device."""
+    from ..lama import load_lama
+
+    model = load_lama(lama) if isinstance(lama, (str, os.PathLike)) else lama
+
+    @torch.no_grad()
+    def run(color: np.ndarray, m: np.ndarray) -> np.ndarray:
+        feed = np.concatenate([color, m[:, :, None]], axis=2).astype(np.float32)
+        param = next(model.parameters())
+        x = torch.from_numpy(feed).permute(2, 0, 1)[None].to(param.device, param.dtype)
+        return model(x)[0].permute(1, 2, 0).float().cpu().numpy()
+
+    return run
+
+
+def lama_fill(rgba: np.ndarray, lama: Any = None, filled: np.ndarray | Image.Image | None = None) -> np.ndarray:
     """inpaint_only+lama's preprocessing: HxWx4 uint8 RGB+mask -> HxWx4 uint8 with the masked area filled.
 
-    Give either `lama`, the LaMa network as a function (colour HxWx3 float32 in [0,1] with masked pixels zeroed,
-    mask HxW float32 in {0,1}) -> HxWx3 prediction in [0,1], run like the extension (shorter side to 256, edge-pad to
-    multiples of 64, composite, back to full size bilinearly); or `filled`, an already LaMa-filled HxWx3 image at full
-    size. Either way the result is `fill * a + raw * (1 - a)` with the unthresholded mask a = mask / 255, plus the
-    mask as 4th channel.
+    Give either `lama`: a LaMa generator (`inpaintlab.lama.load_lama`), the path of a LaMa file (ControlNetLama.pth,
+    best.ckpt, .safetensors), or the network as a function (colour HxWx3 float32 in [0,1] with masked pixels zeroed,
+    mask HxW float32 in {0,1}) -> HxWx3 prediction in [0,1]; it is run like the extension (shorter side to 256,
+    edge-pad to multiples of 64, composite, back to full size bilinearly). Or `filled`, an already LaMa-filled HxWx3
+    image at full size. Either way the result is `fill * a + raw * (1 - a)` with the unthresholded mask
+    a = mask / 255, plus the mask as 4th channel.
     """
     if (lama is None) == (filled is None):
-        raise ValueError("inpaint_only+lama needs exactly one of `lama` (a function) or `filled` (an image)")
+        raise ValueError("inpaint_only+lama needs exactly one of `lama` (a LaMa model, file or function) or `filled` "
+                         "(an image)")
+    if lama is not None and is_lama_source(lama):
+        lama = lama_function(lama)
     if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8:
         raise ValueError(f"expected an HxWx4 uint8 RGB+mask array, got {rgba.dtype} {rgba.shape}")
     h, w = rgba.shape[:2]

@@ -31,10 +31,10 @@ class ControlNetUnit:
     pure-image preprocessors of `preprocessors.PREPROCESSORS` (name or UI label). image / mask: the unit's own image
     and mask (255 = repaint); without them the unit takes the job's init image and mask (img2img / inpaint).
     resize_mode: Just Resize | Crop and Resize | Resize and Fill; default "Crop and Resize" for the unit's own image,
-    A1111's resize mode for the job's. lama: for inpaint_only+lama, the LaMa network as a function or an already
-    filled image (see `preprocess.lama_fill`). processor_res, threshold_a, threshold_b, pixel_perfect: the
-    extension's Processor Res (default 512), Threshold A/B (None: the preprocessor's default) and Pixel Perfect
-    (the resolution from the image and target sizes).
+    A1111's resize mode for the job's. lama: for inpaint_only+lama, a LaMa generator or its file
+    (ControlNetLama.pth), the network as a function, or an already filled image (see `preprocess.lama_fill`).
+    processor_res, threshold_a, threshold_b, pixel_perfect: the extension's Processor Res (default 512), Threshold
+    A/B (None: the preprocessor's default) and Pixel Perfect (the resolution from the image and target sizes).
     """
 
     model: ControlNet | str | Path
@@ -46,7 +46,8 @@ class ControlNetUnit:
     image: Image.Image | None = None
     mask: Image.Image | None = None
     resize_mode: str | None = None
-    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | Image.Image | np.ndarray | None = None
+    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | torch.nn.Module | str | Path | Image.Image | np.ndarray \
+        | None = None
     processor_res: int = 512
     threshold_a: float | None = None
     threshold_b: float | None = None
@@ -63,7 +64,12 @@ class ControlNetUnit:
         if self.mask is not None and self.image is None:
             raise ValueError("a ControlNet unit mask needs the unit's image too")
         if self.preprocessor == "inpaint_only+lama" and self.lama is None:
-            raise ValueError("inpaint_only+lama needs `lama`: the LaMa network as a function, or a LaMa-filled image")
+            raise ValueError("inpaint_only+lama needs `lama`: a LaMa model or file, the network as a function, or a "
+                             "LaMa-filled image")
+        if self.preprocessor == "inpaint_only+lama" and isinstance(self.lama, (str, Path)):
+            from ..lama import load_lama
+
+            self.lama = load_lama(self.lama)  # loaded (and checked) once, when the unit is made
 
 
 @dataclasses.dataclass
@@ -250,7 +256,7 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
         if module == "inpaint_only+lama":
             if resize_mode == "Resize and Fill":  # the extension pads to the target first, so LaMa fills the bars
                 rgba = pp.detectmap(rgba, width, height, resize_mode).astype(np.uint8)
-            if callable(unit.lama):
+            if callable(unit.lama) or pp.is_lama_source(unit.lama):
                 rgba = pp.lama_fill(rgba, lama=unit.lama)
             else:
                 rgba = pp.lama_fill(rgba, filled=unit.lama)

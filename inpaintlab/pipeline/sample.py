@@ -92,8 +92,8 @@ def sample(job: Job) -> None:
             timesteps = get_timesteps(steps)
             ac = pipe.schedule.alphas_cumprod
             if img2img:
-                t_enc = img2img_steps(steps, s["denoising_strength"])
-                x = img2img_start(init_latent, noise, timesteps, t_enc, ac)
+                t_enc = img2img_steps(steps, s["denoising_strength"]) if job.t_enc is None else job.t_enc
+                x = img2img_start(init_latent, noise, timesteps, t_enc, ac, job.extra_noise)
                 timesteps = timesteps[:t_enc]
             else:
                 x = noise
@@ -112,9 +112,11 @@ def sample(job: Job) -> None:
             job.extra.update(keys)  # written as the schedule is built, before the sampler's own keys (A1111)
             full = build_sigmas(pipe.schedule, config.name, job.schedule_label, steps, **overrides)
             if img2img:
-                t_enc = img2img_steps(steps, s["denoising_strength"])
+                t_enc = img2img_steps(steps, s["denoising_strength"]) if job.t_enc is None else job.t_enc
                 sigmas = full[steps - t_enc - 1:].clone()
                 x = init_latent + noise * sigmas[0]
+                if job.extra_noise > 0:  # A1111: the same noise tensor again, times the option
+                    x = x + noise * job.extra_noise
             else:
                 sigmas = full
                 x = noise * sigmas[0]

@@ -118,6 +118,10 @@ def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: 
 def _axis_label(name: str) -> str:
     """A1111's name for a setting (its infotext key) where it has one; other axes (LoRA weights, grouped axes) keep
     their spec name."""
+    from .xyz import SETTING_TO_LABEL
+
+    if isinstance(name, str) and name in SETTING_TO_LABEL:
+        return SETTING_TO_LABEL[name]  # A1111's X/Y/Z axis label ("CFG Scale", "Denoising", ...)
     setting = registry.SETTINGS.get(name) if isinstance(name, str) else None
     return setting.infotext if setting is not None and setting.infotext else str(name)
 

@@ -1,6 +1,9 @@
 """The built-in techniques, each a `inpaintlab.pipeline.Technique` in its own module (read any one alone):
 
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
+* `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
+* `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
+* `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
 * `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
@@ -20,10 +23,13 @@ from .differential import DifferentialDiffusion
 from .controlnet import ControlNet
 from .lora import Networks
 from .blend import BinaryBlend
+from .noise_multiplier import NoiseMultiplier
+from .extra_noise import ExtraNoise
+from .hires import HiresFix
 
 register_rows()
-BUILTIN = (Networks, ControlNet, FreeU, TokenMerging, SEG, SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale,
-           SoftInpainting, DifferentialDiffusion, BinaryBlend)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
+           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -39,4 +45,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "SoftInpainting", "builtin"]
+__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
+           "NoiseMultiplier", "SoftInpainting", "builtin"]
