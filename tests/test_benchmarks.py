@@ -96,7 +96,10 @@ def test_every_row_has_the_schema(quick_run):
                                          ("controlnet", "unet_controlnet_step")])
 def test_model_sections(quick_run, section, op):
     rows = {r["provider"]: r for r in quick_run[0]["rows"] if r["section"] == section}
-    assert list(rows) == ["torch", "triton", "diffusers"]
+    techniques = ["torch+tome0.5", "torch+pag"] if section == "unet" else []
+    assert list(rows) == ["torch", "triton", "diffusers", *techniques]
+    for provider in techniques:  # timed beside the plain step in the same run
+        assert rows[provider]["status"] == "ok" and rows[provider]["ms_p50"] > 0, rows[provider]
     for provider in ("torch", "diffusers"):
         r = rows[provider]
         assert r["status"] == "ok" and r["op"] == op and r["dtype"] == "float32" and r["finite"], r

@@ -147,6 +147,14 @@ def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def legacy_model_hash(path: str | Path) -> str:
+    """A1111's old short model hash: the first 8 hex digits of the sha256 of the 64 KiB at offset 1 MiB (of nothing
+    for a file under 1 MiB). sd-webui-controlnet writes it in its `ControlNet N` entries."""
+    with open(path, "rb") as f:
+        f.seek(0x100000)
+        return hashlib.sha256(f.read(0x10000)).hexdigest()[:8]
+
+
 def short_hash(path: str | Path) -> str:
     """The first 10 hex digits of the file's sha256: A1111's "Model hash" / "VAE hash" in the infotext."""
     return file_sha256(path)[:10]

@@ -90,14 +90,18 @@ def high_quality_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.concatenate([rgb, mask[:, :, None]], axis=2)
 
 
-def detectmap(rgba: np.ndarray, width: int, height: int, resize_mode: str = "Crop and Resize") -> np.ndarray:
+def detectmap(rgba: np.ndarray, width: int, height: int, resize_mode: str = "Crop and Resize",
+              inpaint: bool = True) -> np.ndarray:
     """HxWx4 -> (height//8*8)x(width//8*8)x4 float32 in [0,255], mask in {0,255} (the extension's detectmap_proc for
-    inpaint modules). "Resize and Fill" pads with each channel's median border value and marks the padding masked."""
+    inpaint modules). "Resize and Fill" pads with each channel's median border value and marks the padding masked.
+
+    inpaint False: the other modules' path, on a uint8 map with an all-zero 4th channel: resized as uint8 (cv2
+    rounds each resize to integers, as the extension's), padding colour truncated to uint8 and left unmasked."""
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize_mode!r}; expected one of {', '.join(RESIZE_MODES)}")
     if rgba.ndim != 3 or rgba.shape[2] != 4:
         raise ValueError(f"expected an HxWx4 RGB+mask array, got shape {rgba.shape}")
-    x = rgba.astype(np.float32)
+    x = rgba.astype(np.float32) if inpaint else rgba.astype(np.uint8)
     h, w = height // 8 * 8, width // 8 * 8
     old_h, old_w = x.shape[:2]
     k0, k1 = h / old_h, w / old_w
@@ -106,9 +110,10 @@ def detectmap(rgba: np.ndarray, width: int, height: int, resize_mode: str = "Cro
     if resize_mode == "Resize and Fill":
         k = min(k0, k1)
         borders = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]], axis=0)
-        colour = np.median(borders, axis=0).astype(np.float32)
-        colour[3] = 255.0
-        canvas = np.tile(colour[None, None], (h, w, 1))
+        colour = np.median(borders, axis=0).astype(np.float32 if inpaint else np.uint8)
+        if inpaint:
+            colour[3] = 255.0
+        canvas = np.tile(colour[None, None], (h, w, 1)).astype(np.float32)
         inner = high_quality_resize(x, (int(np.round(old_w * k)), int(np.round(old_h * k))))
         nh, nw = inner.shape[:2]
         ph, pw = max(0, (h - nh) // 2), max(0, (w - nw) // 2)

@@ -6,10 +6,15 @@
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
-* `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot.
+* `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
+* from `inpaintlab.guidance` (their rows in `guidance.rows`): FreeU, token merging, SEG (UNet level), NGMS / Skip
+  Early CFG, PAG, dynamic thresholding, CFG rescale (CFG level).
 """
 from __future__ import annotations
 
+from ..guidance.cfg_techniques import PAG, CFGRescale, DynamicThresholdingTechnique, SkipUncond
+from ..guidance.rows import register_rows
+from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
 # Imported in the order their settings rows appear in the registry (CLI help, sweep names).
@@ -22,7 +27,9 @@ from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
 from .hires import HiresFix
 
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+register_rows()
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
+           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
