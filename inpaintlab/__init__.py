@@ -4,6 +4,8 @@
     result = pipe.inpaint(image, mask, "prompt", masked_content="fill")
 """
 from ._version import __version__
+from .errors import CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError
 from .inpaint import Pipeline, Result, load
 
-__all__ = ["Pipeline", "Result", "__version__", "load"]
+__all__ = ["CheckpointError", "FileError", "InfotextError", "InpaintlabError", "MissingFileError", "Pipeline", "Result",
+           "SettingsError", "__version__", "load"]

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .errors import CheckpointError, MissingFileError  # CheckpointError is also imported from here
 log = logging.getLogger(__name__)
 
 UNET_PREFIX = "model.diffusion_model."
@@ -110,10 +111,6 @@ _OTHER_FAMILIES = (
 _ADD_ON_FILES = (("control_model.", "ControlNet"), ("lora_unet_", "LoRA"), ("lora_te", "LoRA"))
 
 
-class CheckpointError(ValueError):
-    """A file or state dict that is not a loadable SD 1.x checkpoint; the message names the problem."""
-
-
 class Components(NamedTuple):
     """Prefix-stripped state dicts of the networks (keys relative to each module).
 
@@ -164,7 +161,7 @@ def _existing_file(path: str | Path) -> Path:
             )
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+        raise MissingFileError(f"checkpoint file not found: {path}")
     return path
 
 

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import settings as registry
 from ._version import __version__
+from .errors import InpaintlabError, SettingsError
 from .files import prepare_out_dir
 from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
 
@@ -26,7 +27,7 @@ GENERATION = registry.COMMANDS
 log = logging.getLogger("inpaintlab.cli")
 
 
-class CommandError(ValueError):
+class CommandError(SettingsError):
     """A problem with the command line or its inputs, reported as one line."""
 
 
