@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import settings as registry
 from ._version import __version__
-from .errors import InpaintlabError, SettingsError
+from .errors import SettingsError
 from .files import prepare_out_dir
 from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
 

@@ -28,6 +28,7 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
+from .errors import SettingsError
 from .masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from .samplers import SAMPLERS, SCHEDULERS, resolve_sampler
 
@@ -87,7 +88,7 @@ CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {}
 
 def register(setting: Setting) -> Setting:
     if setting.name in SETTINGS:
-        raise ValueError(f"setting {setting.name!r} is registered twice")
+        raise SettingsError(f"setting {setting.name!r} is registered twice")
     SETTINGS[setting.name] = setting
     return setting
 
@@ -133,21 +134,21 @@ def coerce(name: str, value: Any) -> Any:
     """The canonical, checked value of setting `name`; ValueError naming the setting and the accepted values."""
     setting = SETTINGS.get(name)
     if setting is None:
-        raise ValueError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+        raise SettingsError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
     if value is None and setting.default is None:
         return None
     if setting.choices or setting.aliases:
         matched = _match(setting, value)
         if matched is MISSING and setting.kind is str and setting.check is None:
-            raise ValueError(f"unknown {name} {value!r}; expected one of {_choices_text(setting)}")
+            raise SettingsError(f"unknown {name} {value!r}; expected one of {_choices_text(setting)}")
         if matched is not MISSING:
             value = matched
     value = _convert(setting, value)
     if setting.choices and setting.kind is not str and value not in setting.choices:
-        raise ValueError(f"{name} must be one of {_choices_text(setting)}, got {value!r}")
+        raise SettingsError(f"{name} must be one of {_choices_text(setting)}, got {value!r}")
     problem = setting.check(value) if setting.check else None
     if problem:
-        raise ValueError(f"{name} {problem}, got {value!r}")
+        raise SettingsError(f"{name} {problem}, got {value!r}")
     return value
 
 
@@ -160,47 +161,47 @@ def _convert(setting: Setting, value: Any) -> Any:
         return value
     if kind is str:
         if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
+            raise SettingsError(f"{name} must be a string, got {value!r}")
         return value
     if kind is bool:
         if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
             return _BOOLEANS[value.strip().lower()]
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return bool(value)
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise SettingsError(f"{name} must be a number, got {value!r}")
     if kind is int:
         if isinstance(value, str):
             try:
                 return int(value.strip())
             except ValueError:
-                raise ValueError(f"{name} must be an integer, got {value!r}") from None
+                raise SettingsError(f"{name} must be an integer, got {value!r}") from None
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise SettingsError(f"{name} must be an integer, got {value!r}")
         return value
     if kind is tuple:
         if isinstance(value, str):
             value = value.lower().replace(",", "x").split("x")
         if not isinstance(value, (list, tuple)) or len(value) != len(setting.parts):
-            raise ValueError(f"{name} must be {len(setting.parts)} integers ({', '.join(setting.parts)}), got {value!r}")
+            raise SettingsError(f"{name} must be {len(setting.parts)} integers ({', '.join(setting.parts)}), got {value!r}")
         converted = []
         for part in value:
             if isinstance(part, str) and part.strip().lstrip("-").isdigit():
                 part = int(part)
             if isinstance(part, bool) or not isinstance(part, int):
-                raise ValueError(f"{name} must be integers ({', '.join(setting.parts)}), got {value!r}")
+                raise SettingsError(f"{name} must be integers ({', '.join(setting.parts)}), got {value!r}")
             converted.append(part)
         return tuple(converted)
     if kind is float:
         try:
             number = float(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
+            raise SettingsError(f"{name} must be a number, got {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+            raise SettingsError(f"{name} must be a finite number, got {value!r}")
         return number
     raise TypeError(f"setting {name!r} has unsupported kind {kind!r}")
 
@@ -211,11 +212,11 @@ def validate(settings: Mapping[str, Any], command: str | None = None) -> dict[st
     for name, value in settings.items():
         out[name] = coerce(name, value)
         if command is not None and command not in SETTINGS[name].commands:
-            raise ValueError(f"{name} does not apply to {command}")
+            raise SettingsError(f"{name} does not apply to {command}")
     for check in CROSS_CHECKS.values():
         problem = check(out)
         if problem:
-            raise ValueError(problem)
+            raise SettingsError(problem)
     return out
 
 
@@ -309,7 +310,7 @@ def _size_part(index: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         parts = text.lower().split("x")
         if len(parts) != 2:
-            raise ValueError(f"Size must look like 512x512, got {text!r}")
+            raise SettingsError(f"Size must look like 512x512, got {text!r}")
         return int(parts[index])
     return parse
 

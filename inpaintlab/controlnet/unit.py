@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import SettingsError
 from ..checkpoint import file_sha256
 from . import preprocess as pp
 from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers
@@ -48,12 +49,12 @@ class ControlNetUnit:
         self.control_mode = check_control_mode(self.control_mode)
         check_unit_numbers(self.weight, self.guidance_start, self.guidance_end)
         if self.resize_mode is not None and self.resize_mode not in pp.RESIZE_MODES:
-            raise ValueError(f"unknown ControlNet resize mode {self.resize_mode!r}; expected one of "
+            raise SettingsError(f"unknown ControlNet resize mode {self.resize_mode!r}; expected one of "
                              f"{', '.join(pp.RESIZE_MODES)}")
         if self.mask is not None and self.image is None:
-            raise ValueError("a ControlNet unit mask needs the unit's image too")
+            raise SettingsError("a ControlNet unit mask needs the unit's image too")
         if self.preprocessor == "inpaint_only+lama" and self.lama is None:
-            raise ValueError("inpaint_only+lama needs `lama`: the LaMa network as a function, or a LaMa-filled image")
+            raise SettingsError("inpaint_only+lama needs `lama`: the LaMa network as a function, or a LaMa-filled image")
 
 
 @dataclasses.dataclass
@@ -121,7 +122,7 @@ def parse_unit_infotext(text: str) -> dict[str, Any]:
     fields = {k.strip(): v.strip() for k, v in _FIELD.findall(text)}
     module = fields.get("Module", "")
     if module not in _MODULES:
-        raise ValueError(f"ControlNet module {module!r} is not supported (only {', '.join(_MODULES)})")
+        raise SettingsError(f"ControlNet module {module!r} is not supported (only {', '.join(_MODULES)})")
     model = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", fields.get("Model", ""))
     return {
         "model": model, "preprocessor": _MODULES[module], "weight": float(fields.get("Weight", 1.0)),
@@ -175,7 +176,7 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
                                   height=height)
             resize_mode = unit.resize_mode or pp.A1111_RESIZE_MODES[a1111_resize_mode]
         else:
-            raise ValueError(f"ControlNet unit {i} has no image: pass the unit's image (and mask) for txt2img")
+            raise SettingsError(f"ControlNet unit {i} has no image: pass the unit's image (and mask) for txt2img")
         if module == "inpaint_only+lama":
             if resize_mode == "Resize and Fill":  # the extension pads to the target first, so LaMa fills the bars
                 rgba = pp.detectmap(rgba, width, height, resize_mode).astype(np.uint8)

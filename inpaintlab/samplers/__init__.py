@@ -12,6 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from ..errors import SettingsError
 from .brownian import BrownianTreeNoiseSampler, brownian_noise_sampler
 from .denoisers import (CFGDenoiser, DifferentialBlend, EpsDenoiser, InpaintBlend, InpaintBlendInput, LCMDenoiser,
                         ScheduledCFGDenoiser, SoftInpaintBlend, TimestepEpsModel, VDenoiser, cat_conds, stack_conds)
@@ -147,13 +148,13 @@ def resolve_sampler(name: str, scheduler: Optional[str] = "Automatic") -> Tuple[
     an explicit scheduler disagree.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"sampler name must be a non-empty string; valid: {', '.join(SAMPLERS)}")
+        raise SettingsError(f"sampler name must be a non-empty string; valid: {', '.join(SAMPLERS)}")
     scheduler = "Automatic" if scheduler is None else scheduler
     if not isinstance(scheduler, str):
-        raise ValueError(f"scheduler must be a string; valid: {', '.join(SCHEDULERS.values())}")
+        raise SettingsError(f"scheduler must be a string; valid: {', '.join(SCHEDULERS.values())}")
     label = _scheduler_label(scheduler)
     if label is None:
-        raise ValueError(f"unknown scheduler {scheduler!r}; valid: {', '.join(SCHEDULERS.values())} "
+        raise SettingsError(f"unknown scheduler {scheduler!r}; valid: {', '.join(SCHEDULERS.values())} "
                          f"(or their lowercase names)")
     sampler = _sampler_name(name)
     if sampler is None:
@@ -164,12 +165,12 @@ def resolve_sampler(name: str, scheduler: Optional[str] = "Automatic") -> Tuple[
                 sampler = _sampler_name(stem[: -len(suffix) - 1])
                 if sampler is not None:
                     if label != "Automatic" and label != suffix:
-                        raise ValueError(f"sampler {name!r} names scheduler {suffix!r} but scheduler={scheduler!r} "
+                        raise SettingsError(f"sampler {name!r} names scheduler {suffix!r} but scheduler={scheduler!r} "
                                          f"was also given")
                     label = suffix
                     break
     if sampler is None:
-        raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)} (a trailing scheduler label "
+        raise SettingsError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)} (a trailing scheduler label "
                          f"such as 'DPM++ 2M Karras' is also accepted)")
     if label == "Automatic" and DEFAULT_SCHEDULER[sampler] is not None:
         label = DEFAULT_SCHEDULER[sampler]
@@ -205,7 +206,7 @@ def sampler_options(sampler: str, eta: Optional[float] = None, s_churn: float = 
         if value is None and key == "eta":
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+            raise SettingsError(f"{key} must be a finite number >= 0, got {value!r}")
     options: Dict[str, float] = {}
     infotext: Dict[str, float] = {}
     if config.eta is not None:

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import SettingsError
 from .. import settings as registry
 from ..networks import set_lora_weight
 
@@ -110,46 +111,46 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise SettingsError(f"{path}: not valid JSON ({error})") from None
 
 
 def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | None:
     axis = raw.get(name)
     if axis is None:
         if required:
-            raise ValueError(f"sweep spec: axis {name!r} is required")
+            raise SettingsError(f"sweep spec: axis {name!r} is required")
         return None
     if not isinstance(axis, dict) or len(axis) != 1:
-        raise ValueError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
+        raise SettingsError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
     (setting, values), = axis.items()
     if setting.startswith(LORA_AXIS):
         if not setting[len(LORA_AXIS):] or not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
+            raise SettingsError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
         return setting, values
     if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
         groups = []
         for group in values:
             unknown = set(group_settings(group)) - set(SETTING_NAMES)
             if unknown or "seed" in group:
-                raise ValueError(f"sweep spec: axis {name!r} group {group} names unknown settings "
+                raise SettingsError(f"sweep spec: axis {name!r} group {group} names unknown settings "
                                  f"{sorted(unknown or {'seed'})}; known: {', '.join(SETTING_NAMES)}")
             try:
                 groups.append({k: v if k == "label" else registry.coerce(k, v) for k, v in group.items()})
             except ValueError as error:
-                raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
+                raise SettingsError(f"sweep spec: axis {name!r}: {error}") from None
         return setting, groups
     if setting not in SETTING_NAMES:
-        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}"
+        raise SettingsError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}"
                          f", or {LORA_AXIS}NAME for a network's weight")
     if not isinstance(values, list) or not values:
-        raise ValueError(f"sweep spec: axis {name!r} needs a non-empty list of values")
+        raise SettingsError(f"sweep spec: axis {name!r} needs a non-empty list of values")
     try:
         values = [registry.coerce(setting, value) for value in values]
     except ValueError as error:
-        raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
+        raise SettingsError(f"sweep spec: axis {name!r}: {error}") from None
     if len(set(map(repr, values))) != len(values):
-        raise ValueError(f"sweep spec: axis {name!r} lists a value twice: {values}")
+        raise SettingsError(f"sweep spec: axis {name!r} lists a value twice: {values}")
     return setting, values
 
 
@@ -163,32 +164,32 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     unknown = set(raw) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
                           "kernels", "lora_dir"}
     if unknown:
-        raise ValueError(f"sweep spec: unknown keys {sorted(unknown)}")
+        raise SettingsError(f"sweep spec: unknown keys {sorted(unknown)}")
     for key in ("model", "image", "mask"):
         if key not in raw:
-            raise ValueError(f"sweep spec: {key!r} is required")
+            raise SettingsError(f"sweep spec: {key!r} is required")
     base = dict(raw.get("base", {}))
     bad = set(base) - set(SETTING_NAMES)
     if bad:
-        raise ValueError(f"sweep spec: unknown base settings {sorted(bad)}")
+        raise SettingsError(f"sweep spec: unknown base settings {sorted(bad)}")
     if "seed" in base:
-        raise ValueError("sweep spec: give seeds in 'seeds', not in 'base'")
+        raise SettingsError("sweep spec: give seeds in 'seeds', not in 'base'")
     base.setdefault("prompt", "")
     seeds = raw.get("seeds", [0])
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise ValueError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
+        raise SettingsError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
     x, y, z = _axis(raw, "x", True), _axis(raw, "y", True), _axis(raw, "z", False)
     names = [n for a in (x, y, z) if a
              for n in ({k for v in a[1] for k in group_settings(v)} if isinstance(a[1][0], dict) else {a[0]})]
     if len(set(names)) != len(names):
-        raise ValueError(f"sweep spec: the axes must name different settings, got {names}")
+        raise SettingsError(f"sweep spec: the axes must name different settings, got {names}")
 
     if isinstance(base.get("controlnet"), str):  # a model file, relative to the spec like the checkpoint
         base["controlnet"] = str((root / base["controlnet"]).resolve())
     try:
         base = registry.validate(base, "inpaint")
     except ValueError as error:
-        raise ValueError(f"sweep spec: base: {error}") from None
+        raise SettingsError(f"sweep spec: base: {error}") from None
 
     def resolve(p: str | None) -> Path | None:
         return None if p is None else (root / p).resolve()
@@ -201,7 +202,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         try:
             registry.validate(cell.settings(spec.base), "inpaint")
         except ValueError as error:
-            raise ValueError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
+            raise SettingsError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
     return spec
 
 
