@@ -421,8 +421,15 @@ CROSS_CHECKS["one blend"] = _one_blend
 
 # Stored to identify the files and program that made an image; replay uses --model/--vae/--embeddings-dir, so they are
 # reported by `inpaintlab info` but not applied.
-for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Version"):
+# `Hashes` (a JSON object of file hashes, written by some A1111 setups and Forge) and `Init image hash` identify
+# files too; `User` names who submitted the job.
+for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Version", "Hashes", "Init image hash", "User"):
     register_infotext_key(_key_name)
+# A grid's X/Y/Z plot axes (A1111's script and `inpaintlab sweep`): a replay makes the first cell, which the rest of
+# the infotext describes.
+for _letter in "XYZ":
+    register_infotext_key(f"{_letter} Type")
+    register_infotext_key(f"{_letter} Values")
 register_infotext_key("Eta DDIM")  # read into `eta` (see _eta_ddim)
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))
