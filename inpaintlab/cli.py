@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -17,9 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import settings as registry
 from ._version import __version__
-from .errors import SettingsError
-from .files import prepare_out_dir
-from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
+from .errors import InpaintlabError, SettingsError
+from .files import prepare_out_dir, remove_empty_tree
+from .infotext import read_png_infotext
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
@@ -112,10 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=None, help="sampling steps (default: 8 tiny, 20 with --model)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    info = commands.add_parser("info", help="print the infotext stored in a PNG, then how inpaintlab would replay it")
+    info = commands.add_parser("info", help="print the infotext stored in an image, then how inpaintlab would replay "
+                                            "it; --check DIR: a table for a whole folder")
     _add_common(info)
-    info.add_argument("png", help="a PNG with a 'parameters' infotext (inpaintlab's or A1111's)")
+    info.add_argument("png", metavar="IMAGE", help="a PNG (or JPEG/WebP) with an infotext, inpaintlab's or A1111's; "
+                                                   "with --check, a folder of them")
     info.add_argument("--raw", action="store_true", help="print the infotext exactly as stored")
+    info.add_argument("--check", action="store_true",
+                      help="IMAGE is a folder: count the pictures that replay with every key applied, with warnings "
+                           "(which keys) and that are refused (why)")
 
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
@@ -236,11 +243,15 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
     settings: dict[str, Any] = {}
     problems: list[str] = []
     if args.from_png:
-        fields = parse_infotext(read_png_infotext(args.from_png))
-        problems += unapplied(fields)
-        settings.update({k: v for k, v in read_settings(fields)[0].items() if k in allowed})
+        from .replay import read_replay
+
+        replay = read_replay(read_png_infotext(args.from_png))
+        if replay.refused:
+            raise CommandError(f"--from-png {args.from_png}: cannot be replayed: {replay.refused}")
+        problems += [str(problem) for problem in replay.problems]
+        settings.update({k: v for k, v in replay.settings.items() if k in allowed})
         if "prompt" in settings:
-            settings["prompt"] = _paste_lora_names(settings["prompt"], fields, args.lora_dir)
+            settings["prompt"] = _paste_lora_names(settings["prompt"], replay.fields, args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
     for name in allowed:
         parts = registry.SETTINGS[name].parts
@@ -281,7 +292,7 @@ def _run_generation(args) -> int:
         if args.controlnet_mask:
             settings["controlnet_mask"] = open_image(args.controlnet_mask)
     out = prepare_out_dir(args.out)
-    print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
+    print("settings: " + ", ".join(f"{k}={_short(v)}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
     pipe = _load(args.model, args.vae, options)
@@ -306,32 +317,59 @@ def _run_generation(args) -> int:
     return 0
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """repr() of a value, cut in the middle when long (a 10,000-token prompt would fill the terminal)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(str(value))} characters)"
+
+
 def _info(args) -> int:
+    if args.check:
+        from .check import check_folder
+
+        print(check_folder(args.png))
+        return 0
+    from .replay import read_replay
+
     text = read_png_infotext(args.png)
     if args.raw:
         print(text)
         return 0
-    fields = parse_infotext(text)
+    replay = read_replay(text)
     print(f"stored in {args.png}:")
-    for key, value in fields.items():
+    for key, value in _stored(text).items():
         if key in ("Prompt", "Negative prompt") and not value:
             continue
         print(f"  {key}: {value}")
-    command = "inpaint" if "Denoising strength" in fields else "txt2img"
-    settings, origin = read_settings(fields)
+    if replay.refused:
+        print(f"\ncannot be replayed: {replay.refused}")
+        return 0
+    command = replay.command
     print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
+    if replay.note:
+        print(f"  ({replay.note})")
     for name in registry.for_command(command):
-        if name not in settings:
+        if name not in replay.settings:
             continue
-        note = "" if origin[name] != "absent" else "   (not stored: A1111's value when the key is absent)"
-        print(f"  {name}: {settings[name]!r}{note}")
-    missing = [n for n in registry.for_command(command) if n not in settings]
-    if missing:
-        print("  not stored, taken from flags or defaults: " + ", ".join(missing))
-    problems = unapplied(fields)
-    if problems:
-        print("not applied by inpaintlab: " + "; ".join(problems))
+        note = ""
+        if replay.origin[name] == "absent":
+            whose = "inpaintlab's" if registry.SETTINGS[name].infotext in registry.OWN_INFOTEXT_KEYS else "A1111's"
+            note = f"   (absent: {whose} value when the key is missing)"
+        print(f"  {name}: {_short(replay.settings[name])}{note}")
+    unrecorded = [n for n in registry.for_command(command) if registry.SETTINGS[n].infotext is None]
+    if unrecorded:
+        print("  never recorded in infotexts (flags or defaults): " + ", ".join(unrecorded))
+    if replay.problems:
+        print("not applied by inpaintlab: " + "; ".join(map(str, replay.problems)))
     return 0
+
+
+def _stored(text: str) -> dict[str, str]:
+    from .infotext import parse_infotext
+
+    return parse_infotext(text)
 
 
 def _tiny(args) -> int:
@@ -350,35 +388,75 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("inpaintlab").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
+# Library messages name Python arguments; on the command line the flag is what the user can type.
+_PYTHON_NAMES = re.compile(r"\b(allow_pickle|lora_dir|embeddings_dir)=(True\b|\S*)|\b([a-z]+(?:_[a-z0-9]+)+)\b")
+
+
+def flag_names(message: str) -> str:
+    """`cfg_scale must be ...` -> `--cfg-scale must be ...`; `pass lora_dir=` -> `pass --lora-dir`."""
+    known = set(registry.SETTINGS) | {"allow_pickle", "lora_dir", "embeddings_dir", "mask_alpha"}
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(3)
+        if name not in known:
+            return match.group(0)
+        return "--" + name.replace("_", "-")
+
+    return _PYTHON_NAMES.sub(replace, message)
+
+
+def _first_missing(path: str | None) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what a failed run should not leave behind)."""
+    if path is None:
+        return None
+    missing = None
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     _setup_logging(verbose)
+    created = _first_missing(getattr(args, "out", None))
     try:
-        if args.command == "info":
-            return _info(args)
-        if args.command == "tiny":
-            return _tiny(args)
-        if args.command == "demo":
-            from .demo import run_demo
-
-            path = run_demo(args)
-            print(f"wrote {path}")
-            return 0
-        if args.command == "sweep":
-            from .study import sweep
-
-            prepare_out_dir(args.out)
-            sweep(args.spec, args.out, progress=not args.no_progress)
-            return 0
-        return _run_generation(args)
+        return _dispatch(args)
     except KeyboardInterrupt:
+        remove_empty_tree(created)
         print("inpaintlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `inpaintlab info x.png | head -3`: the reader has what it wanted. Point stdout at /dev/null so that the
+        # interpreter's final flush does not report the closed pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError, UnidentifiedImageError) as error:
+        remove_empty_tree(created)
         if verbose:
             traceback.print_exc()
-        # Library messages name Python arguments; on the command line the flag is what the user can type.
-        message = str(error).replace("allow_pickle=True", "--allow-pickle")
-        print(f"inpaintlab: error: {message}", file=sys.stderr)
+        message = " ".join(str(error).split()) if isinstance(error, InpaintlabError) else str(error)
+        print(f"inpaintlab: error: {flag_names(message)}", file=sys.stderr)
         return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "info":
+        return _info(args)
+    if args.command == "tiny":
+        return _tiny(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        path = run_demo(args)
+        print(f"wrote {path}")
+        return 0
+    if args.command == "sweep":
+        from .study import sweep
+
+        prepare_out_dir(args.out)
+        sweep(args.spec, args.out, progress=not args.no_progress)
+        return 0
+    return _run_generation(args)

@@ -38,3 +38,7 @@ class InfotextError(InpaintlabError):
 
 class MissingFileError(FileError, FileNotFoundError):
     """A file or folder that does not exist (also a FileNotFoundError, as earlier versions raised)."""
+
+
+class WriteError(FileError, OSError):
+    """A file that could not be written (a full disk, a read-only folder); also an OSError. No partial file is left."""

@@ -98,10 +98,11 @@ def _unquote(text: str) -> str:
     return value if isinstance(value, str) else text
 
 
-def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None) -> Path:
+def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None, *, exclusive: bool = False) -> Path:
     """Write `image` as PNG with a `parameters` text chunk (tEXt if Latin-1, else iTXt), atomically.
 
-    Written atomically with the usual file mode (`inpaintlab.files.write_atomic`).
+    Written atomically with the usual file mode (`inpaintlab.files.write_atomic`); `exclusive`: FileExistsError
+    instead of replacing an existing file.
     """
     path = Path(path)
     info = PngImagePlugin.PngInfo()
@@ -111,7 +112,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None) 
             info.add_text("parameters", infotext)
         except UnicodeEncodeError:
             info.add_itxt("parameters", infotext)
-    return write_atomic(path, lambda handle: image.save(handle, format="PNG", pnginfo=info))
+    return write_atomic(path, lambda handle: image.save(handle, format="PNG", pnginfo=info), exclusive=exclusive)
 
 
 def read_png_infotext(path: str | os.PathLike) -> str:

@@ -80,6 +80,8 @@ SETTINGS: dict[str, Setting] = {}
 INFOTEXT_KEYS: dict[str, Callable[[str], bool] | None] = {}
 # Whole-infotext checks (name -> fields -> descriptions of what is not applied); a feature replaces its check by name.
 INFOTEXT_CHECKS: dict[str, Callable[[dict[str, str]], list[str]]] = {}
+# Keys inpaintlab writes that A1111 does not (their parsing default is inpaintlab's, not A1111's).
+OWN_INFOTEXT_KEYS = ("Fill space", "Differential diffusion")
 # Extra-network kinds (`<kind:name:weight>` prompt tags) that some feature applies.
 EXTRA_NETWORKS: set[str] = set()
 # Checks over several settings at once (name -> settings -> error text or None).
