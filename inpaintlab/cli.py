@@ -423,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(verbose)
     created = _first_missing(getattr(args, "out", None))
     try:
-        return _dispatch(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe is reported here, not by the interpreter's exit
+        return status
     except KeyboardInterrupt:
         remove_empty_tree(created)
         print("inpaintlab: interrupted", file=sys.stderr)
