@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print the infotext stored in an image, then how inpaintlab would replay "
                                             "it; --check DIR: a table for a whole folder")
     _add_common(info)
-    info.add_argument("png", metavar="IMAGE", help="a PNG (or JPEG/WebP) with an infotext, inpaintlab's or A1111's; "
-                                                   "with --check, a folder of them")
+    info.add_argument("png", metavar="IMAGE", help="a PNG with a 'parameters' infotext (inpaintlab's or A1111's; or a "
+                                                   "JPEG/WebP with A1111's EXIF comment); with --check, a folder")
     info.add_argument("--raw", action="store_true", help="print the infotext exactly as stored")
     info.add_argument("--check", action="store_true",
                       help="IMAGE is a folder: count the pictures that replay with every key applied, with warnings "

@@ -8,6 +8,7 @@ temporary name in the target folder and renamed, so a reader never sees half a f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -52,12 +53,15 @@ def atomic_path(path: str | os.PathLike, *, exclusive: bool = False) -> Iterator
         raise
 
 
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+
+
 def _link_exclusive(tmp: str, path: Path) -> None:
     try:
         os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError:
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
         # No hard links here (some network and FAT file systems): reserve the name, then move the file over it.
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         os.replace(tmp, path)

@@ -57,7 +57,6 @@ def test_exif_comment_wins_over_the_png_chunk_as_in_a1111(tmp_path):
 def test_png_text_after_the_pixels_and_compressed_itxt(tmp_path):
     path = save_png(Image.new("RGB", (8, 8)), tmp_path / "u.png", TEXT)  # non-Latin-1: an iTXt chunk
     assert read_png_infotext(path) == TEXT
-    data = path.read_bytes()
     body = b"parameters\0\1\0\0\0" + zlib.compress(b"late\nSteps: 2, Seed: 3, Size: 8x8")
     chunk = struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
     plain = tmp_path / "late.png"
