@@ -160,10 +160,15 @@ def read_settings(fields: dict[str, str], problems: list[str] | None = None) -> 
             origin[name] = key
         elif setting.infotext_default is not MISSING:
             default = setting.infotext_default
-            value = default(fields) if callable(default) else default
-            if value is not MISSING:
-                settings[name] = coerce(name, value)
-                origin[name] = "absent"
+            try:  # a default read from another key ("Eta DDIM") can meet a value it cannot use
+                value = default(fields) if callable(default) else default
+                if value is not MISSING:
+                    settings[name] = coerce(name, value)
+                    origin[name] = "absent"
+            except ValueError as error:
+                if problems is None:
+                    raise InfotextError(f"infotext: {error}") from None
+                problems.append(f"{name}: {error}")
     return settings, origin
 
 

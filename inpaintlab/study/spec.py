@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError
+from ..errors import FileError, MissingFileError, SettingsError
 from .. import settings as registry
 from ..networks import set_lora_weight
 
@@ -101,17 +101,51 @@ class SweepSpec:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    text = path.read_bytes()
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: sweep spec not found") from None
+    except OSError as error:
+        raise FileError(f"{path}: cannot read the sweep spec ({error.strerror or error})") from None
     if path.suffix.lower() == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover
             import tomli as tomllib
-        return tomllib.loads(text.decode("utf-8"))
+        try:
+            return tomllib.loads(text.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"{path}: not valid TOML ({error})") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SettingsError(f"{path}: not valid JSON ({error})") from None
+
+
+_TYPES = {"model": str, "vae": str, "image": str, "mask": str, "lora_dir": str, "base": dict, "seeds": list,
+          "intermediates": bool, "device": str, "kernels": str, "x": dict, "y": dict, "z": dict}
+
+
+def _check_types(raw: Any) -> None:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"sweep spec: must be a table of keys (a JSON object), got {type(raw).__name__}")
+    for key, value in raw.items():
+        kind = _TYPES.get(key)
+        if kind is str and isinstance(value, Path):
+            continue
+        if kind is not None and not (key in ("vae", "lora_dir", "z") and value is None) and not isinstance(value, kind):
+            raise SettingsError(f"sweep spec: {key!r} must be a {_TYPE_NAMES[kind]}, got {value!r}")
+    for key in ("x", "y", "z"):
+        axis = raw.get(key) or {}
+        if not all(isinstance(name, str) for name in axis):
+            raise SettingsError(f"sweep spec: axis {key!r} must name a setting")
+        for values in axis.values():
+            if isinstance(values, list) and any(isinstance(v, dict) and not all(isinstance(k, str) for k in v)
+                                                for v in values):
+                raise SettingsError(f"sweep spec: axis {key!r} groups must map setting names to values")
+
+
+_TYPE_NAMES = {str: "string (a path)", dict: "table", list: "list", bool: "true or false"}
 
 
 def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | None:
@@ -161,7 +195,8 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     else:
         path = Path(source)
         raw, root = _read(path), path.resolve().parent
-    unknown = set(raw) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
+    _check_types(raw)
+    unknown = set(map(str, raw)) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
                           "kernels", "lora_dir"}
     if unknown:
         raise SettingsError(f"sweep spec: unknown keys {sorted(unknown)}")
@@ -176,7 +211,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         raise SettingsError("sweep spec: give seeds in 'seeds', not in 'base'")
     base.setdefault("prompt", "")
     seeds = raw.get("seeds", [0])
-    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise SettingsError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
     x, y, z = _axis(raw, "x", True), _axis(raw, "y", True), _axis(raw, "z", False)
     names = [n for a in (x, y, z) if a
