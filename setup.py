@@ -37,7 +37,7 @@ setup(
         # torchvision, which otherwise brings its own torch build.
         "metrics": ["lpips==0.1.4"],
         # Oracles only: the models and samplers are checked against these, never imported by the library.
-        "test": ["pytest", "ruff", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2"],
+        "test": ["pytest", "hypothesis", "ruff", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2"],
     },
     entry_points={"console_scripts": ["inpaintlab = inpaintlab.inpaint:main"]},
 )

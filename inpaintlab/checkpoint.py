@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -206,9 +207,11 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
                 dtype = _SAFETENSORS_DTYPES[info["dtype"]]
                 shape = [int(d) for d in info["shape"]]
                 begin, end = (int(o) for o in info["data_offsets"])
+                if any(d < 0 for d in shape):
+                    raise ValueError("negative dimension")
             except (KeyError, TypeError, ValueError) as e:
                 raise corrupt(f"bad header entry for {name!r}: {info!r} ({e!r})") from None
-            nbytes = dtype.itemsize * torch.Size(shape).numel()
+            nbytes = dtype.itemsize * math.prod(shape)  # Python integers: a forged shape cannot overflow
             if end - begin != nbytes or begin < 0 or 8 + n + end > size:
                 raise corrupt(f"tensor {name!r} ({info['dtype']} {shape}) has data offsets [{begin}, {end}] that do "
                               f"not fit its size {nbytes} or the file ({size} bytes)")
@@ -232,7 +235,7 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
-        raise CheckpointError(f"{path}: could not be read by torch.load(weights_only=True): {e}") from e
+        raise CheckpointError(f"{path}: could not be read by torch.load(weights_only=True): {_torch_reason(e)}") from e
     # diffusers descends while "state_dict" is present; A1111 pops one level. Lightning files nest one level.
     while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
@@ -242,6 +245,15 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if bad:
         raise CheckpointError(f"{path}: not a flat state dict; non-tensor entries: {_preview(map(repr, bad))}")
     return dict(obj)
+
+
+def _torch_reason(error: Exception) -> str:
+    """The line of torch.load's (often multi-paragraph) message that says what is wrong with the file."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((part.strip() for part in text.splitlines() if part.strip()), type(error).__name__)
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:

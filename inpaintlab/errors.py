@@ -19,6 +19,10 @@ from __future__ import annotations
 class InpaintlabError(ValueError):
     """Base class of every error inpaintlab raises about its input (settings, files, infotexts)."""
 
+    def __str__(self) -> str:
+        # One line, whatever a wrapped message (a library's, a file's text) brought with it.
+        return " ".join(part.strip() for part in super().__str__().splitlines() if part.strip())
+
 
 class SettingsError(InpaintlabError):
     """A setting, sweep spec, prompt or command-line value that cannot be used."""

@@ -190,7 +190,7 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
 
 def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> SweepSpec:
     """Read and validate a spec from a file (JSON or TOML) or a dict; paths are resolved against its directory."""
-    if isinstance(source, dict):
+    if not isinstance(source, (str, Path)):
         raw, root = source, root or Path.cwd()
     else:
         path = Path(source)

@@ -51,7 +51,7 @@ spec_parts = st.fixed_dictionaries({}, optional={
     "extra": json_values})
 
 
-@budget(200)
+@budget(80)
 @given(st.one_of(spec_parts, json_values))
 def test_sweep_spec_structures(raw):
     outcome(load_spec, raw) if isinstance(raw, dict) else None
@@ -66,3 +66,13 @@ def test_sweep_spec_files(tmp_path_factory, data, suffix):
     path = tmp_path_factory.mktemp("spec") / f"spec{suffix}"
     path.write_bytes(data)
     outcome(load_spec, path)
+
+
+def test_found_sweep_spec_crashes_are_settings_errors(tmp_path):
+    for raw in ({"model": "m", "image": "i", "mask": "k", "base": None, "x": {}, "y": {}},
+                {"model": "m", "image": "i", "mask": "k", "seeds": 3, "x": {"steps": [1]}, "y": {"cfg_scale": [1]}},
+                [1, 2], {"model": 1, "image": "i", "mask": "k"}):
+        assert isinstance(outcome(load_spec, raw), SettingsError)
+    for name, data in (("a.json", b"\x00\x00\x00{"), ("a.toml", b'a = "\\UFFFFFFFF"'), ("b.json", b"[1, 2]")):
+        (tmp_path / name).write_bytes(data)
+        assert isinstance(outcome(load_spec, tmp_path / name), SettingsError)

@@ -86,3 +86,12 @@ def test_tokenizer(text):
     ids = outcome(_tokenizer().encode, text)
     if isinstance(ids, list):
         assert all(isinstance(i, int) and 0 <= i < 49408 for i in ids)
+
+
+def test_found_infotext_crashes_are_named():
+    # A bad "Eta DDIM" behind the eta default, and out-of-range values: named, not raised.
+    for text in ("p\nSteps: 1, Seed: 1, Eta DDIM: , Sampler: DDIM", "p\nSteps: 1, Seed: 1, Eta DDIM: -1",
+                 "p\nSteps: 1, Seed: 1, Eta: inf"):
+        replay = read_replay(text)
+        assert replay.problems and "eta" not in replay.settings
+        assert isinstance(outcome(settings_from_infotext, text, strict=True), InfotextError)
