@@ -37,7 +37,10 @@ setup(
         # torchvision, which otherwise brings its own torch build.
         "metrics": ["lpips==0.1.4"],
         # Oracles only: the models and samplers are checked against these, never imported by the library.
-        "test": ["pytest", "hypothesis", "ruff", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2"],
+        # The segmentation, upscaler, detector and token-merging references are installed with --no-deps (README):
+        # their torchvision requirement would pull a CUDA torch. These are the rest of what they import.
+        "test": ["pytest", "ruff", "hypothesis", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2",
+                 "hydra-core", "iopath", "pyyaml", "matplotlib", "psutil", "polars", "ultralytics-thop"],
     },
     entry_points={"console_scripts": ["inpaintlab = inpaintlab.inpaint:main"]},
 )

@@ -1,0 +1,1 @@
+"""Nothing here: ultralytics only touches ``torchvision.models`` for its TorchVision wrapper block."""
