@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import settings as registry
 from ._version import __version__
-from .errors import InpaintlabError, SettingsError
+from .errors import FileError, InpaintlabError, SettingsError
 from .files import prepare_out_dir, remove_empty_tree
 from .infotext import read_png_infotext
 
@@ -183,7 +183,9 @@ def open_image(path: str) -> Image.Image:
             image.load()
     except (OSError, UnidentifiedImageError) as error:
         reason = "not a readable image" if isinstance(error, UnidentifiedImageError) else (error.strerror or error)
-        raise CommandError(f"{path}: {reason}") from None
+        raise FileError(f"{path}: {reason}") from None
+    except Exception as error:  # noqa: BLE001 - PIL raises ValueError, SyntaxError, struct.error... for damage
+        raise FileError(f"{path}: damaged image ({error})") from None
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image

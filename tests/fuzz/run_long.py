@@ -26,10 +26,10 @@ def main() -> int:
                               "-p", "no:logging", "--hypothesis-show-statistics", "-k", "not found"],
                              cwd=HERE.parent.parent, env=env, capture_output=True, text=True)
         status = status or run.returncode
-        lines = [line for line in run.stdout.splitlines()
-                 if "::" in line or "passing examples" in line or "during generate" in line or "passed" in line
-                 or "failed" in line or "Falsifying" in line or line.startswith("E ")]
-        print("\n".join(lines), flush=True)
+        stats = run.stdout.split("Hypothesis Statistics")[-1].split("warnings summary")[0]
+        failures = [line for line in run.stdout.splitlines() if line.startswith(("E ", "FAILED"))]
+        summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-500:]
+        print(stats.strip(), *failures, summary, sep="\n", flush=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"total {time.time() - started:.0f} s, peak memory of one run {peak:.0f} MiB, exit status {status}")
     return status

@@ -110,3 +110,12 @@ def test_damaged_pickle_message_is_one_line(folder):
     error = outcome(read_state_dict, path, allow_pickle=True)
     assert isinstance(error, Exception) and "bad.pt: could not be read by torch.load" in str(error)
     assert "PyTorch 2.6" not in str(error)
+
+
+def test_png_with_a_damaged_header_is_a_file_error(folder):
+    # Found by the long run: PIL's "Truncated IHDR chunk" ValueError.
+    data = bytearray(ORIGINALS.setdefault("png", _png_bytes(folder)))
+    data[11] ^= 1
+    (folder / "ihdr.png").write_bytes(bytes(data))
+    error = outcome(open_image, str(folder / "ihdr.png"))
+    assert isinstance(error, Exception) and "ihdr.png: damaged image" in str(error)
