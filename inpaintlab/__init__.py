@@ -5,7 +5,16 @@
 """
 from ._version import __version__
 from .errors import CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError
-from .inpaint import Pipeline, Result, load
+
+
+def __getattr__(name: str):
+    # The pipeline (and torch) is imported on first use, so `inpaintlab info` and `--version` start at once.
+    if name in ("Pipeline", "Result", "load"):
+        from . import inpaint
+
+        return getattr(inpaint, name)
+    raise AttributeError(f"module 'inpaintlab' has no attribute {name!r}")
+
 
 __all__ = ["CheckpointError", "FileError", "InfotextError", "InpaintlabError", "MissingFileError", "Pipeline", "Result",
            "SettingsError", "__version__", "load"]

@@ -40,7 +40,7 @@ from .noise import NoiseSettings, noise_settings
 from .networks import ActiveNetwork, NetworkError, NetworkLibrary, NetworkMerger, lora_tags, parse_prompt, strip_networks
 from .prepare import flatten, prepare_inpaint, processing_size
 from .result import Result
-from .settings import register_extra_network, register_infotext_key, validated
+from .settings import validated
 from .samplers import (SAMPLER_CONFIGS, CFGDenoiser, DifferentialBlend, DiscreteSchedule, EpsDenoiser, ImageRNG,
                        InpaintBlend, InpaintBlendInput, LCMDenoiser, SamplerConfig, SoftInpaintBlend, TimestepEpsModel,
                        VDenoiser, brownian_noise_sampler, build_sigmas, get_timesteps, img2img_start, img2img_steps,
@@ -50,10 +50,6 @@ from .unet import sdxl_adm_vector
 
 log = logging.getLogger(__name__)
 
-# `<lora:…>` / `<lyco:…>` tags and the `Lora hashes` they write are applied by the pipeline (inpaintlab.networks).
-register_extra_network("lora")
-register_extra_network("lyco")
-register_infotext_key("Lora hashes")
 
 VERSION_TAG = f"inpaintlab-{__version__}"  # A1111 writes its git tag; ours names the library
 

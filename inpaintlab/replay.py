@@ -27,7 +27,7 @@ import re
 from typing import Any, NamedTuple
 
 from .infotext import parse_infotext, read_settings, unapplied
-from .samplers import SAMPLERS, SCHEDULER_ALIASES, SCHEDULERS
+from .names import SAMPLER_NAMES, SCHEDULER_ALIASES, SCHEDULERS
 from .settings import CROSS_CHECKS, INFOTEXT_KEYS, SETTINGS
 
 HIRES_KEYS = ("Hires upscale", "Hires upscaler", "Hires resize", "Hires steps", "First pass size")
@@ -69,7 +69,7 @@ def _known_keys() -> set[str]:
 
 def _sampler_name(text: str) -> str | None:
     key = text.strip().lower()
-    return next((name for name in SAMPLERS if name.lower() == key), None)
+    return next((name for name in SAMPLER_NAMES if name.lower() == key), None)
 
 
 def _schedule_options() -> list[tuple[str, str]]:

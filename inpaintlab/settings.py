@@ -29,8 +29,8 @@ import re
 from typing import Any, Callable, Mapping
 
 from .errors import SettingsError
-from .masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
-from .samplers import SAMPLERS, SCHEDULERS, resolve_sampler
+from .names import (CONTROL_MODES, INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, PREPROCESSORS, SAMPLER_NAMES, SCHEDULERS,
+                    resolve_sampler)
 
 COMMANDS = ("txt2img", "img2img", "inpaint")
 ALL = COMMANDS
@@ -284,7 +284,7 @@ def _sampler(v: str) -> str | None:
 
 
 def _scheduler(v: str) -> str | None:
-    resolve_sampler(next(iter(SAMPLERS)), v)
+    resolve_sampler(SAMPLER_NAMES[0], v)
     return None
 
 
@@ -321,7 +321,7 @@ for _row in (
     Setting("prompt", str, "", "prompt (A1111 attention syntax)", infotext="Prompt", example="a red ball"),
     Setting("negative_prompt", str, "", "negative prompt", infotext="Negative prompt", example="blurry"),
     Setting("steps", int, 20, "sampling steps", infotext="Steps", check=_at_least(1), example=3),
-    Setting("sampler", str, "DPM++ 2M", f"sampler: {', '.join(SAMPLERS)}", infotext="Sampler", check=_sampler,
+    Setting("sampler", str, "DPM++ 2M", f"sampler: {', '.join(SAMPLER_NAMES)}", infotext="Sampler", check=_sampler,
             example="Euler a"),
     Setting("scheduler", str, "Automatic", f"schedule type: {', '.join(SCHEDULERS.values())}",
             infotext="Schedule type", check=_scheduler, infotext_default="Automatic", example="Exponential"),
@@ -433,6 +433,10 @@ for _letter in "XYZ":
     register_infotext_key(f"{_letter} Type")
     register_infotext_key(f"{_letter} Values")
 register_infotext_key("Eta DDIM")  # read into `eta` (see _eta_ddim)
+# `<lora:…>` / `<lyco:…>` tags and the `Lora hashes` they write are applied by the pipeline (inpaintlab.networks).
+register_extra_network("lora")
+register_extra_network("lyco")
+register_infotext_key("Lora hashes")
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))
 
@@ -463,9 +467,6 @@ def _guidance_window(s: dict[str, Any]) -> str | None:
 
 
 def _register_controlnet_rows() -> None:
-    from .controlnet.inject import CONTROL_MODES
-    from .controlnet.preprocess import PREPROCESSORS
-
     unit0 = "ControlNet 0"
     for row in (
         # The infotext names the model (`name [hash]`); read back, the name is looked up as <name>.safetensors in the
