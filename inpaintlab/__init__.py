@@ -4,7 +4,8 @@
     result = pipe.inpaint(image, mask, "prompt", masked_content="fill")
 """
 from ._version import __version__
-from .errors import CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError
+from .errors import (CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError,
+                     WriteError)
 
 
 def __getattr__(name: str):
@@ -17,4 +18,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["CheckpointError", "FileError", "InfotextError", "InpaintlabError", "MissingFileError", "Pipeline", "Result",
-           "SettingsError", "__version__", "load"]
+           "SettingsError", "WriteError", "__version__", "load"]
