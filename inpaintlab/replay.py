@@ -200,4 +200,6 @@ def read_replay(text_or_fields: str | dict[str, str]) -> Replay:
             message = str(error)
         if message:
             refused = message
+    # Quoted values may hold line breaks ("CFG scale: \"\\n\""); a warning stays one line.
+    problems = [Problem(p.key, p.text.replace("\r", "\\r").replace("\n", "\\n")) for p in problems]
     return Replay(fields, settings, origin, problems, command, note, refused)

@@ -95,3 +95,6 @@ def test_found_infotext_crashes_are_named():
         replay = read_replay(text)
         assert replay.problems and "eta" not in replay.settings
         assert isinstance(outcome(settings_from_infotext, text, strict=True), InfotextError)
+    # Found by the long run: a quoted value holding a line break kept it in the warning.
+    problem = read_replay('00:,00:,CFG SCALE:"\\n"').problems[-1]
+    assert problem.text == "CFG scale: \\n: cfg_scale must be a number, got '\\n'"
