@@ -1,4 +1,6 @@
-"""`inpaintlab info --check DIR`: which pictures of a folder inpaintlab can reproduce, as a table.
+"""What `inpaintlab info` prints: for one picture (`describe`), the stored infotext, the command and settings that
+replay it and what is not applied; for a folder (`info --check DIR`, `check_folder`), which pictures inpaintlab can
+reproduce, as a table.
 
 Each image (PNG, JPEG, WebP, in the folder itself) is read as `--from-png` reads it and counted as replaying with
 every key applied, replaying with warnings (the keys not applied are counted over the folder) or refused (the reason
@@ -10,8 +12,12 @@ import collections
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
+from . import settings as registry
 from .errors import FileError, InpaintlabError
+from .infotext import parse_infotext
+from .replay import read_replay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -33,7 +39,6 @@ class FolderCheck:
 
 def check_image(path: Path) -> tuple[str, list[str]]:
     from .infotext import read_png_infotext
-    from .replay import read_replay
 
     try:
         replay = read_replay(read_png_infotext(path))
@@ -80,3 +85,40 @@ def format_table(result: FolderCheck) -> str:
 def check_folder(folder: str | os.PathLike) -> str:
     """The `info --check` table for `folder`."""
     return format_table(check(folder))
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """repr() of a value, cut in the middle when long (a 10,000-token prompt would fill the terminal)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(str(value))} characters)"
+
+
+def describe(text: str, source: object) -> str:
+    """The stored keys, then how `--from-png` replays them (see `inpaintlab.replay`)."""
+    lines = [f"stored in {source}:"]
+    lines += [f"  {key}: {value}" for key, value in parse_infotext(text).items()
+              if value or key not in ("Prompt", "Negative prompt")]
+    replay = read_replay(text)
+    if replay.refused:
+        return "\n".join(lines + ["", f"cannot be replayed: {replay.refused}"])
+    command = replay.command
+    lines += ["", f"replayed by `inpaintlab {command} --from-png` as:"]
+    if replay.note:
+        lines.append(f"  ({replay.note})")
+    for name in registry.for_command(command):
+        if name not in replay.settings:
+            continue
+        note = ""
+        if replay.origin[name] == "absent":
+            # A key A1111 omits at its default: the value is A1111's (or inpaintlab's, for inpaintlab's own keys).
+            whose = "inpaintlab's" if registry.SETTINGS[name].infotext in registry.OWN_INFOTEXT_KEYS else "A1111's"
+            note = f"   (absent: {whose} value when the key is missing)"
+        lines.append(f"  {name}: {short(replay.settings[name])}{note}")
+    unrecorded = [n for n in registry.for_command(command) if registry.SETTINGS[n].infotext is None]
+    if unrecorded:
+        lines.append("  never recorded in infotexts (flags or defaults): " + ", ".join(unrecorded))
+    if replay.problems:
+        lines.append("not applied by inpaintlab: " + "; ".join(map(str, replay.problems)))
+    return "\n".join(lines)

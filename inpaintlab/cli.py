@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import settings as registry
 from ._version import __version__
 from .errors import FileError, InpaintlabError, SettingsError
-from .files import prepare_out_dir, remove_empty_tree
+from .files import first_missing_folder, prepare_out_dir, remove_empty_tree
 from .infotext import read_png_infotext
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
@@ -215,19 +215,6 @@ def _load(model: str, vae: str | None, options: dict[str, Any]):
     return load(model, vae, **options)
 
 
-# --- output -----------------------------------------------------------------------------------------------------------
-
-def _next_index(out: Path, pattern: str = "*.png") -> int:
-    """A1111's 5-digit file counter: one past the highest existing prefix."""
-    numbers = [int(p.name[:5]) for p in out.glob(pattern) if p.name[:5].isdigit()]
-    return max(numbers, default=-1) + 1
-
-
-def save_result(result, out: Path) -> list[Path]:
-    """Each image as `NNNNN-<seed>.png` with its infotext; a batch also gets A1111's grid (`grid-NNNN.png`)."""
-    return result.save(out)
-
-
 # --- commands ---------------------------------------------------------------------------------------------------------
 
 def _paste_lora_names(prompt: str, fields: dict[str, str], lora_dir: str | None) -> str:
@@ -294,7 +281,9 @@ def _run_generation(args) -> int:
         if args.controlnet_mask:
             settings["controlnet_mask"] = open_image(args.controlnet_mask)
     out = prepare_out_dir(args.out)
-    print("settings: " + ", ".join(f"{k}={_short(v)}" for k, v in settings.items() if not k.startswith("controlnet_")
+    from .check import short
+
+    print("settings: " + ", ".join(f"{k}={short(v)}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
     pipe = _load(args.model, args.vae, options)
@@ -311,7 +300,7 @@ def _run_generation(args) -> int:
                                      progress=progress, **settings)
     else:
         result = pipe.inpaint(images["image"], images["mask"], prompt, negative, progress=progress, **settings)
-    paths = save_result(result, out)
+    paths = result.save(out)  # A1111's numbered names, created exclusively; a batch also gets its grid
     for path, seed in zip(paths, result.seeds):
         print(f"wrote {path} (seed {seed})")
     for path in paths[len(result.seeds):]:
@@ -319,59 +308,15 @@ def _run_generation(args) -> int:
     return 0
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    """repr() of a value, cut in the middle when long (a 10,000-token prompt would fill the terminal)."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(str(value))} characters)"
-
-
 def _info(args) -> int:
-    if args.check:
-        from .check import check_folder
+    from .check import check_folder, describe
 
+    if args.check:
         print(check_folder(args.png))
         return 0
-    from .replay import read_replay
-
     text = read_png_infotext(args.png)
-    if args.raw:
-        print(text)
-        return 0
-    replay = read_replay(text)
-    print(f"stored in {args.png}:")
-    for key, value in _stored(text).items():
-        if key in ("Prompt", "Negative prompt") and not value:
-            continue
-        print(f"  {key}: {value}")
-    if replay.refused:
-        print(f"\ncannot be replayed: {replay.refused}")
-        return 0
-    command = replay.command
-    print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
-    if replay.note:
-        print(f"  ({replay.note})")
-    for name in registry.for_command(command):
-        if name not in replay.settings:
-            continue
-        note = ""
-        if replay.origin[name] == "absent":
-            whose = "inpaintlab's" if registry.SETTINGS[name].infotext in registry.OWN_INFOTEXT_KEYS else "A1111's"
-            note = f"   (absent: {whose} value when the key is missing)"
-        print(f"  {name}: {_short(replay.settings[name])}{note}")
-    unrecorded = [n for n in registry.for_command(command) if registry.SETTINGS[n].infotext is None]
-    if unrecorded:
-        print("  never recorded in infotexts (flags or defaults): " + ", ".join(unrecorded))
-    if replay.problems:
-        print("not applied by inpaintlab: " + "; ".join(map(str, replay.problems)))
+    print(text if args.raw else describe(text, args.png))
     return 0
-
-
-def _stored(text: str) -> dict[str, str]:
-    from .infotext import parse_infotext
-
-    return parse_infotext(text)
 
 
 def _tiny(args) -> int:
@@ -407,23 +352,11 @@ def flag_names(message: str) -> str:
     return _PYTHON_NAMES.sub(replace, message)
 
 
-def _first_missing(path: str | None) -> Path | None:
-    """The outermost folder of `path` that does not exist yet (what a failed run should not leave behind)."""
-    if path is None:
-        return None
-    missing = None
-    for folder in (Path(path), *Path(path).parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     _setup_logging(verbose)
-    created = _first_missing(getattr(args, "out", None))
+    created = first_missing_folder(getattr(args, "out", None))
     try:
         status = _dispatch(args)
         sys.stdout.flush()  # a closed pipe is reported here, not by the interpreter's exit

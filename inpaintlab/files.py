@@ -124,3 +124,15 @@ def remove_empty_tree(top: str | os.PathLike | None) -> None:
     for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
         with contextlib.suppress(OSError):  # not empty (or not ours to remove): keep it
             os.rmdir(folder)
+
+
+def first_missing_folder(path: str | os.PathLike | None) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what a failed run should not leave behind)."""
+    if path is None:
+        return None
+    missing = None
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
