@@ -121,4 +121,4 @@ def describe(text: str, source: object) -> str:
         lines.append("  never recorded in infotexts (flags or defaults): " + ", ".join(unrecorded))
     if replay.problems:
         lines.append("not applied by inpaintlab: " + "; ".join(map(str, replay.problems)))
-    return "\n".join(lines)
+    return "\n".join(lines + replay.notes)

@@ -238,6 +238,8 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
         if replay.refused:
             raise CommandError(f"--from-png {args.from_png}: cannot be replayed: {replay.refused}")
         problems += [str(problem) for problem in replay.problems]
+        for note in replay.notes:
+            print(f"inpaintlab: {note}", file=sys.stderr, flush=True)
         settings.update({k: v for k, v in replay.settings.items() if k in allowed})
         if "prompt" in settings:
             settings["prompt"] = _paste_lora_names(settings["prompt"], replay.fields, args.lora_dir)

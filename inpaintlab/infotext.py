@@ -222,4 +222,6 @@ def settings_from_infotext(text: str, *, strict: bool = False) -> dict[str, Any]
         log.warning("%s", message)
     if replay.refused:
         raise InfotextError(f"infotext cannot be replayed: {replay.refused}")
+    for note in replay.notes:
+        log.warning("%s", note)
     return replay.settings

@@ -52,7 +52,8 @@ class Replay:
     """How an infotext replays. settings: `Pipeline` keyword arguments (with prompt, negative_prompt); origin:
     setting -> the infotext key it came from, or "absent" for A1111's value of a missing key; problems: what is not
     applied; command: the inpaintlab command that replays it; note: why that command, when it is a guess; refused:
-    why it cannot be replayed at all (None when it can)."""
+    why it cannot be replayed at all (None when it can); notes: lines on how the replay runs on this machine (e.g.
+    a noise source it has to substitute), printed by `info` and `--from-png`, logged by `settings_from_infotext`."""
 
     fields: dict[str, str]
     settings: dict[str, Any]
@@ -61,6 +62,7 @@ class Replay:
     command: str
     note: str | None = None
     refused: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # one line each, on how the replay runs here
 
 
 def _known_keys() -> set[str]:
