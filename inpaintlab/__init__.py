@@ -6,16 +6,7 @@
 from ._version import __version__
 from .errors import (CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError,
                      WriteError)
-
-
-def __getattr__(name: str):
-    # The pipeline (and torch) is imported on first use, so `inpaintlab info` and `--version` start at once.
-    if name in ("Pipeline", "Result", "load"):
-        from . import inpaint
-
-        return getattr(inpaint, name)
-    raise AttributeError(f"module 'inpaintlab' has no attribute {name!r}")
-
+from .pipeline import Pipeline, Result, Technique, load
 
 __all__ = ["CheckpointError", "FileError", "InfotextError", "InpaintlabError", "MissingFileError", "Pipeline", "Result",
-           "SettingsError", "WriteError", "__version__", "load"]
+           "SettingsError", "Technique", "WriteError", "__version__", "load"]

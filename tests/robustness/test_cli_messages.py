@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from inpaintlab import cli
+from inpaintlab import frontend
 from inpaintlab.cli import flag_names, main
 from inpaintlab.infotext import save_png
 from test_replay import FORGE
@@ -14,7 +14,7 @@ def stop_at_load(monkeypatch, tmp_path):
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_load", stop)
+    monkeypatch.setattr(frontend, "_load", stop)
     model = tmp_path / "m.safetensors"
     model.write_bytes(b"not loaded")
     return ["--model", str(model), "--out", str(tmp_path / "out")]
@@ -52,20 +52,3 @@ def test_from_png_warns_about_what_it_does_not_know(stop_at_load, tmp_path, caps
     assert main(["txt2img", *stop_at_load, "--from-png", str(only_prompt)]) == 2
     assert "cannot be replayed: no generation parameters" in capsys.readouterr().err
 
-
-def test_version_and_info_start_without_torch(tmp_path):
-    import subprocess
-    import sys
-
-    png = save_png(Image.new("RGB", (8, 8)), tmp_path / "a.png",
-                   "p <lora:x:1>\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512, RNG: CPU")
-    code = ("import sys; from inpaintlab.cli import main; main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
-    for args in (["info", str(png)], ["info", "--check", str(tmp_path)]):
-        run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        assert "not applied" not in run.stdout  # the <lora:> tag is known without importing the pipeline
-    run = subprocess.run([sys.executable, "-c", "import sys, inpaintlab; from inpaintlab.cli import main\n"
-                          "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-                          "assert 'torch' not in sys.modules"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "inpaintlab " in run.stdout, run.stderr

@@ -1,0 +1,166 @@
+"""ControlNet units (sd-webui-controlnet semantics): the units' hints are prepared with the job's image and mask,
+the ControlNets act where the UNet is called, inpaint_only+lama mixes its latent into every noise draw, and
+inpaint_only pastes its image back before the uint8 truncation. The networks and preprocessors are in
+`inpaintlab.controlnet`."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..checkpoint import FAMILY_LABELS
+from ..controlnet.inject import ControlledUNet
+from ..controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
+from ..pipeline.job import Job
+from ..pipeline.latents import posterior_generator
+from ..pipeline.technique import Technique
+from ..prepare import flatten
+from ..settings import CROSS_CHECKS, Setting, register
+from ..settings import between as _between
+
+# --- ControlNet (sd-webui-controlnet's unit 0; more units from Python with `controlnets=[ControlNetUnit(...)]`) ------
+
+def _controlnet_field(field: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        from ..controlnet.unit import parse_unit_infotext
+
+        return parse_unit_infotext(text)[field]
+    return parse
+
+
+def _controlnet_model(value: Any) -> str | None:
+    from pathlib import Path
+
+    from ..controlnet import ControlNet as ControlNetModel
+
+    if isinstance(value, (str, Path, ControlNetModel)):
+        return None
+    return "must be a ControlNet file path or a loaded ControlNet"
+
+
+def _guidance_window(s: dict[str, Any]) -> str | None:
+    start, end = s.get("guidance_start", 0.0), s.get("guidance_end", 1.0)
+    return None if start <= end else f"guidance_start {start} is after guidance_end {end}"
+
+
+def _register_controlnet_rows() -> None:
+    from ..controlnet.inject import CONTROL_MODES
+    from ..controlnet.preprocess import PREPROCESSORS
+
+    unit0 = "ControlNet 0"
+    for row in (
+        # The infotext names the model (`name [hash]`); read back, the name is looked up as <name>.safetensors in the
+        # working directory unless --controlnet gives the file.
+        Setting("controlnet", object, None, "ControlNet model file, e.g. control_v11p_sd15_inpaint.safetensors",
+                infotext=unit0, parse=_controlnet_field("model"), check=_controlnet_model),
+        Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor", infotext=unit0,
+                choices=PREPROCESSORS, aliases={"inpaint": "inpaint_global_harmonious"},
+                parse=_controlnet_field("preprocessor")),
+        Setting("control_weight", float, 1.0, "ControlNet weight, 0-2", infotext=unit0, check=_between(0, 2),
+                parse=_controlnet_field("weight")),
+        Setting("control_mode", str, "Balanced", "ControlNet control mode", infotext=unit0, choices=CONTROL_MODES,
+                aliases={"prompt": CONTROL_MODES[1], "controlnet": CONTROL_MODES[2]},
+                parse=_controlnet_field("control_mode")),
+        Setting("guidance_start", float, 0.0, "ControlNet starting control step, a fraction of the steps run",
+                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_start")),
+        Setting("guidance_end", float, 1.0, "ControlNet ending control step, a fraction of the steps run",
+                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_end")),
+    ):
+        register(row)
+    CROSS_CHECKS["ControlNet guidance window"] = _guidance_window
+
+
+_register_controlnet_rows()
+
+
+# The single-unit keywords of `Pipeline.txt2img` / `inpaint` -> ControlNetUnit fields.
+UNIT_KEYWORDS = {"controlnet_preprocessor": "preprocessor", "control_weight": "weight", "control_mode": "control_mode",
+                 "guidance_start": "guidance_start", "guidance_end": "guidance_end", "controlnet_image": "image",
+                 "controlnet_mask": "mask", "controlnet_lama": "lama"}
+
+
+def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit] | None = None,
+                     controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                     control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                     controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                     controlnet_lama: Any = None) -> list[ControlNetUnit]:
+    """The ControlNet units of a call: `controlnets`, or one unit from the single-unit keywords."""
+    single = dict(preprocessor=controlnet_preprocessor, weight=control_weight, control_mode=control_mode,
+                  guidance_start=guidance_start, guidance_end=guidance_end, image=controlnet_image,
+                  mask=controlnet_mask, lama=controlnet_lama)
+    if controlnets is not None:
+        if controlnet is not None:
+            raise ValueError("pass either `controlnet` (one unit) or `controlnets` (a list of units), not both")
+        bad = [u for u in controlnets if not isinstance(u, ControlNetUnit)]
+        if bad:
+            raise TypeError(f"controlnets must hold ControlNetUnit objects, got {type(bad[0]).__name__}")
+        return list(controlnets)
+    if controlnet is None:
+        return []
+    return [ControlNetUnit(controlnet, **single)]
+
+
+class ControlNet(Technique):
+    name = "ControlNet"
+    order = 20
+
+    def __init__(self, units: list[ControlNetUnit]) -> None:
+        self.units = units
+        self.prepared: PreparedUnits | None = None
+        self.unet: ControlledUNet | None = None
+
+    @classmethod
+    def for_job(cls, job: Job) -> "ControlNet | None":
+        s = job.settings
+        units = controlnet_units(s.get("controlnet"), controlnets=s.get("controlnets"),
+                                 **{k: s[k] for k in UNIT_KEYWORDS if k in s})
+        return cls(units) if units else None
+
+    def latents(self, job: Job) -> None:
+        """Prepare the units (after masked content: their keys follow "Masked content" in the infotext)."""
+        pipe, s = job.pipe, job.settings
+        if pipe.config.family != "sd1":
+            raise ValueError(f"ControlNet units need an SD 1.x checkpoint; this one is "
+                             f"{FAMILY_LABELS[pipe.config.family]}")
+        dtype = next(pipe.unet.parameters()).dtype
+
+        def load(model):
+            return get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels)
+
+        def encode(x):
+            # A1111 samples these posteriors from its global generator; see posterior_generator for our choice.
+            return pipe.encode_image(x.to(pipe.device, pipe._vae_dtype()), posterior_generator(job.seeds))
+
+        job_args: dict[str, Any] = {}
+        if job.image is not None:
+            prep = job.prep
+            crop = None if prep.paste_to is None else (prep.paste_to[0], prep.paste_to[1],
+                                                       prep.paste_to[0] + prep.paste_to[2],
+                                                       prep.paste_to[1] + prep.paste_to[3])
+            job_mask = None
+            if job.image_mask is not None:  # the extension reads A1111's mask itself (at the image's size)
+                mask = job.mask
+                job_mask = mask if mask.size == job.image.size else mask.resize(job.image.size,
+                                                                                Image.Resampling.LANCZOS)
+            job_args = dict(init=flatten(job.image), mask=job_mask, mask_blur=s["mask_blur"],
+                            invert=s["mask_mode"] == "not_masked", crop=crop, a1111_resize_mode=s["resize_mode"])
+        self.prepared = prepare_units(self.units, width=job.width, height=job.height, encode=encode, load=load,
+                                      unet_channels=pipe.unet.config.in_channels, **job_args)
+        job.extra.update(self.prepared.infotext)
+
+    def noise(self, job: Job, noise):
+        return self.prepared.noise(noise)  # inpaint_only+lama; unchanged otherwise
+
+    def sampler_noise(self, job: Job, noise):
+        return self.prepared.noise(noise)  # every draw, as the extension patches the sampler's noise
+
+    def wrap_unet(self, job: Job, unet):
+        # The units act where the UNet is called; the step counter follows the sampler's callback.
+        self.unet = ControlledUNet(unet, self.prepared.inputs, sampling_steps=job.sampling_steps)
+        return self.unet
+
+    def on_step(self, job: Job, d: dict) -> None:
+        self.unet.step_callback(d)
+
+    def decode(self, job: Job, x):
+        return self.prepared.postprocess(x) if self.prepared.paste else x
