@@ -1,6 +1,6 @@
 """A1111's names for the choices settings take: samplers, schedules, mask modes, masked content, inpaint areas and
-ControlNet preprocessors and control modes. Importable without torch, so that `inpaintlab info` and `--version` start
-at once; the modules that implement each choice import their names from here.
+ControlNet preprocessors and control modes, in one module that needs no torch (the settings table and the infotext
+reader use only the names); the modules that implement each choice import their names from here.
 """
 from __future__ import annotations
 

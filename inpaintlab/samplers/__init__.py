@@ -101,7 +101,7 @@ SAMPLER_CONFIGS: Dict[str, SamplerConfig] = {c.name: c for c in [
 SAMPLERS: Dict[str, Callable] = {name: c.function for name, c in SAMPLER_CONFIGS.items()}
 
 
-# Names, aliases, schedule labels and resolve_sampler live in inpaintlab.names (no torch needed to read them).
+# Names, aliases, schedule labels and resolve_sampler live in inpaintlab.names, shared with the settings table.
 if {name: (c.aliases, c.scheduler) for name, c in SAMPLER_CONFIGS.items()} != SAMPLER_TABLE:  # pragma: no cover
     raise ImportError("inpaintlab.names.SAMPLER_TABLE and SAMPLER_CONFIGS disagree")
 
