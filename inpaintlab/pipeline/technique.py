@@ -45,23 +45,23 @@ prepare(job)           images and masks             after `job.prep` (the proces
 networks(job)          networks                     activate extra networks before any text is encoded     all, order
 latents(job)           encode, masked content       after `job.init_latent`, `job.latent_mask`, masked      all, order
                                                     content; before the image conditioning
+conditioning(job)      conditioning                 after `job.cond` / `job.uncond` (may replace them)     all, order
 noise(job, noise)      noise                        the initial noise, after masked content took its own   chained
   -> noise                                          draw (noise multiplier, extra noise, ControlNet LaMa)
-sampler_noise(job, n)  sample                       each later draw of the image RNG (the ancestral / SDE  chained
-  -> noise                                          samplers' noise; not the Brownian-tree draws)
-conditioning(job)      conditioning                 after `job.cond` / `job.uncond` (may replace them)     all, order
 wrap_unet(job, unet)   sample                       the UNet call `unet(x, t, context, y=None, **kw)`;      first =
   -> unet                                           ControlNet, FreeU, token merging, attention patches    innermost
 wrap_cfg(job, cfg)     sample                       the CFG layer (`CFGDenoiser` / scheduled): wrap or     first =
   -> denoiser                                       replace it (NGMS, Skip Early CFG, PAG)                 innermost
+wrap_denoiser(job, m)  sample                       outside CFG, what the sampler calls: the per-step      first =
+  -> denoiser                                       inpaint blends                                         innermost
 combine_cfg(job, p)    sample                       compute the guided x0 from `p` (`CFGParts`) or return  first non-
   -> tensor | None                                  None (dynamic thresholding)                            None wins
 after_cfg(job, p, d)   sample                       adjust the guided x0 (CFG rescale)                     chained
   -> d
-wrap_denoiser(job, m)  sample                       outside CFG, what the sampler calls: the per-step      first =
-  -> denoiser                                       inpaint blends                                         innermost
 on_step(job, d)        sample                       each sampler callback (`job.step`: this step's index   all, order,
                                                     from 0), before the caller's `callback`                then user's
+sampler_noise(job, n)  sample                       each later draw of the image RNG (the ancestral / SDE  chained
+  -> noise                                          samplers' noise; not the Brownian-tree draws)
 after_sample(job, s)   after sampling               the final latents (A1111 `post_sample`; the binary     chained
   -> samples                                        blend's final latent blend)
 decode(job, x) -> x    decode                       each decoded image [1,3,H,W] in [0,1] before the uint8 chained
@@ -97,11 +97,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .job import Job
     from ..result import Result
 
-# (hook, how results combine) in the order the pipeline calls them.
+# (hook, how results combine) in the order the pipeline first calls them (the wrappers are built before sampling;
+# combine_cfg and after_cfg run at every denoiser call, on_step after it, sampler_noise at each later noise draw).
 HOOKS: tuple[tuple[str, str], ...] = (
-    ("setup", "all"), ("prepare", "all"), ("networks", "all"), ("latents", "all"), ("noise", "chain"), ("sampler_noise", "chain"),
-    ("conditioning", "all"), ("wrap_unet", "wrap"), ("wrap_cfg", "wrap"), ("combine_cfg", "first"),
-    ("after_cfg", "chain"), ("wrap_denoiser", "wrap"), ("on_step", "all"), ("after_sample", "chain"),
+    ("setup", "all"), ("prepare", "all"), ("networks", "all"), ("latents", "all"), ("conditioning", "all"),
+    ("noise", "chain"), ("wrap_unet", "wrap"), ("wrap_cfg", "wrap"), ("wrap_denoiser", "wrap"), ("combine_cfg", "first"),
+    ("after_cfg", "chain"), ("on_step", "all"), ("sampler_noise", "chain"), ("after_sample", "chain"),
     ("decode", "chain"), ("composite", "chain"), ("postprocess", "chain"), ("infotext", "all"),
 )
 HOOK_NAMES = tuple(name for name, _ in HOOKS)
