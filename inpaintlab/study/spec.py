@@ -138,7 +138,7 @@ def _check_types(raw: Any) -> None:
         kind = _TYPES.get(key)
         if kind is str and isinstance(value, Path):
             continue
-        if kind is not None and not (key in ("vae", "lora_dir", "z") and value is None) and not isinstance(value, kind):
+        if kind is not None and not (key in ("vae", "lora_dir", "x", "y", "z") and value is None) and not isinstance(value, kind):
             raise SettingsError(f"sweep spec: {key!r} must be a {_TYPE_NAMES[kind]}, got {value!r}")
     for key in ("x", "y", "z"):
         axis = raw.get(key) or {}
