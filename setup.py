@@ -42,5 +42,5 @@ setup(
         "test": ["pytest", "ruff", "hypothesis", "diffusers==0.42.1", "transformers>=5.6", "peft==0.21.2",
                  "hydra-core", "iopath", "pyyaml", "matplotlib", "psutil", "polars", "ultralytics-thop"],
     },
-    entry_points={"console_scripts": ["inpaintlab = inpaintlab.inpaint:main"]},
+    entry_points={"console_scripts": ["inpaintlab = inpaintlab.cli:main"]},
 )

@@ -4,6 +4,9 @@
     result = pipe.inpaint(image, mask, "prompt", masked_content="fill")
 """
 from ._version import __version__
+from .errors import (CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError,
+                     WriteError)
 from .pipeline import Pipeline, Result, Technique, load
 
-__all__ = ["Pipeline", "Result", "Technique", "__version__", "load"]
+__all__ = ["CheckpointError", "FileError", "InfotextError", "InpaintlabError", "MissingFileError", "Pipeline", "Result",
+           "SettingsError", "Technique", "WriteError", "__version__", "load"]

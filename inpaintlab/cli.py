@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -17,11 +19,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import settings as registry
 from ._version import __version__
-from .files import prepare_out_dir
 from .segment import cli as segment_cli
 from . import frontend
+from .errors import FileError, InpaintlabError
+from .files import first_missing_folder, prepare_out_dir, remove_empty_tree
 from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
-from .infotext import parse_infotext, read_png_infotext, read_settings, replay_noise, unapplied
+from .infotext import parse_infotext, read_png_infotext
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
@@ -169,10 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=None, help="sampling steps (default: 8 tiny, 20 with --model)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    info = commands.add_parser("info", help="print the infotext stored in a PNG, then how inpaintlab would replay it")
+    info = commands.add_parser("info", help="print the infotext stored in an image, then how inpaintlab would replay "
+                                            "it; --check DIR: a table for a whole folder")
     _add_common(info)
-    info.add_argument("png", help="a PNG with a 'parameters' infotext (inpaintlab's or A1111's)")
+    info.add_argument("png", metavar="IMAGE", help="a PNG with a 'parameters' infotext (inpaintlab's or A1111's; or a "
+                                                   "JPEG/WebP with A1111's EXIF comment); with --check, a folder")
     info.add_argument("--raw", action="store_true", help="print the infotext exactly as stored")
+    info.add_argument("--check", action="store_true",
+                      help="IMAGE is a folder: count the pictures that replay with every key applied, with warnings "
+                           "(which keys) and that are refused (why)")
 
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
@@ -209,23 +217,12 @@ def open_image(path: str) -> Image.Image:
             image.load()
     except (OSError, UnidentifiedImageError) as error:
         reason = "not a readable image" if isinstance(error, UnidentifiedImageError) else (error.strerror or error)
-        raise CommandError(f"{path}: {reason}") from None
+        raise FileError(f"{path}: {reason}") from None
+    except Exception as error:  # noqa: BLE001 - PIL raises ValueError, SyntaxError, struct.error... for damage
+        raise FileError(f"{path}: damaged image ({error})") from None
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image
-
-
-# --- output -----------------------------------------------------------------------------------------------------------
-
-def _next_index(out: Path, pattern: str = "*.png") -> int:
-    """A1111's 5-digit file counter: one past the highest existing prefix."""
-    numbers = [int(p.name[:5]) for p in out.glob(pattern) if p.name[:5].isdigit()]
-    return max(numbers, default=-1) + 1
-
-
-def save_result(result, out: Path) -> list[Path]:
-    """Each image as `NNNNN-<seed>.png` with its infotext; a batch also gets A1111's grid (`grid-NNNN.png`)."""
-    return result.save(out)
 
 
 # --- commands ---------------------------------------------------------------------------------------------------------
@@ -245,16 +242,21 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
     settings: dict[str, Any] = {}
     problems: list[str] = []
     if args.from_png:
-        fields = parse_infotext(read_png_infotext(args.from_png))
-        problems += unapplied(fields)
-        stored, origin = read_settings(fields)
-        if not hasattr(args, "rng_source"):  # an explicit --rng-source wins and is checked as given
-            stored, note = replay_noise(stored, origin)
-            if note:
+        from .replay import read_replay
+
+        replay = read_replay(read_png_infotext(args.from_png))
+        if replay.refused:
+            raise CommandError(f"--from-png {args.from_png}: cannot be replayed: {replay.refused}")
+        problems += [str(problem) for problem in replay.problems]
+        stored = replay.settings
+        if hasattr(args, "rng_source"):  # an explicit --rng-source wins and is checked as given
+            stored = {**stored, "rng_source": args.rng_source}
+        else:
+            for note in replay.notes:
                 print(f"inpaintlab: {note}", file=sys.stderr, flush=True)
         settings.update({k: v for k, v in stored.items() if k in allowed})
         if "prompt" in settings:
-            settings["prompt"] = _paste_lora_names(settings["prompt"], fields, args.lora_dir)
+            settings["prompt"] = _paste_lora_names(settings["prompt"], replay.fields, args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
     for name in allowed:
         parts = registry.SETTINGS[name].parts
@@ -369,7 +371,9 @@ def _run_generation(args) -> int:
 
         settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     out = prepare_out_dir(args.out)
-    print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
+    from .check import short
+
+    print("settings: " + ", ".join(f"{k}={short(v)}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
     pipe = frontend._load(args.model, args.vae, options)
@@ -390,7 +394,7 @@ def _run_generation(args) -> int:
                                      progress=progress, **settings)
     else:
         result = pipe.inpaint(images["image"], images["mask"], prompt, negative, progress=progress, **settings)
-    paths = save_result(result, out)
+    paths = result.save(out)  # A1111's numbered names, created exclusively; a batch also gets its grid
     for path, seed in zip(paths, result.seeds):
         print(f"wrote {path} (seed {seed})")
     for path in paths[len(result.seeds):]:
@@ -399,34 +403,13 @@ def _run_generation(args) -> int:
 
 
 def _info(args) -> int:
-    text = read_png_infotext(args.png)
-    if args.raw:
-        print(text)
+    from .check import check_folder, describe
+
+    if args.check:
+        print(check_folder(args.png))
         return 0
-    fields = parse_infotext(text)
-    print(f"stored in {args.png}:")
-    for key, value in fields.items():
-        if key in ("Prompt", "Negative prompt") and not value:
-            continue
-        print(f"  {key}: {value}")
-    hires = any(k.startswith("Hires ") for k in fields)  # a txt2img hires fix also writes "Denoising strength"
-    command = "inpaint" if "Denoising strength" in fields and not hires else "txt2img"
-    settings, origin = read_settings(fields)
-    settings, noise_note = replay_noise(settings, origin)
-    print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
-    for name in registry.for_command(command):
-        if name not in settings:
-            continue
-        note = "" if origin[name] != "absent" else "   (not stored: A1111's value when the key is absent)"
-        print(f"  {name}: {settings[name]!r}{note}")
-    missing = [n for n in registry.for_command(command) if n not in settings]
-    if missing:
-        print("  not stored, taken from flags or defaults: " + ", ".join(missing))
-    problems = unapplied(fields)
-    if problems:
-        print("not applied by inpaintlab: " + "; ".join(problems))
-    if noise_note:
-        print(noise_note)
+    text = read_png_infotext(args.png)
+    print(text if args.raw else describe(text, args.png))
     return 0
 
 
@@ -446,51 +429,81 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("inpaintlab").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
+# Library messages name Python arguments; on the command line the flag is what the user can type.
+_PYTHON_NAMES = re.compile(r"\b(allow_pickle|lora_dir|embeddings_dir)=(True\b|\S*)|\b([a-z]+(?:_[a-z0-9]+)+)\b")
+
+
+def flag_names(message: str) -> str:
+    """`cfg_scale must be ...` -> `--cfg-scale must be ...`; `pass lora_dir=` -> `pass --lora-dir`."""
+    known = set(registry.SETTINGS) | {"allow_pickle", "lora_dir", "embeddings_dir", "mask_alpha"}
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(3)
+        if name not in known:
+            return match.group(0)
+        return "--" + name.replace("_", "-")
+
+    return _PYTHON_NAMES.sub(replace, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     _setup_logging(verbose)
+    created = first_missing_folder(getattr(args, "out", None))
     try:
-        if args.command == "info":
-            return _info(args)
-        if args.command == "tiny":
-            return _tiny(args)
-        if args.command in segment_cli.COMMANDS:
-            return segment_cli.run(args)
-        if args.command == "clean":
-            from .lama.cli import run_clean
-
-            print(run_clean(args, open_image, prepare_out_dir, resolve_device))
-            return 0
-        if args.command == "demo":
-            from .demo import run_demo
-
-            path = run_demo(args)
-            print(f"wrote {path}")
-            return 0
-        if args.command == "upscale":
-            from .upscalers.command import run as run_upscale
-
-            print(f"wrote {run_upscale(args)}")
-            return 0
-        if args.command == "sweep":
-            from .study import sweep
-
-            prepare_out_dir(args.out)
-            if args.from_png:
-                return _replay_grid(args)
-            if not args.spec:
-                raise CommandError("sweep needs a spec file or --from-png GRID.png")
-            sweep(args.spec, args.out, progress=not args.no_progress)
-            return 0
-        return _run_generation(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe is reported here, not by the interpreter's exit
+        return status
     except KeyboardInterrupt:
+        remove_empty_tree(created)
         print("inpaintlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `inpaintlab info x.png | head -3`: the reader has what it wanted. Point stdout at /dev/null so that the
+        # interpreter's final flush does not report the closed pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError, UnidentifiedImageError) as error:
+        remove_empty_tree(created)
         if verbose:
             traceback.print_exc()
-        # Library messages name Python arguments; on the command line the flag is what the user can type.
-        message = str(error).replace("allow_pickle=True", "--allow-pickle")
-        print(f"inpaintlab: error: {message}", file=sys.stderr)
+        message = " ".join(str(error).split()) if isinstance(error, InpaintlabError) else str(error)
+        print(f"inpaintlab: error: {flag_names(message)}", file=sys.stderr)
         return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "info":
+        return _info(args)
+    if args.command == "tiny":
+        return _tiny(args)
+    if args.command in segment_cli.COMMANDS:
+        return segment_cli.run(args)
+    if args.command == "clean":
+        from .lama.cli import run_clean
+
+        print(run_clean(args, open_image, prepare_out_dir, resolve_device))
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        path = run_demo(args)
+        print(f"wrote {path}")
+        return 0
+    if args.command == "upscale":
+        from .upscalers.command import run as run_upscale
+
+        print(f"wrote {run_upscale(args)}")
+        return 0
+    if args.command == "sweep":
+        from .study import sweep
+
+        prepare_out_dir(args.out)
+        if args.from_png:
+            return _replay_grid(args)
+        if not args.spec:
+            raise CommandError("sweep needs a spec file or --from-png GRID.png")
+        sweep(args.spec, args.out, progress=not args.no_progress)
+        return 0
+    return _run_generation(args)

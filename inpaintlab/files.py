@@ -8,10 +8,13 @@ temporary name in the target folder and renamed, so a reader never sees half a f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
+
+from .errors import FileError, WriteError
 
 
 def _umask() -> int:
@@ -22,24 +25,73 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path`; on success it is given the usual mode and renamed to `path`, else removed."""
+def atomic_path(path: str | os.PathLike, *, exclusive: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path`; on success it is given the usual mode and renamed to `path`, else removed.
+
+    exclusive: never replace an existing `path` (FileExistsError instead): the file is hard-linked into place, which
+    fails atomically when the name is taken, so two processes can never overwrite each other's file. Any failure to
+    write (a full disk, a folder that turned read-only) is a WriteError naming `path`, not the temporary file.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({error.strerror or error})") from error
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        if exclusive:
+            _link_exclusive(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and not isinstance(error, (FileExistsError, WriteError)):
+            raise WriteError(f"{path}: cannot write ({error.strerror or error})") from error
         raise
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+
+
+def _link_exclusive(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
+        # No hard links here (some network and FAT file systems): reserve the name, then move the file over it.
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (flock on the folder itself, no lock file), where the system has one.
+
+    Serialises A1111's "next free number" between processes saving into the same folder; exclusive creation
+    (`atomic_path(exclusive=True)`) still guarantees that nothing is overwritten where locks are unavailable.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: exclusive creation alone
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *, exclusive: bool = False) -> Path:
     """Call `write(handle)` on a binary handle to a temporary file, then rename it to `path` (see module docstring)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(path, exclusive=exclusive) as tmp, open(tmp, "wb") as handle:
         write(handle)
     return Path(path)
 
@@ -61,5 +113,26 @@ def prepare_out_dir(path: str | os.PathLike, what: str = "--out") -> Path:
         os.unlink(probe)
     except OSError as error:
         reason = error.strerror or str(error)
-        raise ValueError(f"{what} {path}: cannot write there ({reason})") from None
+        raise FileError(f"{what} {path}: cannot write there ({reason})") from None
     return path
+
+
+def remove_empty_tree(top: str | os.PathLike | None) -> None:
+    """Remove `top` and the folders under it if they hold no file: what a failed run created and left empty."""
+    if top is None or not Path(top).is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):  # not empty (or not ours to remove): keep it
+            os.rmdir(folder)
+
+
+def first_missing_folder(path: str | os.PathLike | None) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what a failed run should not leave behind)."""
+    if path is None:
+        return None
+    missing = None
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import SettingsError
 
-class CommandError(ValueError):
+
+class CommandError(SettingsError):
     """A problem with the command line or its inputs, reported as one line."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from .errors import InfotextError
 from .files import write_atomic
 from .settings import INFOTEXT_CHECKS, INFOTEXT_KEYS, MISSING, SETTINGS, coerce
 
@@ -83,15 +84,25 @@ def parse_infotext(text: str) -> dict[str, str]:
     for key, value in _PAIR.findall(last):
         value = value.strip()
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            value = json.loads(value)
+            value = _unquote(value)
         result[key.strip()] = value
     return result
 
 
-def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None) -> Path:
+def _unquote(text: str) -> str:
+    # A1111's unquote: the JSON string, or the text as it stands when it is not valid JSON.
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None, *, exclusive: bool = False) -> Path:
     """Write `image` as PNG with a `parameters` text chunk (tEXt if Latin-1, else iTXt), atomically.
 
-    Written atomically with the usual file mode (`inpaintlab.files.write_atomic`).
+    Written atomically with the usual file mode (`inpaintlab.files.write_atomic`); `exclusive`: FileExistsError
+    instead of replacing an existing file.
     """
     path = Path(path)
     info = PngImagePlugin.PngInfo()
@@ -101,45 +112,71 @@ def save_png(image: Image.Image, path: str | os.PathLike, infotext: str | None) 
             info.add_text("parameters", infotext)
         except UnicodeEncodeError:
             info.add_itxt("parameters", infotext)
-    return write_atomic(path, lambda handle: image.save(handle, format="PNG", pnginfo=info))
+    return write_atomic(path, lambda handle: image.save(handle, format="PNG", pnginfo=info), exclusive=exclusive)
 
 
 def read_png_infotext(path: str | os.PathLike) -> str:
-    """The `parameters` text of a PNG; a clear error if there is none."""
-    with Image.open(path) as image:
-        image.load()
-        text = image.info.get("parameters")
-    if text is None:
-        raise ValueError(f"{path}: no 'parameters' infotext in this PNG")
-    return text
+    """The infotext of an image file: a PNG's `parameters` chunk, or the EXIF UserComment of a JPEG or WebP, as
+    A1111's PNG Info reads them (`inpaintlab.imagemeta`). FileError / InfotextError name the file."""
+    from .imagemeta import read_infotext
+
+    return read_infotext(path)
 
 
-def read_settings(fields: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+read_image_infotext = read_png_infotext
+
+
+def read_settings(fields: dict[str, str], problems: list[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Settings stored in parsed infotext `fields`, plus A1111's parsing defaults for absent keys.
 
     Returns (settings, origin) where origin[name] is the infotext key the value came from, or "absent" when it is
-    A1111's default for a missing key. Values are coerced as the pipeline would (ValueError names the key).
+    A1111's default for a missing key. Values are coerced as the pipeline would. A value that cannot be used raises
+    InfotextError naming the key, or, when a `problems` list is given, is described there and leaves every setting
+    read from that key at its default (as a failed paste leaves A1111's component unchanged).
     """
     settings: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    failed: set[str] = set()
     for name, setting in SETTINGS.items():
         if setting.infotext is None:
             continue
         if setting.infotext in fields:
-            text = fields[setting.infotext]
+            key, text = setting.infotext, fields[setting.infotext]
+            if key in failed:
+                continue
             try:
-                value = setting.parse(text) if setting.parse else text
+                value = setting.parse(text) if setting.parse else _number_text(setting.kind, text)
                 settings[name] = coerce(name, value)
             except ValueError as error:
-                raise ValueError(f"infotext {setting.infotext}: {text!r}: {error}") from None
-            origin[name] = setting.infotext
+                shown = text if len(text) <= 60 else text[:57] + "..."
+                message = f"{key}: {shown}: {error}"
+                if problems is None:
+                    raise InfotextError(f"infotext {message}") from None
+                problems.append(message)
+                failed.add(key)
+                for other in [n for n, k in origin.items() if k == key]:
+                    del settings[other], origin[other]
+                continue
+            origin[name] = key
         elif setting.infotext_default is not MISSING:
             default = setting.infotext_default
-            value = default(fields) if callable(default) else default
-            if value is not MISSING:
-                settings[name] = coerce(name, value)
-                origin[name] = "absent"
+            try:  # a default read from another key ("Eta DDIM") can meet a value it cannot use
+                value = default(fields) if callable(default) else default
+                if value is not MISSING:
+                    settings[name] = coerce(name, value)
+                    origin[name] = "absent"
+            except ValueError as error:
+                if problems is None:
+                    raise InfotextError(f"infotext: {error}") from None
+                problems.append(f"{name}: {error}")
     return settings, origin
+
+
+def _number_text(kind: type, text: str) -> Any:
+    # A1111's paste gives integer sliders float(text): "20.0" is 20 steps.
+    if kind is int and re.fullmatch(r"\s*-?\d+\.0*\s*", text):
+        return int(float(text))
+    return text
 
 
 def unapplied(fields: dict[str, str]) -> list[str]:
@@ -165,22 +202,30 @@ def unapplied(fields: dict[str, str]) -> list[str]:
 def settings_from_infotext(text: str, *, strict: bool = False) -> dict[str, Any]:
     """Turn an infotext back into `Pipeline` keyword arguments (with prompt / negative_prompt).
 
-    Missing keys take A1111's parsing defaults (masked, original, whole picture, padding 32, clip skip 1, schedule
-    Automatic, RNG "GPU"; no "Mask blur" in an img2img infotext means 0). "GPU" noise is replayed with "NV" where CUDA
-    is absent (`replay_noise`, one logged line). Whatever inpaintlab does not apply (keys such as "Hires upscale",
-    `<lora:...>` prompt tags) is named in one logged warning, or raises ValueError when `strict`.
+    Read as A1111 v1.10's paste reads it (`inpaintlab.replay`): missing keys take A1111's parsing defaults (masked,
+    original, whole picture, padding 32, clip skip 1, schedule Automatic, RNG "GPU"; no "Mask blur" in an img2img
+    infotext means 0), old spellings and folded sampler names are understood. Whatever inpaintlab does not apply
+    (keys such as "Hires upscale", `<lora:...>` prompt tags, unknown samplers, values it cannot use) is named in one
+    logged warning, or raises InfotextError when `strict`. Without `strict` it never raises for what the infotext
+    holds, except for an infotext that cannot be replayed at all (e.g. only a prompt). "GPU" noise is replayed
+    with "NV" where CUDA is absent (`replay_noise`, one logged line).
     """
-    fields = parse_infotext(text)
-    problems = unapplied(fields)
-    if problems:
-        message = "infotext settings inpaintlab does not apply (the replay will differ): " + "; ".join(problems)
+    from .replay import read_replay
+
+    if not isinstance(text, str):
+        raise InfotextError(f"an infotext is text, got {type(text).__name__}")
+    replay = read_replay(text)
+    if replay.problems:
+        message = ("infotext settings inpaintlab does not apply (the replay will differ): "
+                   + "; ".join(map(str, replay.problems)))
         if strict:
-            raise ValueError(message)
+            raise InfotextError(message)
         log.warning("%s", message)
-    settings, note = replay_noise(*read_settings(fields))
-    if note:
+    if replay.refused:
+        raise InfotextError(f"infotext cannot be replayed: {replay.refused}")
+    for note in replay.notes:
         log.warning("%s", note)
-    return settings
+    return replay.settings
 
 
 def replay_noise(settings: dict[str, Any], origin: dict[str, str]) -> tuple[dict[str, Any], str | None]:

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .errors import SettingsError, WriteError
+
 
 @dataclasses.dataclass
 class Result:
@@ -45,25 +47,43 @@ class Result:
         becomes `NNNNN-<seed>.png` with A1111's 5-digit counter, and a batch of several images also gets A1111's
         grid, `grid-NNNN.png`, carrying the first image's infotext. Returns the written paths (images, then grid).
         """
-        from .files import prepare_out_dir
+        from .files import folder_lock, prepare_out_dir
         from .grid import image_grid
         from .infotext import save_png
 
         target = Path(path_or_dir)
         if target.suffix.lower() == ".png":
             if len(self.images) != 1:
-                raise ValueError(f"{target}: {len(self.images)} images need a folder, not one file name")
+                raise SettingsError(f"{target}: {len(self.images)} images need a folder, not one file name")
             return [save_png(self.images[0], target, self.infotexts[0])]
         out = prepare_out_dir(target, "output folder")
-        index = _next_index(out, "[0-9][0-9][0-9][0-9][0-9]-*.png")
-        paths = []
-        for image, infotext, seed in zip(self.images, self.infotexts, self.seeds):
-            paths.append(save_png(image, out / f"{index:05d}-{seed}.png", infotext))
-            index += 1
+        paths: list[Path] = []
+        jobs = [(image, infotext, f"{{:05d}}-{seed}.png", "[0-9][0-9][0-9][0-9][0-9]-*.png", 0, 5)
+                for image, infotext, seed in zip(self.images, self.infotexts, self.seeds)]
         if len(self.images) > 1:
-            number = _next_index(out, "grid-*.png", start=5, digits=4)
-            paths.append(save_png(image_grid(self.images), out / f"grid-{number:04d}.png", self.infotexts[0]))
+            jobs.append((None, self.infotexts[0], "grid-{:04d}.png", "grid-*.png", 5, 4))
+        try:
+            with folder_lock(out):
+                for image, infotext, name, pattern, start, digits in jobs:
+                    image = image_grid(self.images) if image is None else image
+                    paths.append(_save_numbered(out, image, infotext, name, pattern, start, digits))
+        except WriteError as error:
+            kept = f" (the {len(paths)} written before it are kept)" if paths else ""
+            raise WriteError(f"{error}; saved {len(paths)} of {len(jobs)} files{kept}") from error
         return paths
+
+
+def _save_numbered(out: Path, image: Image.Image, infotext: str, name: str, pattern: str, start: int,
+                   digits: int) -> Path:
+    """Save under A1111's next free number; a number another process took meanwhile moves on to the next one."""
+    from .infotext import save_png
+
+    index = _next_index(out, pattern, start, digits)
+    while True:
+        try:
+            return save_png(image, out / name.format(index), infotext, exclusive=True)
+        except FileExistsError:
+            index += 1
 
 
 def _next_index(out: Path, pattern: str, start: int = 0, digits: int = 5) -> int:

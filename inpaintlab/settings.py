@@ -29,8 +29,9 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
-from .masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
-from .samplers import SAMPLERS, SCHEDULERS, resolve_sampler
+from .errors import SettingsError
+from .names import (INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, SAMPLER_NAMES, SCHEDULERS,
+                    resolve_sampler)
 
 COMMANDS = ("txt2img", "img2img", "inpaint")
 ALL = COMMANDS
@@ -82,6 +83,8 @@ SETTINGS: dict[str, Setting] = {}
 INFOTEXT_KEYS: dict[str, Callable[[str], bool] | None] = {}
 # Whole-infotext checks (name -> fields -> descriptions of what is not applied); a feature replaces its check by name.
 INFOTEXT_CHECKS: dict[str, Callable[[dict[str, str]], list[str]]] = {}
+# Keys inpaintlab writes that A1111 does not (their parsing default is inpaintlab's, not A1111's).
+OWN_INFOTEXT_KEYS = ("Fill space", "Differential diffusion")
 # Extra-network kinds (`<kind:name:weight>` prompt tags) that some feature applies.
 EXTRA_NETWORKS: set[str] = set()
 # Checks over several settings at once (name -> settings -> error text or None).
@@ -90,7 +93,7 @@ CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {}
 
 def register(setting: Setting) -> Setting:
     if setting.name in SETTINGS:
-        raise ValueError(f"setting {setting.name!r} is registered twice")
+        raise SettingsError(f"setting {setting.name!r} is registered twice")
     SETTINGS[setting.name] = setting
     return setting
 
@@ -136,21 +139,21 @@ def coerce(name: str, value: Any) -> Any:
     """The canonical, checked value of setting `name`; ValueError naming the setting and the accepted values."""
     setting = SETTINGS.get(name)
     if setting is None:
-        raise ValueError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+        raise SettingsError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
     if value is None and setting.default is None:
         return None
     if setting.choices or setting.aliases:
         matched = _match(setting, value)
         if matched is MISSING and setting.kind is str and setting.check is None:
-            raise ValueError(f"unknown {name} {value!r}; expected one of {_choices_text(setting)}")
+            raise SettingsError(f"unknown {name} {value!r}; expected one of {_choices_text(setting)}")
         if matched is not MISSING:
             value = matched
     value = _convert(setting, value)
     if setting.choices and setting.kind is not str and value not in setting.choices:
-        raise ValueError(f"{name} must be one of {_choices_text(setting)}, got {value!r}")
+        raise SettingsError(f"{name} must be one of {_choices_text(setting)}, got {value!r}")
     problem = setting.check(value) if setting.check else None
     if problem:
-        raise ValueError(f"{name} {problem}, got {value!r}")
+        raise SettingsError(f"{name} {problem}, got {value!r}")
     return value
 
 
@@ -163,47 +166,47 @@ def _convert(setting: Setting, value: Any) -> Any:
         return value
     if kind is str:
         if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
+            raise SettingsError(f"{name} must be a string, got {value!r}")
         return value
     if kind is bool:
         if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
             return _BOOLEANS[value.strip().lower()]
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return bool(value)
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise SettingsError(f"{name} must be a number, got {value!r}")
     if kind is int:
         if isinstance(value, str):
             try:
                 return int(value.strip())
             except ValueError:
-                raise ValueError(f"{name} must be an integer, got {value!r}") from None
+                raise SettingsError(f"{name} must be an integer, got {value!r}") from None
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise SettingsError(f"{name} must be an integer, got {value!r}")
         return value
     if kind is tuple:
         if isinstance(value, str):
             value = value.lower().replace(",", "x").split("x")
         if not isinstance(value, (list, tuple)) or len(value) != len(setting.parts):
-            raise ValueError(f"{name} must be {len(setting.parts)} integers ({', '.join(setting.parts)}), got {value!r}")
+            raise SettingsError(f"{name} must be {len(setting.parts)} integers ({', '.join(setting.parts)}), got {value!r}")
         converted = []
         for part in value:
             if isinstance(part, str) and part.strip().lstrip("-").isdigit():
                 part = int(part)
             if isinstance(part, bool) or not isinstance(part, int):
-                raise ValueError(f"{name} must be integers ({', '.join(setting.parts)}), got {value!r}")
+                raise SettingsError(f"{name} must be integers ({', '.join(setting.parts)}), got {value!r}")
             converted.append(part)
         return tuple(converted)
     if kind is float:
         try:
             number = float(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
+            raise SettingsError(f"{name} must be a number, got {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+            raise SettingsError(f"{name} must be a finite number, got {value!r}")
         return number
     raise TypeError(f"setting {name!r} has unsupported kind {kind!r}")
 
@@ -214,11 +217,11 @@ def validate(settings: Mapping[str, Any], command: str | None = None) -> dict[st
     for name, value in settings.items():
         out[name] = coerce(name, value)
         if command is not None and command not in SETTINGS[name].commands:
-            raise ValueError(f"{name} does not apply to {command}")
+            raise SettingsError(f"{name} does not apply to {command}")
     for check in CROSS_CHECKS.values():
         problem = check(out)
         if problem:
-            raise ValueError(problem)
+            raise SettingsError(problem)
     return out
 
 
@@ -287,7 +290,7 @@ def _sampler(v: str) -> str | None:
 
 
 def _scheduler(v: str) -> str | None:
-    resolve_sampler(next(iter(SAMPLERS)), v)
+    resolve_sampler(SAMPLER_NAMES[0], v)
     return None
 
 
@@ -315,7 +318,7 @@ def _size_part(index: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         parts = text.lower().split("x")
         if len(parts) != 2:
-            raise ValueError(f"Size must look like 512x512, got {text!r}")
+            raise SettingsError(f"Size must look like 512x512, got {text!r}")
         return int(parts[index])
     return parse
 
@@ -324,7 +327,7 @@ for _row in (
     Setting("prompt", str, "", "prompt (A1111 attention syntax)", infotext="Prompt", example="a red ball"),
     Setting("negative_prompt", str, "", "negative prompt", infotext="Negative prompt", example="blurry"),
     Setting("steps", int, 20, "sampling steps", infotext="Steps", check=_at_least(1), example=3),
-    Setting("sampler", str, "DPM++ 2M", f"sampler: {', '.join(SAMPLERS)}", infotext="Sampler", check=_sampler,
+    Setting("sampler", str, "DPM++ 2M", f"sampler: {', '.join(SAMPLER_NAMES)}", infotext="Sampler", check=_sampler,
             example="Euler a"),
     Setting("scheduler", str, "Automatic", f"schedule type: {', '.join(SCHEDULERS.values())}",
             infotext="Schedule type", check=_scheduler, infotext_default="Automatic", example="Exponential"),
@@ -396,8 +399,15 @@ CROSS_CHECKS["GPU noise needs CUDA"] = _gpu_noise_needs_cuda
 
 # Stored to identify the files and program that made an image; replay uses --model/--vae/--embeddings-dir, so they are
 # reported by `inpaintlab info` but not applied.
-for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Version"):
+# `Hashes` (a JSON object of file hashes, written by some A1111 setups and Forge) and `Init image hash` identify
+# files too; `User` names who submitted the job.
+for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Version", "Hashes", "Init image hash", "User"):
     register_infotext_key(_key_name)
+# A grid's X/Y/Z plot axes (A1111's script and `inpaintlab sweep`): a replay makes the first cell, which the rest of
+# the infotext describes.
+for _letter in "XYZ":
+    register_infotext_key(f"{_letter} Type")
+    register_infotext_key(f"{_letter} Values")
 register_infotext_key("Eta DDIM")  # read into `eta` (see _eta_ddim)
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..errors import CheckpointError  # noqa: F401 - imported from here by the checkpoint modules
+
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."
@@ -79,10 +81,6 @@ _OTHER_FAMILIES = (
 )
 # Add-on networks, named when a file holds them instead of a UNet.
 _ADD_ON_FILES = (("control_model.", "ControlNet"), ("lora_unet_", "LoRA"), ("lora_te", "LoRA"))
-
-
-class CheckpointError(ValueError):
-    """A file or state dict that is not a loadable SD 1.x checkpoint; the message names the problem."""
 
 
 class Components(NamedTuple):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 import sys
 from pathlib import Path
 
 import torch
 
+from ..errors import MissingFileError
 from .layout import (
     _SUPPORTED,
     PICKLE_SUFFIXES,
@@ -55,7 +58,7 @@ def existing_file(path: str | Path) -> Path:
             )
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+        raise MissingFileError(f"checkpoint file not found: {path}")
     return path
 
 
@@ -100,9 +103,11 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
                 dtype = _SAFETENSORS_DTYPES[info["dtype"]]
                 shape = [int(d) for d in info["shape"]]
                 begin, end = (int(o) for o in info["data_offsets"])
+                if any(d < 0 for d in shape):
+                    raise ValueError("negative dimension")
             except (KeyError, TypeError, ValueError) as e:
                 raise corrupt(f"bad header entry for {name!r}: {info!r} ({e!r})") from None
-            nbytes = dtype.itemsize * torch.Size(shape).numel()
+            nbytes = dtype.itemsize * math.prod(shape)  # Python integers: a forged shape cannot overflow
             if end - begin != nbytes or begin < 0 or 8 + n + end > size:
                 raise corrupt(f"tensor {name!r} ({info['dtype']} {shape}) has data offsets [{begin}, {end}] that do "
                               f"not fit its size {nbytes} or the file ({size} bytes)")
@@ -126,7 +131,7 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
-        raise CheckpointError(f"{path}: could not be read by torch.load(weights_only=True): {e}") from e
+        raise CheckpointError(f"{path}: could not be read by torch.load(weights_only=True): {_torch_reason(e)}") from e
     # diffusers descends while "state_dict" is present; A1111 pops one level. Lightning files nest one level.
     while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
@@ -161,3 +166,12 @@ def short_hash(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------- architecture and splitting
+
+
+def _torch_reason(error: Exception) -> str:
+    """The line of torch.load's (often multi-paragraph) message that says what is wrong with the file."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((part.strip() for part in text.splitlines() if part.strip()), type(error).__name__)
+    return line if len(line) <= 200 else line[:197] + "..."

@@ -8,6 +8,7 @@ not handled here.
 from __future__ import annotations
 
 import re
+from ..errors import SettingsError
 
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
@@ -64,7 +65,7 @@ def parse_prompt_attention(text: str) -> list[list[str | float]]:
             try:
                 factor = float(weight)
             except ValueError:
-                raise ValueError(f"invalid attention weight {weight!r} in prompt {text!r}") from None
+                raise SettingsError(f"invalid attention weight {weight!r} in prompt {text!r}") from None
             scale_from(open_round.pop(), factor)
         elif token == ")" and open_round:
             scale_from(open_round.pop(), ROUND_MULTIPLIER)

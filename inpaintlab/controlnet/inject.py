@@ -17,7 +17,7 @@ import torch
 from ..samplers.schedules import SD1_LINEAR_END, SD1_LINEAR_START, SD1_TIMESTEPS
 from .model import ControlNet
 
-CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+from ..names import CONTROL_MODES  # noqa: E402,F401
 _MODE_ALIASES = {"balanced": 0, "prompt": 1, "my prompt is more important": 1, "controlnet": 2,
                  "controlnet is more important": 2}
 SOFT_INJECTION_DECAY = 0.825

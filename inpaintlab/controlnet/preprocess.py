@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from ..masking import blur_mask
 
-PREPROCESSORS = ("inpaint_only", "inpaint_global_harmonious", "inpaint_only+lama")
+from ..names import PREPROCESSORS  # noqa: E402,F401
 # The extension's internal module names, written to the infotext's "Module:" field.
 MODULE_NAMES = {"inpaint_only": "inpaint_only", "inpaint_global_harmonious": "inpaint",
                 "inpaint_only+lama": "inpaint_only+lama"}

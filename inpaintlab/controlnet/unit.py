@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ..checkpoint import legacy_model_hash
+from ..errors import SettingsError
 from . import preprocess as pp
 from . import preprocessors as pure
 from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers
@@ -59,13 +60,13 @@ class ControlNetUnit:
         self.control_mode = check_control_mode(self.control_mode)
         check_unit_numbers(self.weight, self.guidance_start, self.guidance_end)
         if self.resize_mode is not None and self.resize_mode not in pp.RESIZE_MODES:
-            raise ValueError(f"unknown ControlNet resize mode {self.resize_mode!r}; expected one of "
+            raise SettingsError(f"unknown ControlNet resize mode {self.resize_mode!r}; expected one of "
                              f"{', '.join(pp.RESIZE_MODES)}")
         if self.mask is not None and self.image is None:
-            raise ValueError("a ControlNet unit mask needs the unit's image too")
+            raise SettingsError("a ControlNet unit mask needs the unit's image too")
         if self.preprocessor == "inpaint_only+lama" and self.lama is None:
-            raise ValueError("inpaint_only+lama needs `lama`: a LaMa model or file, the network as a function, or a "
-                             "LaMa-filled image")
+            raise SettingsError("inpaint_only+lama needs `lama`: a LaMa model or file, the network as a function, or "
+                                "a LaMa-filled image")
         if self.preprocessor == "inpaint_only+lama" and isinstance(self.lama, (str, Path)):
             from ..lama import load_lama
 
@@ -259,7 +260,7 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
                                   height=height)
             resize_mode = unit.resize_mode or pp.A1111_RESIZE_MODES[a1111_resize_mode]
         else:
-            raise ValueError(f"ControlNet unit {i} has no image: pass the unit's image (and mask) for txt2img")
+            raise SettingsError(f"ControlNet unit {i} has no image: pass the unit's image (and mask) for txt2img")
         if module == "inpaint_only+lama":
             if resize_mode == "Resize and Fill":  # the extension pads to the target first, so LaMa fills the bars
                 rgba = pp.detectmap(rgba, width, height, resize_mode).astype(np.uint8)

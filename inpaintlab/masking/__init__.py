@@ -23,8 +23,7 @@ from .masks import (
 )
 from .resize import RESIZE_MODES, resize_image
 
-MASK_MODES = ("masked", "not_masked")
-INPAINT_AREAS = ("whole", "only_masked")
+from ..names import INPAINT_AREAS, MASK_MODES  # noqa: E402,F401 - A1111's choices, importable without torch
 
 # Our names -> the labels A1111 writes into the infotext ("Masked content", "Mask mode", "Inpaint area").
 MASKED_CONTENT_LABELS = {

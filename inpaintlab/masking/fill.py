@@ -21,7 +21,7 @@ __all__ = [
     "needs_pixel_fill",
 ]
 
-MASKED_CONTENT = ("fill", "original", "latent_noise", "latent_nothing")
+from ..names import MASKED_CONTENT  # noqa: E402,F401
 
 # (Gaussian radius in pixels, number of composites): coarse, far-reaching colour first, sharp detail last.
 FILL_PASSES = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))

@@ -16,10 +16,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ..kernels import GroupNorm
 
 
-class NetworkError(ValueError):
+class NetworkError(CheckpointError):
     """A network file or key that cannot be applied to this model; the message names the file and key."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Callable
+from ..errors import SettingsError
 
 _TAG = re.compile(r"<(\w+):([^>]+)>")
 LORA_TAGS = ("lora", "lyco")  # `lyco` is A1111's alias of the same handler
@@ -75,7 +76,7 @@ def _number(text: str, kind, tag: str, what: str):
     try:
         return kind(text)
     except ValueError:
-        raise ValueError(f"<{tag}>: the {what} {text!r} is not a number") from None
+        raise SettingsError(f"<{tag}>: the {what} {text!r} is not a number") from None
 
 
 def lora_tags(data: dict[str, list[ExtraNetworkParams]]) -> list[NetworkTag]:
@@ -87,7 +88,7 @@ def lora_tags(data: dict[str, list[ExtraNetworkParams]]) -> list[NetworkTag]:
             positional, named = params.positional, params.named
             text = f"{kind}:{':'.join(params.items)}"
             if not positional:
-                raise ValueError(f"<{text}>: no network name")
+                raise SettingsError(f"<{text}>: no network name")
             te = _number(positional[1], float, text, "te multiplier") if len(positional) > 1 else 1.0
             te = _number(named["te"], float, text, "te multiplier") if "te" in named else te
             unet = _number(positional[2], float, text, "unet multiplier") if len(positional) > 2 else te

@@ -12,6 +12,9 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from ..errors import SettingsError
+from ..names import (DEFAULT_SCHEDULER, SAMPLER_ALIASES, SAMPLER_TABLE, SCHEDULER_ALIASES, SCHEDULERS,  # noqa: F401
+                     _sampler_name, _scheduler_label, resolve_sampler)
 from .brownian import BrownianTreeNoiseSampler, brownian_noise_sampler
 from .cfg import CFGParts, a1111_combine
 from .denoisers import (CFGDenoiser, DifferentialBlend, EpsDenoiser, InpaintBlend, InpaintBlendInput, LCMDenoiser,
@@ -97,84 +100,10 @@ SAMPLER_CONFIGS: Dict[str, SamplerConfig] = {c.name: c for c in [
 
 SAMPLERS: Dict[str, Callable] = {name: c.function for name, c in SAMPLER_CONFIGS.items()}
 
-# A1111 aliases
-SAMPLER_ALIASES: Dict[str, str] = {alias: c.name for c in SAMPLER_CONFIGS.values() for alias in c.aliases}
 
-# name -> label
-SCHEDULERS: Dict[str, str] = {
-    "automatic": "Automatic",
-    "uniform": "Uniform",
-    "karras": "Karras",
-    "exponential": "Exponential",
-    "polyexponential": "Polyexponential",
-    "sgm_uniform": "SGM Uniform",
-    "kl_optimal": "KL Optimal",
-    "align_your_steps": "Align Your Steps",
-    "simple": "Simple",
-    "normal": "Normal",
-    "ddim": "DDIM",
-    "beta": "Beta",
-}
-SCHEDULER_ALIASES: Dict[str, str] = {"sgmuniform": "SGM Uniform"}
-
-DEFAULT_SCHEDULER: Dict[str, Optional[str]] = {name: c.scheduler for name, c in SAMPLER_CONFIGS.items()}
-
-
-def _scheduler_label(scheduler: str) -> Optional[str]:
-    key = scheduler.strip().lower()
-    if key in SCHEDULERS:
-        return SCHEDULERS[key]
-    for label in SCHEDULERS.values():
-        if label.lower() == key:
-            return label
-    return SCHEDULER_ALIASES.get(key)
-
-
-def _sampler_name(name: str) -> Optional[str]:
-    key = name.strip().lower()
-    for canonical in SAMPLERS:
-        if canonical.lower() == key:
-            return canonical
-    return SAMPLER_ALIASES.get(key)
-
-
-def resolve_sampler(name: str, scheduler: Optional[str] = "Automatic") -> Tuple[str, str]:
-    """Canonical ``(sampler name, scheduler label)``.
-
-    Accepts A1111 names case-insensitively, k-diffusion aliases ("k_euler") and pre-1.9 combined names that end in
-    a scheduler label ("DPM++ 2M Karras"); scheduler names or labels in any case. "Automatic" (or None) resolves to
-    the sampler's default scheduler, which stays "Automatic" for samplers without one (the model's schedule).
-    Raises ValueError naming the valid choices for an unknown sampler or scheduler, or when a combined name and
-    an explicit scheduler disagree.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"sampler name must be a non-empty string; valid: {', '.join(SAMPLERS)}")
-    scheduler = "Automatic" if scheduler is None else scheduler
-    if not isinstance(scheduler, str):
-        raise ValueError(f"scheduler must be a string; valid: {', '.join(SCHEDULERS.values())}")
-    label = _scheduler_label(scheduler)
-    if label is None:
-        raise ValueError(f"unknown scheduler {scheduler!r}; valid: {', '.join(SCHEDULERS.values())} "
-                         f"(or their lowercase names)")
-    sampler = _sampler_name(name)
-    if sampler is None:
-        # old combined names: "<sampler> <scheduler label>"
-        for suffix in SCHEDULERS.values():
-            stem = name.strip()
-            if stem.lower().endswith(" " + suffix.lower()):
-                sampler = _sampler_name(stem[: -len(suffix) - 1])
-                if sampler is not None:
-                    if label != "Automatic" and label != suffix:
-                        raise ValueError(f"sampler {name!r} names scheduler {suffix!r} but scheduler={scheduler!r} "
-                                         f"was also given")
-                    label = suffix
-                    break
-    if sampler is None:
-        raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)} (a trailing scheduler label "
-                         f"such as 'DPM++ 2M Karras' is also accepted)")
-    if label == "Automatic" and DEFAULT_SCHEDULER[sampler] is not None:
-        label = DEFAULT_SCHEDULER[sampler]
-    return sampler, label
+# Names, aliases, schedule labels and resolve_sampler live in inpaintlab.names, shared with the settings table.
+if {name: (c.aliases, c.scheduler) for name, c in SAMPLER_CONFIGS.items()} != SAMPLER_TABLE:  # pragma: no cover
+    raise ImportError("inpaintlab.names.SAMPLER_TABLE and SAMPLER_CONFIGS disagree")
 
 
 def sampler_config(name: str) -> SamplerConfig:
@@ -206,7 +135,7 @@ def sampler_options(sampler: str, eta: Optional[float] = None, s_churn: float = 
         if value is None and key == "eta":
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+            raise SettingsError(f"{key} must be a finite number >= 0, got {value!r}")
     options: Dict[str, float] = {}
     infotext: Dict[str, float] = {}
     if config.eta is not None:

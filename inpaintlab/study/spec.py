@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import FileError, MissingFileError, SettingsError
 from .. import settings as registry
 from ..networks import set_lora_weight
 
@@ -107,32 +108,66 @@ class SweepSpec:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    text = path.read_bytes()
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: sweep spec not found") from None
+    except OSError as error:
+        raise FileError(f"{path}: cannot read the sweep spec ({error.strerror or error})") from None
     if path.suffix.lower() == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover
             import tomli as tomllib
-        return tomllib.loads(text.decode("utf-8"))
+        try:
+            return tomllib.loads(text.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"{path}: not valid TOML ({error})") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SettingsError(f"{path}: not valid JSON ({error})") from None
+
+
+_TYPES = {"model": str, "vae": str, "image": str, "mask": str, "lora_dir": str, "base": dict, "seeds": list,
+          "intermediates": bool, "device": str, "kernels": str, "x": dict, "y": dict, "z": dict}
+
+
+def _check_types(raw: Any) -> None:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"sweep spec: must be a table of keys (a JSON object), got {type(raw).__name__}")
+    for key, value in raw.items():
+        kind = _TYPES.get(key)
+        if kind is str and isinstance(value, Path):
+            continue
+        if kind is not None and not (key in ("vae", "lora_dir", "x", "y", "z") and value is None) and not isinstance(value, kind):
+            raise SettingsError(f"sweep spec: {key!r} must be a {_TYPE_NAMES[kind]}, got {value!r}")
+    for key in ("x", "y", "z"):
+        axis = raw.get(key) or {}
+        if not all(isinstance(name, str) for name in axis):
+            raise SettingsError(f"sweep spec: axis {key!r} must name a setting")
+        for values in axis.values():
+            if isinstance(values, list) and any(isinstance(v, dict) and not all(isinstance(k, str) for k in v)
+                                                for v in values):
+                raise SettingsError(f"sweep spec: axis {key!r} groups must map setting names to values")
+
+
+_TYPE_NAMES = {str: "string (a path)", dict: "table", list: "list", bool: "true or false"}
 
 
 def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | None:
     axis = raw.get(name)
     if axis is None:
         if required:
-            raise ValueError(f"sweep spec: axis {name!r} is required")
+            raise SettingsError(f"sweep spec: axis {name!r} is required")
         return None
     if not isinstance(axis, dict) or len(axis) != 1:
-        raise ValueError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
+        raise SettingsError(f"sweep spec: axis {name!r} must be one setting name mapped to a list of values")
     (setting, values), = axis.items()
     if setting.startswith(LORA_AXIS):
         if not setting[len(LORA_AXIS):] or not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
+            raise SettingsError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
         return setting, values
     if setting in MASK_AXES:
         if not isinstance(values, list) or not values or not all(
@@ -146,63 +181,64 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
         for group in values:
             unknown = set(group_settings(group)) - set(setting_names())
             if unknown or "seed" in group:
-                raise ValueError(f"sweep spec: axis {name!r} group {group} names unknown settings "
+                raise SettingsError(f"sweep spec: axis {name!r} group {group} names unknown settings "
                                  f"{sorted(unknown or {'seed'})}; known: {', '.join(setting_names())}")
             try:
                 groups.append({k: v if k == "label" else registry.coerce(k, v) for k, v in group.items()})
             except ValueError as error:
-                raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
+                raise SettingsError(f"sweep spec: axis {name!r}: {error}") from None
         return setting, groups
     if setting not in setting_names():
-        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(setting_names())}"
+        raise SettingsError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(setting_names())}"
                          f", or {LORA_AXIS}NAME for a network's weight")
     if not isinstance(values, list) or not values:
-        raise ValueError(f"sweep spec: axis {name!r} needs a non-empty list of values")
+        raise SettingsError(f"sweep spec: axis {name!r} needs a non-empty list of values")
     try:
         values = [registry.coerce(setting, value) for value in values]
     except ValueError as error:
-        raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
+        raise SettingsError(f"sweep spec: axis {name!r}: {error}") from None
     if len(set(map(repr, values))) != len(values):
-        raise ValueError(f"sweep spec: axis {name!r} lists a value twice: {values}")
+        raise SettingsError(f"sweep spec: axis {name!r} lists a value twice: {values}")
     return setting, values
 
 
 def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> SweepSpec:
     """Read and validate a spec from a file (JSON or TOML) or a dict; paths are resolved against its directory."""
-    if isinstance(source, dict):
+    if not isinstance(source, (str, Path)):
         raw, root = source, root or Path.cwd()
     else:
         path = Path(source)
         raw, root = _read(path), path.resolve().parent
-    unknown = set(raw) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
+    _check_types(raw)
+    unknown = set(map(str, raw)) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
                           "kernels", "lora_dir"}
     if unknown:
-        raise ValueError(f"sweep spec: unknown keys {sorted(unknown)}")
+        raise SettingsError(f"sweep spec: unknown keys {sorted(unknown)}")
     for key in ("model", "image", "mask"):
         if key not in raw:
-            raise ValueError(f"sweep spec: {key!r} is required")
+            raise SettingsError(f"sweep spec: {key!r} is required")
     base = dict(raw.get("base", {}))
     bad = set(base) - set(setting_names())
     if bad:
-        raise ValueError(f"sweep spec: unknown base settings {sorted(bad)}")
+        raise SettingsError(f"sweep spec: unknown base settings {sorted(bad)}")
     if "seed" in base:
-        raise ValueError("sweep spec: give seeds in 'seeds', not in 'base'")
+        raise SettingsError("sweep spec: give seeds in 'seeds', not in 'base'")
     base.setdefault("prompt", "")
     seeds = raw.get("seeds", [0])
-    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise ValueError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise SettingsError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
     x, y, z = _axis(raw, "x", True), _axis(raw, "y", True), _axis(raw, "z", False)
     names = [n for a in (x, y, z) if a
              for n in ({k for v in a[1] for k in group_settings(v)} if isinstance(a[1][0], dict) else {a[0]})]
     if len(set(names)) != len(names):
-        raise ValueError(f"sweep spec: the axes must name different settings, got {names}")
+        raise SettingsError(f"sweep spec: the axes must name different settings, got {names}")
 
     if isinstance(base.get("controlnet"), str):  # a model file, relative to the spec like the checkpoint
         base["controlnet"] = str((root / base["controlnet"]).resolve())
     try:
         base = registry.validate(base, "inpaint")
     except ValueError as error:
-        raise ValueError(f"sweep spec: base: {error}") from None
+        raise SettingsError(f"sweep spec: base: {error}") from None
 
     def resolve(p: str | None) -> Path | None:
         return None if p is None else (root / p).resolve()
@@ -215,7 +251,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         try:
             registry.validate({k: v for k, v in cell.settings(spec.base).items() if k not in MASK_AXES}, "inpaint")
         except ValueError as error:
-            raise ValueError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
+            raise SettingsError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
     return spec
 
 

@@ -34,7 +34,9 @@ def test_info_prints_what_is_stored_then_the_replay(tmp_path, capsys):
     for line in ("Model: v1-5-pruned-emaonly", "VAE: vae-ft-mse.safetensors", "Frobnicate: 3", "Version: v1.10.1"):
         assert line in stored
     assert "mask_blur" not in stored and "Mask blur" not in stored
-    assert "mask_blur: 0   (not stored" in replay and "sampler: 'DPM++ 2M'" in replay
+    # No mask key: an img2img (or an inpaint at default mask settings, which the note says).
+    assert replay.startswith(" `inpaintlab img2img --from-png`") and "`inpaintlab inpaint` with your mask" in replay
+    assert "mask_blur" not in replay and "sampler: 'DPM++ 2M'" in replay
     assert "not applied by inpaintlab: Frobnicate" in replay
 
     png = save_png(Image.new("RGB", (8, 8)), tmp_path / "b.png", TXT2IMG)
