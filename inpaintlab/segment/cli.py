@@ -77,7 +77,7 @@ def add_commands(commands, add_common) -> None:
     seg = commands.add_parser("segment", help="segment an image with SAM's automatic mask generator: a segment map "
                                               "(segments.png), one PNG per mask and masks.json")
     add_common(seg)
-    seg.add_argument("image")
+    seg.add_argument("image", help="picture to segment")
     _add_sam_args(seg, True)
     seg.add_argument("--out", required=True, help="output folder (created if missing)")
     _add_generator_args(seg)
@@ -85,7 +85,7 @@ def add_commands(commands, add_common) -> None:
     mask = commands.add_parser("mask", help="make a mask: SAM prompted by points / a box, or the segments touched by "
                                             "a sketch or points (Inpaint Anything's 'Create mask')")
     add_common(mask)
-    mask.add_argument("image")
+    mask.add_argument("image", help="picture the mask is for")
     _add_sam_args(mask, True)
     mask.add_argument("--out", required=True, help="mask PNG to write (white = repaint)")
     mask.add_argument("--points", help="prompt points 'x,y x,y' for SAM's predictor")
