@@ -119,8 +119,8 @@ def _collect(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
 def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         ckpt = torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
-    except DetectorError:
-        raise
+    except DetectorError as error:
+        raise DetectorError(f"{path}: {error}") from None
     except Exception as error:  # noqa: BLE001  a damaged or foreign file: one line naming it
         raise DetectorError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {error})") from None
     model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
