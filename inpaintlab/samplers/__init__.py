@@ -13,6 +13,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from .brownian import BrownianTreeNoiseSampler, brownian_noise_sampler
+from .cfg import CFGParts, a1111_combine
 from .denoisers import (CFGDenoiser, DifferentialBlend, EpsDenoiser, InpaintBlend, InpaintBlendInput, LCMDenoiser,
                         ScheduledCFGDenoiser, SoftInpaintBlend, TimestepEpsModel, VDenoiser, cat_conds, stack_conds)
 from .extra import sample_restart
@@ -293,6 +294,7 @@ def build_sigmas(schedule: DiscreteSchedule, sampler: str, scheduler: Optional[s
 
 
 __all__ = [
+    "CFGParts", "a1111_combine",
     "SAMPLERS", "SAMPLER_CONFIGS", "SamplerConfig", "SAMPLER_ALIASES", "SCHEDULERS", "DEFAULT_SCHEDULER",
     "resolve_sampler", "sampler_config", "total_steps", "sampler_options", "records_ensd", "CHURN_DEFAULTS",
     "schedule_for", "build_sigmas", "get_timesteps",

@@ -1,0 +1,100 @@
+"""The job: one generation's settings (validated by `inpaintlab.settings`) and what each stage made of them.
+
+`Pipeline.txt2img`, `img2img` and `inpaint` build a `Job` from their keywords, then `run(job)` fills its fields stage
+by stage. Techniques read it (settings and stage results) and may change the fields of the stage whose hook they
+implement; the fields list says which stage sets each.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from PIL import Image
+
+from .. import settings as registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..noise import NoiseSettings
+    from ..prepare import Prepared
+    from ..samplers import ImageRNG, SamplerConfig
+    from .pipeline import Pipeline
+    from .technique import Hooks, Technique
+
+KINDS = ("txt2img", "img2img", "inpaint")
+
+
+def job_settings(command: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every registered setting `command` takes, at its default, overridden by `given` (already coerced)."""
+    out = {name: s.default for name, s in registry.SETTINGS.items() if command in s.commands}
+    out.update(given)
+    return out
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """One generation. `settings`: every setting of the call by its keyword name (defaults filled in);
+    `kind`: "txt2img" or "inpaint" (img2img is inpaint without a mask)."""
+
+    pipe: Pipeline
+    kind: str
+    settings: dict[str, Any]
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+    callback: Callable[[dict], Any] | None = None
+    progress: bool = False
+    # set before `setup`
+    techniques: list[Technique] = dataclasses.field(default_factory=list)
+    hooks: Hooks | None = None
+    sampler: str = ""                        # A1111's sampler name and schedule label after alias resolution
+    schedule_label: str = ""
+    sampler_config: SamplerConfig | None = None
+    sampler_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sampler_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the sampler's infotext keys
+    width: int = 0
+    height: int = 0
+    noise_cfg: NoiseSettings | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # infotext keys in the order they were set
+    mask_round: bool = True                  # round the latent and conditioning masks (A1111's default)
+    # images and masks
+    prep: Prepared | None = None
+    image_mask: Image.Image | None = None
+    # encode and masked content
+    posterior_rng: torch.Generator | None = None
+    init_latent: torch.Tensor | None = None
+    latent_mask: torch.Tensor | None = None  # [B,4,h,w], 1 = repaint (None without a mask)
+    shape: tuple[int, ...] = ()
+    # noise
+    rng: ImageRNG | None = None
+    noise: torch.Tensor | None = None
+    # conditioning
+    cond: Any = None
+    uncond: Any = None
+    image_cond: torch.Tensor | None = None
+    # sample
+    sigmas: torch.Tensor | None = None       # the schedule run (timesteps for DDIM, PLMS, UniPC)
+    start_latent: torch.Tensor | None = None
+    sampling_steps: int = 0                  # callbacks per run (the step counter's range)
+    step: int = 0                            # the current sampling step, from 0
+    samples: torch.Tensor | None = None
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)  # scratch space for techniques, by name
+
+    def __getitem__(self, name: str) -> Any:
+        return self.settings[name]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.device
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.noise_cfg.seeds
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings["batch_size"]
+
+    @property
+    def has_mask(self) -> bool:
+        """True when this job repaints part of the image (a latent mask exists)."""
+        return self.latent_mask is not None
