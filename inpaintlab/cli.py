@@ -1,4 +1,4 @@
-"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|tiny` (also `python -m inpaintlab`).
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|detect|tiny` (also `python -m inpaintlab`).
 
 Settings use A1111's names and accept A1111's labels ("latent noise", "Only masked"); defaults are A1111's UI defaults.
 `--from-png` reads the settings (and prompts) from a PNG's `parameters` infotext; flags given on the command line win.
@@ -122,8 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file and "
-                                            "a ControlNet")
+    from .detect.command import add_parser as add_detect_parser
+
+    detect = add_detect_parser(commands)
+    _add_common(detect)
+
+    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file, "
+                                            "a ControlNet and a YOLOv8n detector")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
     return parser
@@ -358,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "tiny":
             return _tiny(args)
+        if args.command == "detect":
+            from .detect.command import run_detect
+
+            for path in run_detect(args):
+                print(path)
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 

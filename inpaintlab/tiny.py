@@ -28,6 +28,7 @@ from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
 from .controlnet.load import PREFIX as CONTROLNET_PREFIX
 from .controlnet.model import ControlNet, ControlNetConfig
+from .detect.tiny import TINY_DETECTOR, make_tiny_detector
 from .kernels import GroupNorm
 from .unet import UNetConfig, UNetModel
 from .vae import AutoencoderKL, VAEConfig
@@ -275,7 +276,7 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
-        + write_tiny_family_files(folder, seed=seed)
+        + write_tiny_family_files(folder, seed=seed) + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

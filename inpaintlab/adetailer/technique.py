@@ -25,19 +25,23 @@ DetectorLike = Union[str, Path, Callable[[Image.Image], Any], Any]
 SKIP = re.compile(r"^\s*\[SKIP\]\s*$")
 
 
-def yolo_prediction(detector: Any, image: Image.Image, confidence: float) -> Prediction | None:
-    """ADetailer's ``ultralytics_predict``: boxes in NMS order; a rectangle per box, or each seg mask resized
-    (bicubic) from the letterboxed input size straight to the image size, padding and all."""
+def yolo_prediction(detector: Any, image: Image.Image, confidence: float, **options: Any) -> Prediction | None:
+    """ADetailer's ``ultralytics_predict`` (``options``: iou, imgsz … of `inpaintlab.detect.detect`)."""
     from ..detect import detect
 
-    found = detect(detector, image, conf=confidence)
+    return adetailer_prediction(detect(detector, image, conf=confidence, **options), image.size)
+
+
+def adetailer_prediction(found: Any, size: tuple[int, int]) -> Prediction | None:
+    """Detections as ADetailer takes them: boxes in NMS order; a rectangle per box, or each seg mask resized
+    (bicubic) from the letterboxed input size straight to the image size, padding and all. None when empty."""
     if not len(found):
         return None
     bboxes = found.boxes.tolist()
     if found.masks is None:
-        masks = rectangle_masks(bboxes, image.size)
+        masks = rectangle_masks(bboxes, size)
     else:  # Ultralytics 8.3 masks are 0/1 floats that ADetailer's to_pil_image scales to 0/255
-        masks = [Image.fromarray((m * 255).numpy()).resize(image.size, Image.BICUBIC) for m in found.masks]
+        masks = [Image.fromarray((m * 255).numpy()).resize(size, Image.BICUBIC) for m in found.masks]
     return Prediction(bboxes, masks, found.scores.tolist())
 
 

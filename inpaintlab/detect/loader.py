@@ -10,6 +10,7 @@ state-dict names (``model.0.conv.weight`` …).
 """
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import types
@@ -143,12 +144,21 @@ def _sppf_act_class(model: StandIn) -> str:
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
     try:
-        return load_file(str(path)), {"names": None, "sppf_act": True}
+        sd = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise DetectorError(f"{path}: not a readable safetensors file ({error})") from None
+    names = None
+    if "names" in metadata:  # optional {"0": "face"} JSON, as inpaintlab's tiny detector writes it
+        try:
+            names = {int(k): str(v) for k, v in json.loads(metadata["names"]).items()}
+        except (ValueError, AttributeError):
+            names = None
+    return sd, {"names": names, "sppf_act": True}
 
 
 def config_from_state_dict(sd: dict[str, torch.Tensor], *, sppf_act: bool = True, source: str = "file") -> YOLOConfig:

@@ -123,7 +123,7 @@ def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors",
              "tiny-sd2.safetensors", "tiny-sd2-v.safetensors", "tiny-sdxl.safetensors",
-             "tiny-sdxl-inpainting.safetensors"]
+             "tiny-sdxl-inpainting.safetensors", "tiny-yolov8n.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
     assert not inpaintlab.load(tmp_path / names[0], kernels="torch").config.is_inpainting
     assert inpaintlab.load(tmp_path / names[1], tmp_path / names[2], kernels="torch").config.is_inpainting
