@@ -60,21 +60,24 @@ def xywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
-    """Greedy NMS, highest score first; a box goes when its IoU with a kept box exceeds ``iou`` (torchvision rule)."""
+    """Greedy NMS, highest score first; a box goes when its IoU with a kept box exceeds ``iou`` (torchvision rule).
+
+    float32 arithmetic in torchvision's order; numpy keeps the per-box overhead low (a random-weight model can hand
+    NMS thousands of candidates).
+    """
     order = torch.sort(scores, descending=True, stable=True).indices
-    boxes = boxes[order]
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    alive = torch.ones(len(order), dtype=torch.bool)
+    b = boxes[order].float().numpy()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    alive = np.ones(len(b), dtype=bool)
     keep = []
-    for i in range(len(order)):
+    for i in range(len(b)):
         if not alive[i]:
             continue
         keep.append(i)
-        rest = boxes[i + 1:]
-        lt = torch.maximum(boxes[i, :2], rest[:, :2])
-        rb = torch.minimum(boxes[i, 2:], rest[:, 2:])
-        wh = (rb - lt).clamp(min=0)
-        inter = wh[:, 0] * wh[:, 1]
+        rest = b[i + 1:]
+        w = np.clip(np.minimum(b[i, 2], rest[:, 2]) - np.maximum(b[i, 0], rest[:, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], rest[:, 3]) - np.maximum(b[i, 1], rest[:, 1]), 0, None)
+        inter = w * h
         alive[i + 1:] &= ~(inter / (area[i] + area[i + 1:] - inter) > iou)
     return order[torch.tensor(keep, dtype=torch.int64)]
 
