@@ -4,6 +4,6 @@
     result = pipe.inpaint(image, mask, "prompt", masked_content="fill")
 """
 from ._version import __version__
-from .inpaint import Pipeline, Result, load
+from .pipeline import Pipeline, Result, Technique, load
 
-__all__ = ["Pipeline", "Result", "__version__", "load"]
+__all__ = ["Pipeline", "Result", "Technique", "__version__", "load"]

@@ -18,16 +18,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import settings as registry
 from ._version import __version__
 from .files import prepare_out_dir
+from . import frontend
+from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
 from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
 GENERATION = registry.COMMANDS
 log = logging.getLogger("inpaintlab.cli")
-
-
-class CommandError(ValueError):
-    """A problem with the command line or its inputs, reported as one line."""
 
 
 # --- parser -----------------------------------------------------------------------------------------------------------
@@ -134,44 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- checks done before any model is loaded -----------------------------------------------------------------------
-
-def resolve_device(name: str | None) -> str:
-    """The device to run on, checked against this torch build; CommandError with one line otherwise."""
-    import torch
-
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CommandError(f"--device {name!r}: not a torch device (use cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise CommandError(f"--device {name}: CUDA is not available ({build}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CommandError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise CommandError(f"--device {name}: MPS is not available on this machine; use --device cpu")
-    elif device.type != "cpu":
-        raise CommandError(f"--device {name}: inpaintlab runs on cpu, cuda or mps")
-    return name
-
-
-def check_kernels(kernels: str, device: str) -> None:
-    from .kernels.dispatch import interpreting, triton_installed
-
-    if kernels != "triton":
-        return
-    if not triton_installed():
-        raise CommandError("--kernels triton: triton is not installed (pip install triton)")
-    if not device.startswith("cuda") and not interpreting():
-        raise CommandError(f"--kernels triton needs a CUDA device (got {device}); set TRITON_INTERPRET=1 to run the "
-                           "kernels on the CPU under Triton's interpreter, or use --kernels torch")
-
-
 def open_image(path: str) -> Image.Image:
     """Read an image as A1111's UI receives it: EXIF orientation applied, palette transparency as RGBA."""
     try:
@@ -184,30 +144,6 @@ def open_image(path: str) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image
-
-
-def _model_options(args) -> dict[str, Any]:
-    import torch
-
-    device = resolve_device(args.device)
-    check_kernels(args.kernels, device)
-    for what in ("model", "vae"):
-        path = getattr(args, what)
-        if path is not None and not Path(path).is_file():
-            raise CommandError(f"--{what} {path}: file not found")
-    if args.embeddings_dir is not None and not Path(args.embeddings_dir).is_dir():
-        raise CommandError(f"--embeddings-dir {args.embeddings_dir}: folder not found")
-    if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
-        raise CommandError(f"--lora-dir {args.lora_dir}: folder not found")
-    dtype = None if args.dtype == "file" else getattr(torch, args.dtype)
-    return dict(device=device, dtype=dtype, kernels=args.kernels,
-                embeddings_dir=args.embeddings_dir, lora_dir=args.lora_dir, allow_pickle=args.allow_pickle)
-
-
-def _load(model: str, vae: str | None, options: dict[str, Any]):
-    from .inpaint import load
-
-    return load(model, vae, **options)
 
 
 # --- output -----------------------------------------------------------------------------------------------------------
@@ -288,7 +224,7 @@ def _run_generation(args) -> int:
     print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
-    pipe = _load(args.model, args.vae, options)
+    pipe = frontend._load(args.model, args.vae, options)
     prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")
     progress = not args.no_progress
     if args.command == "txt2img":

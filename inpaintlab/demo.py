@@ -75,7 +75,8 @@ def run_demo(args) -> Path:
     """Run the demo for parsed `inpaintlab demo` arguments; returns the grid's path. Everything is checked first."""
     from tqdm import tqdm
 
-    from .cli import CommandError, _load, _model_options
+    from . import frontend
+    from .frontend import CommandError, _model_options
     from .files import prepare_out_dir
     from .prepare import prepare_inpaint
     from .study.preview import latent_preview
@@ -89,7 +90,7 @@ def run_demo(args) -> Path:
     jobs = len(MODES) + (1 if args.model else 0)
     bar = tqdm(total=jobs, desc="demo", unit="image", disable=args.no_progress, file=sys.stderr)
     if args.model:
-        pipe = _load(args.model, args.vae, options)
+        pipe = frontend._load(args.model, args.vae, options)
         settings = dict(LIVING_ROOM, steps=args.steps or LIVING_ROOM["steps"])
         base = pipe.txt2img(LIVING_ROOM_PROMPT, NEGATIVE, width=LIVING_ROOM_SIZE, height=LIVING_ROOM_SIZE,
                             **{k: v for k, v in settings.items() if k not in ("denoising_strength", "mask_blur")})
@@ -102,7 +103,7 @@ def run_demo(args) -> Path:
 
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny-random.safetensors")
-            pipe = _load(checkpoint, None, options)
+            pipe = frontend._load(checkpoint, None, options)
         size, prompt = TINY_SIZE, CAT_PROMPT
         image = demo_picture(size)
         settings = dict(TINY, steps=args.steps or TINY["steps"])

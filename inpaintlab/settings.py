@@ -51,7 +51,8 @@ class Setting:
     the key is absent (a callable gets the parsed infotext fields and may return MISSING). example: a non-default
     value whose infotext must read back to itself (tested). parts: for kind tuple (a tuple of ints, e.g. a size), the
     name of each element; the CLI then has one flag per part (`--seed-resize-from-w`), and each replaces its element
-    of a `--from-png` value.
+    of a `--from-png` value. keyword: False for a technique's own setting, which the pipeline entry points take
+    through `**settings` rather than a named keyword (`inpaintlab.pipeline.technique`).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Setting:
     infotext_default: Any = MISSING
     example: Any = MISSING
     parts: tuple[str, ...] = ()
+    keyword: bool = True
 
     @property
     def flag(self) -> str:

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from PIL import Image
 
-from .. import settings as registry
-
 if TYPE_CHECKING:  # pragma: no cover
     from ..noise import NoiseSettings
     from ..prepare import Prepared
@@ -22,13 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .technique import Hooks, Technique
 
 KINDS = ("txt2img", "img2img", "inpaint")
-
-
-def job_settings(command: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Every registered setting `command` takes, at its default, overridden by `given` (already coerced)."""
-    out = {name: s.default for name, s in registry.SETTINGS.items() if command in s.commands}
-    out.update(given)
-    return out
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,6 +51,7 @@ class Job:
     prep: Prepared | None = None
     image_mask: Image.Image | None = None
     # encode and masked content
+    source: torch.Tensor | None = None       # the init image in [-1, 1] (VAE dtype); None for txt2img
     posterior_rng: torch.Generator | None = None
     init_latent: torch.Tensor | None = None
     latent_mask: torch.Tensor | None = None  # [B,4,h,w], 1 = repaint (None without a mask)

@@ -36,7 +36,12 @@ from ..networks import set_lora_weight
 
 LORA_AXIS = "lora:"  # an axis `lora:NAME` varies that network's weight
 # Settings a cell may set (every setting `inpaint` takes; the seed comes from "seeds").
-SETTING_NAMES = registry.for_command("inpaint")
+SETTING_NAMES = registry.for_command("inpaint")  # at import; rows a technique registers later count too:
+
+
+def setting_names() -> tuple[str, ...]:
+    """The settings a spec may name: every registered row `inpaint` takes, techniques' own rows included."""
+    return registry.for_command("inpaint")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,17 +135,17 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
     if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
         groups = []
         for group in values:
-            unknown = set(group_settings(group)) - set(SETTING_NAMES)
+            unknown = set(group_settings(group)) - set(setting_names())
             if unknown or "seed" in group:
                 raise ValueError(f"sweep spec: axis {name!r} group {group} names unknown settings "
-                                 f"{sorted(unknown or {'seed'})}; known: {', '.join(SETTING_NAMES)}")
+                                 f"{sorted(unknown or {'seed'})}; known: {', '.join(setting_names())}")
             try:
                 groups.append({k: v if k == "label" else registry.coerce(k, v) for k, v in group.items()})
             except ValueError as error:
                 raise ValueError(f"sweep spec: axis {name!r}: {error}") from None
         return setting, groups
-    if setting not in SETTING_NAMES:
-        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(SETTING_NAMES)}"
+    if setting not in setting_names():
+        raise ValueError(f"sweep spec: axis {name!r} names unknown setting {setting!r}; known: {', '.join(setting_names())}"
                          f", or {LORA_AXIS}NAME for a network's weight")
     if not isinstance(values, list) or not values:
         raise ValueError(f"sweep spec: axis {name!r} needs a non-empty list of values")
@@ -168,7 +173,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         if key not in raw:
             raise ValueError(f"sweep spec: {key!r} is required")
     base = dict(raw.get("base", {}))
-    bad = set(base) - set(SETTING_NAMES)
+    bad = set(base) - set(setting_names())
     if bad:
         raise ValueError(f"sweep spec: unknown base settings {sorted(bad)}")
     if "seed" in base:

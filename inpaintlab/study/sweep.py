@@ -78,13 +78,14 @@ def _label(axis: tuple[str, Any]) -> str:
     return axis_label(*axis)
 
 
-def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image.Image, out: Path, key: str) -> dict:
+def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image.Image, out: Path, key: str,
+              techniques: list | None = None) -> dict:
     settings = cell.settings(spec.base)
     prompt = settings.pop("prompt")
     negative = settings.pop("negative_prompt", "")
     previews: list[Image.Image] = []
     callback = (lambda d: previews.append(latent_preview(d["denoised"]))) if spec.intermediates else None
-    result = pipe.inpaint(image, mask, prompt, negative, callback=callback, **settings)
+    result = pipe.inpaint(image, mask, prompt, negative, callback=callback, techniques=techniques, **settings)
     image_path = out / "cells" / f"{key}.png"
     save_png(result.images[0], image_path, result.infotext)
     row = {
@@ -160,15 +161,18 @@ def _network_hashes(pipe, prompts: list[str]) -> dict[str, str]:
 
 
 def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: int | None = None,
-          progress: bool = False) -> list[dict] | None:
+          progress: bool = False, techniques: list | None = None) -> list[dict] | None:
     """Run (or resume) a sweep. Returns the merged rows on rank 0 (None on other ranks).
 
+    techniques: `inpaintlab.pipeline.Technique` objects every cell runs with (their `key()` is part of each cell's
+    key, so cells made without them, or with other parameters, are not reused); a technique's own registered
+    settings can be axes of the spec like any other setting.
     limit: stop after this many newly computed cells on this rank (for budgeted or partial runs); the merge and grids
     then happen only once every cell is done. progress: a bar of cells done / total with an ETA on stderr (rank 0).
     """
     from tqdm import tqdm
 
-    from ..inpaint import load
+    from ..pipeline import load
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     out = Path(out_dir)
@@ -185,6 +189,8 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
         networks = _network_hashes(pipe, [cell.settings(spec.base)["prompt"] for cell in cells])
         if networks:
             identity["networks"] = networks  # a changed network file must not reuse old cells
+        if techniques:
+            identity["techniques"] = [t.key() for t in techniques]
         keys = [cell_key(identity, cell.settings(spec.base)) for cell in cells]
         done = 0
         mine = list(zip(cells[rank::world], keys[rank::world]))
@@ -198,7 +204,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
             if limit is not None and done >= limit:
                 break
             log.info("rank %d: cell %d/%d", rank, cell.index + 1, len(cells))
-            row = _run_cell(pipe, spec, cell, image, mask, out, key)
+            row = _run_cell(pipe, spec, cell, image, mask, out, key, techniques)
             write_text_atomic(row_path, json.dumps(row, sort_keys=True))
             done += 1
             bar.update()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-import inpaintlab.cli as cli
+import inpaintlab.cli as cli  # noqa: F401
+import inpaintlab.frontend as frontend
 from inpaintlab.cli import main
 from inpaintlab.infotext import read_png_infotext, save_png
 
@@ -24,7 +25,7 @@ def no_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the inputs were checked")
 
-    monkeypatch.setattr(cli, "_load", refuse)
+    monkeypatch.setattr(frontend, "_load", refuse)
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_ctrl_c_exits_130_with_one_line(tiny_checkpoint, inputs, monkeypatch, ca
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_load", interrupted)
+    monkeypatch.setattr(frontend, "_load", interrupted)
     assert main(_inpaint(tiny_checkpoint, inputs, "--out", str(inputs / "out"))) == 130
     assert capsys.readouterr().err.strip() == "inpaintlab: interrupted"
     assert not any((inputs / "out").iterdir())
@@ -164,17 +165,17 @@ def test_verbose_after_the_subcommand_and_no_flood(tiny_checkpoint, inputs, capl
 def test_sweep_checks_every_cell_first_and_shows_progress(tiny_checkpoint, inputs, monkeypatch, capsys):
     import json
 
-    import inpaintlab.inpaint
+    import inpaintlab.pipeline
 
     spec = {"model": str(tiny_checkpoint), "image": str(inputs / "image.png"), "mask": str(inputs / "mask.png"),
             "base": {"prompt": "x", "steps": 1}, "x": {"masked_content": ["fill", "latent noise"]},
             "y": {"steps": [1, 0]}, "seeds": [1], "kernels": "torch"}
     (inputs / "bad.json").write_text(json.dumps(spec))
-    real_load = inpaintlab.inpaint.load
-    monkeypatch.setattr(inpaintlab.inpaint, "load", lambda *a, **k: pytest.fail("loaded before the spec was checked"))
+    real_load = inpaintlab.pipeline.load
+    monkeypatch.setattr(inpaintlab.pipeline, "load", lambda *a, **k: pytest.fail("loaded before the spec was checked"))
     assert main(["sweep", str(inputs / "bad.json"), "--out", str(inputs / "s")]) == 2
     assert "axis 'y': steps must be >= 1" in capsys.readouterr().err
-    monkeypatch.setattr(inpaintlab.inpaint, "load", real_load)
+    monkeypatch.setattr(inpaintlab.pipeline, "load", real_load)
     spec["y"] = {"steps": [1]}
     (inputs / "good.json").write_text(json.dumps(spec))
     assert main(["sweep", str(inputs / "good.json"), "--out", str(inputs / "s")]) == 0
@@ -189,7 +190,7 @@ def test_demo_passes_every_model_option(inputs, monkeypatch, capsys):
         seen.update(options, model=model, vae=vae)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_load", capture)
+    monkeypatch.setattr(frontend, "_load", capture)
     (inputs / "m.ckpt").write_bytes(b"x")
     (inputs / "emb").mkdir()
     assert main(["demo", "--model", str(inputs / "m.ckpt"), "--allow-pickle", "--dtype", "bfloat16", "--embeddings-dir",

@@ -136,4 +136,5 @@ def test_sdxl_fp16_vae_nan_falls_back_to_float32(tiny_family_checkpoints, caplog
 
 def test_controlnet_units_are_refused_for_sdxl_by_name(pipes):
     with pytest.raises(ValueError, match=r"ControlNet units need an SD 1.x checkpoint; this one is SDXL"):
-        pipes["sdxl-inpainting"]._prepare_units([object()], 64, 64, [1])
+        pipes["sdxl-inpainting"].txt2img("a cat", width=64, height=64, steps=1, controlnet="not-loaded.safetensors",
+                                         controlnet_image=picture(64, 64))

@@ -1,0 +1,34 @@
+"""The built-in techniques, each a `inpaintlab.pipeline.Technique` in its own module (read any one alone):
+
+* `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
+* `controlnet.ControlNet`: ControlNet units (when the call names any);
+* `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
+* `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot.
+"""
+from __future__ import annotations
+
+from ..pipeline.job import Job
+from ..pipeline.technique import Technique
+from .blend import BinaryBlend
+from .controlnet import ControlNet
+from .differential import DifferentialDiffusion
+from .lora import Networks
+from .soft import SoftInpainting
+
+BUILTIN = (Networks, ControlNet, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+
+
+def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
+    """The built-in techniques this job uses; a default one only where no other technique takes its slot."""
+    found: list[Technique] = []
+    for cls in BUILTIN:
+        technique = cls.for_job(job)
+        if technique is None:
+            continue
+        if getattr(technique, "default", False) and any(t.slot == technique.slot for t in [*found, *outside]):
+            continue
+        found.append(technique)
+    return found
+
+
+__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "SoftInpainting", "builtin"]

@@ -1,0 +1,106 @@
+"""ControlNet units (sd-webui-controlnet semantics): the units' hints are prepared with the job's image and mask,
+the ControlNets act where the UNet is called, inpaint_only+lama mixes its latent into every noise draw, and
+inpaint_only pastes its image back before the uint8 truncation. The networks and preprocessors are in
+`inpaintlab.controlnet`."""
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image
+
+from ..checkpoint import FAMILY_LABELS
+from ..controlnet.inject import ControlledUNet
+from ..controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
+from ..pipeline.job import Job
+from ..pipeline.latents import posterior_generator
+from ..pipeline.technique import Technique
+from ..prepare import flatten
+
+# The single-unit keywords of `Pipeline.txt2img` / `inpaint` -> ControlNetUnit fields.
+UNIT_KEYWORDS = {"controlnet_preprocessor": "preprocessor", "control_weight": "weight", "control_mode": "control_mode",
+                 "guidance_start": "guidance_start", "guidance_end": "guidance_end", "controlnet_image": "image",
+                 "controlnet_mask": "mask", "controlnet_lama": "lama"}
+
+
+def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit] | None = None,
+                     controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
+                     control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
+                     controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
+                     controlnet_lama: Any = None) -> list[ControlNetUnit]:
+    """The ControlNet units of a call: `controlnets`, or one unit from the single-unit keywords."""
+    single = dict(preprocessor=controlnet_preprocessor, weight=control_weight, control_mode=control_mode,
+                  guidance_start=guidance_start, guidance_end=guidance_end, image=controlnet_image,
+                  mask=controlnet_mask, lama=controlnet_lama)
+    if controlnets is not None:
+        if controlnet is not None:
+            raise ValueError("pass either `controlnet` (one unit) or `controlnets` (a list of units), not both")
+        bad = [u for u in controlnets if not isinstance(u, ControlNetUnit)]
+        if bad:
+            raise TypeError(f"controlnets must hold ControlNetUnit objects, got {type(bad[0]).__name__}")
+        return list(controlnets)
+    if controlnet is None:
+        return []
+    return [ControlNetUnit(controlnet, **single)]
+
+
+class ControlNet(Technique):
+    name = "ControlNet"
+    order = 20
+
+    def __init__(self, units: list[ControlNetUnit]) -> None:
+        self.units = units
+        self.prepared: PreparedUnits | None = None
+        self.unet: ControlledUNet | None = None
+
+    @classmethod
+    def for_job(cls, job: Job) -> "ControlNet | None":
+        s = job.settings
+        units = controlnet_units(s.get("controlnet"), controlnets=s.get("controlnets"),
+                                 **{k: s[k] for k in UNIT_KEYWORDS if k in s})
+        return cls(units) if units else None
+
+    def latents(self, job: Job) -> None:
+        """Prepare the units (after masked content: their keys follow "Masked content" in the infotext)."""
+        pipe, s = job.pipe, job.settings
+        if pipe.config.family != "sd1":
+            raise ValueError(f"ControlNet units need an SD 1.x checkpoint; this one is "
+                             f"{FAMILY_LABELS[pipe.config.family]}")
+        dtype = next(pipe.unet.parameters()).dtype
+
+        def load(model):
+            return get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels)
+
+        def encode(x):
+            # A1111 samples these posteriors from its global generator; see posterior_generator for our choice.
+            return pipe.encode_image(x.to(pipe.device, pipe._vae_dtype()), posterior_generator(job.seeds))
+
+        job_args: dict[str, Any] = {}
+        if job.image is not None:
+            prep = job.prep
+            crop = None if prep.paste_to is None else (prep.paste_to[0], prep.paste_to[1],
+                                                       prep.paste_to[0] + prep.paste_to[2],
+                                                       prep.paste_to[1] + prep.paste_to[3])
+            job_mask = None
+            if job.image_mask is not None:  # the extension reads A1111's mask itself (at the image's size)
+                mask = job.mask
+                job_mask = mask if mask.size == job.image.size else mask.resize(job.image.size,
+                                                                                Image.Resampling.LANCZOS)
+            job_args = dict(init=flatten(job.image), mask=job_mask, mask_blur=s["mask_blur"],
+                            invert=s["mask_mode"] == "not_masked", crop=crop, a1111_resize_mode=s["resize_mode"])
+        self.prepared = prepare_units(self.units, width=job.width, height=job.height, encode=encode, load=load,
+                                      unet_channels=pipe.unet.config.in_channels, **job_args)
+        job.extra.update(self.prepared.infotext)
+
+    def noise(self, job: Job, noise):
+        return self.prepared.noise(noise)  # inpaint_only+lama; unchanged otherwise
+
+    def wrap_unet(self, job: Job, unet):
+        # The units act where the UNet is called; the step counter follows the sampler's callback.
+        self.unet = ControlledUNet(unet, self.prepared.inputs, sampling_steps=job.sampling_steps)
+        return self.unet
+
+    def on_step(self, job: Job, d: dict) -> None:
+        self.unet.step_callback(d)
+
+    def decode(self, job: Job, x):
+        return self.prepared.postprocess(x) if self.prepared.paste else x
