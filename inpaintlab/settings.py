@@ -482,3 +482,12 @@ def _register_controlnet_rows() -> None:
 
 
 _register_controlnet_rows()
+
+
+def _register_adetailer_rows() -> None:
+    from .adetailer.rows import register_rows  # ADetailer's first tab (inpaintlab.adetailer)
+
+    register_rows()
+
+
+_register_adetailer_rows()

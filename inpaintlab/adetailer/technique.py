@@ -8,6 +8,7 @@ separate steps / CFG / sampler / size when ticked. Every other setting comes fro
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Callable, Mapping, Union
 from PIL import Image
 
 from .. import settings as registry
-from ..pipeline import Technique, TechniqueError
+from ..pipeline.technique import Technique, TechniqueError
 from .masks import Prediction, masks_from_images, pred_preprocessing, rectangle_masks
 from .unit import SAME_SAMPLER, SAME_SCHEDULER, ADetailerUnit, unit_infotext
 
@@ -97,14 +98,14 @@ def unsupported(unit: ADetailerUnit) -> str | None:
     return None
 
 
-_PASS_SETTINGS = frozenset(registry.for_command("inpaint")) - {"prompt", "negative_prompt"}
 _CONTROLNET = ("controlnet", "controlnet_preprocessor", "control_weight", "control_mode", "guidance_start",
                "guidance_end")
 
 
 def pass_settings(main: Mapping[str, Any], unit: ADetailerUnit, size: tuple[int, int]) -> dict[str, Any]:
     """The inner inpaint job's keywords (ADetailer's ``get_i2i_p``), seed left to the caller."""
-    s = {k: v for k, v in main.items() if k in _PASS_SETTINGS}
+    inner = set(registry.for_command("inpaint")) - {"prompt", "negative_prompt"}
+    s = {k: v for k, v in main.items() if k in inner and not k.startswith("ad_")}  # passes run no ADetailer
     if unit.ad_controlnet_model == "None":  # the main job's ControlNet units are switched off in the passes
         for k in _CONTROLNET:
             s.pop(k, None)
@@ -184,6 +185,14 @@ class ADetailer(Technique):
         self.sort_by = sort_by
         self.same_seed_for_each_tab = same_seed_for_each_tab
         self.passes: list[dict[str, Any]] = []
+
+    @classmethod
+    def for_job(cls, job: Any) -> ADetailer | None:
+        """Tab 1 from the job's ``ad_*`` settings, when ``ad_model`` names a detector."""
+        names = [f.name for f in dataclasses.fields(ADetailerUnit)]
+        if str(job.settings.get("ad_model", "None")) == "None":
+            return None
+        return cls(ADetailerUnit(**{n: job.settings[n] for n in names if n in job.settings}))
 
     def setup(self, job: Any) -> None:
         """ADetailer's ``process``: check the tabs, write the infotext keys (A1111 orders keys by when they are set)."""

@@ -3,7 +3,8 @@
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
-* `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot.
+* `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
+* `inpaintlab.adetailer.ADetailer`: ADetailer's tab 1 (when `ad_model` names a detector).
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from .controlnet import ControlNet
 from .differential import DifferentialDiffusion
 from .lora import Networks
 from .soft import SoftInpainting
+from ..adetailer.technique import ADetailer
 
-BUILTIN = (Networks, ControlNet, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+BUILTIN = (Networks, ControlNet, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -31,4 +33,4 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "SoftInpainting", "builtin"]
+__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "SoftInpainting", "builtin"]
