@@ -7,6 +7,7 @@ the second tab's with the suffix " 2nd", the third's " 3rd" …, many only when 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from .masks import FILTER_METHODS, MERGE_MODES
@@ -190,7 +191,9 @@ def unit_infotext(units: list[ADetailerUnit]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for n, unit in enumerate(u for u in units if u.active):
         for name, value in _written(unit).items():
-            out[KEYS[name] + suffix(n)] = str(value) if name == "ad_model" else value
+            if name == "ad_model":  # ADetailer names models by file name (its models folder holds them)
+                value = Path(str(value)).name
+            out[KEYS[name] + suffix(n)] = value
     if out:
         out["ADetailer version"] = ADETAILER_VERSION
     return out
