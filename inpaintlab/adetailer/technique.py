@@ -98,6 +98,7 @@ def unsupported(unit: ADetailerUnit) -> str | None:
     return None
 
 
+_CONTROLNET_EXTRA = ("controlnets", "controlnet_image", "controlnet_mask", "controlnet_lama")
 _CONTROLNET = ("controlnet", "controlnet_preprocessor", "control_weight", "control_mode", "guidance_start",
                "guidance_end")
 
@@ -109,6 +110,8 @@ def pass_settings(main: Mapping[str, Any], unit: ADetailerUnit, size: tuple[int,
     if unit.ad_controlnet_model == "None":  # the main job's ControlNet units are switched off in the passes
         for k in _CONTROLNET:
             s.pop(k, None)
+    else:  # Passthrough: the main job's units run unchanged, with their own images if they had any
+        s.update({k: main[k] for k in _CONTROLNET_EXTRA if main.get(k) is not None})
     width, height = (unit.ad_inpaint_width, unit.ad_inpaint_height) if unit.ad_use_inpaint_width_height else size
     s.update(width=width, height=height, resize_mode=0, mask_mode="masked", mask_blur=unit.ad_mask_blur,
              masked_content="original", denoising_strength=unit.ad_denoising_strength, batch_size=1,

@@ -177,7 +177,7 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], *, sppf_act: bool = True
 
 
 class Detector:
-    """A loaded YOLOv8 network with its class names; ``fused`` says whether BatchNorms are folded (for predict)."""
+    """A loaded YOLOv8 network (``model``), its class names (id → name) and the file it came from."""
 
     def __init__(self, model: YOLOv8, names: dict[int, str], source: str = ""):
         self.model, self.names, self.source = model, names, source

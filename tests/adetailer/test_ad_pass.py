@@ -116,3 +116,19 @@ def test_nothing_detected_leaves_the_image(pipe):
     out, passes = detail_image(pipe, image, [ADetailerUnit("none")], seed=1, prompt="p", settings=SETTINGS,
                                detectors={"none": lambda im: []})
     assert out is image and passes == []
+
+
+def test_pass_settings_take_the_main_job_and_switch_controlnet_off_unless_passthrough():
+    from inpaintlab.adetailer import pass_settings
+
+    main = {**SETTINGS, "soft_inpainting": True, "controlnet": "cn.safetensors", "control_weight": 0.5,
+            "controlnets": ["unit"], "ad_model": "face.pt", "masked_content": "fill", "mask_mode": "not_masked"}
+    s = pass_settings(main, ADetailerUnit(), (512, 768))
+    assert s["soft_inpainting"] and "controlnet" not in s and "control_weight" not in s and "controlnets" not in s
+    assert not any(k.startswith("ad_") for k in s)
+    assert (s["masked_content"], s["mask_mode"], s["width"], s["height"], s["inpaint_area"]) == (
+        "original", "masked", 512, 768, "only_masked")
+    s = pass_settings(main, ADetailerUnit(ad_controlnet_model="Passthrough", ad_use_sampler=True,
+                                          ad_sampler="Euler a", ad_scheduler="Karras"), (512, 512))
+    assert s["controlnet"] == "cn.safetensors" and s["controlnets"] == ["unit"]
+    assert (s["sampler"], s["scheduler"]) == ("Euler a", "Karras")
