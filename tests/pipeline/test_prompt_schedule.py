@@ -109,8 +109,10 @@ def test_and_passes_two_conds_per_image(pipe):
     zero = pipe.txt2img("cat AND dog:0", width=32, height=32, **FAST)
     alone = pipe.txt2img("cat", width=32, height=32, **FAST)
     half = pipe.txt2img("cat AND dog:0.5", width=32, height=32, **FAST)
-    torch.testing.assert_close(zero.samples, alone.samples, rtol=0, atol=1e-6)  # measured: 0
-    assert (half.samples - alone.samples).abs().max() > 1e-3
+    # Measured: 0 with AVX2 kernels, 8.9e-5 with AVX-512 ones (the UNet batch is 3 rows against 2, and oneDNN picks
+    # its kernels by batch); the weight-0.5 prompt moves the result by far more.
+    torch.testing.assert_close(zero.samples, alone.samples, rtol=0, atol=5e-4)
+    assert (half.samples - alone.samples).abs().max() > 1e-2
 
 
 def test_nine_channel_model_with_and(tiny_inpainting_checkpoint):
