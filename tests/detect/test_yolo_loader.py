@@ -71,7 +71,7 @@ def test_safetensors_with_the_same_names(tmp_path, ultralytics_files):
     with torch.no_grad():
         a, b = pt.model(x), st.model(x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    bad = {k: v for k, v in st.model.state_dict().items() if "cv4.2" not in k}
+    bad = {k: v.contiguous() for k, v in st.model.state_dict().items() if "cv4.2" not in k}
     save_file(bad, str(tmp_path / "bad.safetensors"))
     with pytest.raises(DetectorError, match="missing"):
         load_detector(tmp_path / "bad.safetensors")
