@@ -10,6 +10,7 @@ state-dict names (``model.0.conv.weight`` …).
 """
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import pickle
@@ -42,7 +43,8 @@ _TORCH_NN_CLASSES = frozenset({
 # Plain values some trained files carry in their metadata (train args, best fitness): kept inert as well
 _OTHER_STAND_INS = frozenset({
     ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"), ("numpy", "dtype")})
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")})
 _REAL = {
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
@@ -50,6 +52,7 @@ _REAL = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set, ("__builtin__", "set"): set,
     ("builtins", "frozenset"): frozenset, ("__builtin__", "frozenset"): frozenset,
+    ("_codecs", "encode"): codecs.encode,  # protocol-2 pickles spell bytes (e.g. a numpy scalar's) this way
 }
 
 

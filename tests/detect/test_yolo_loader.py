@@ -136,3 +136,20 @@ def test_nms_against_brute_force():
     assert len(rows) == len(kept) > 10
     torch.testing.assert_close(rows[:, 4], best[kept])
     torch.testing.assert_close(rows[:, :4], boxes[kept])
+
+
+def test_trained_file_metadata_loads(tmp_path, ultralytics_files, ultralytics_yolo):
+    """Trained files also pickle numpy scalars (best fitness), paths and a namespace of train args."""
+    import pathlib
+
+    import numpy as np
+    from ultralytics.utils import IterableSimpleNamespace
+
+    ckpt = torch.load(ultralytics_files["det"], map_location="cpu", weights_only=False)
+    ckpt.update(best_fitness=np.float64(0.61), epoch=-1, optimizer=None,
+                train_args={"task": "detect", "save_dir": pathlib.Path("runs/detect/train")})
+    ckpt["model"].args = IterableSimpleNamespace(task="detect", imgsz=640)
+    torch.save(ckpt, tmp_path / "trained.pt")
+    a = load_detector(tmp_path / "trained.pt", fuse=False)
+    b = load_detector(ultralytics_files["det"], fuse=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
