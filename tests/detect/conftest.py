@@ -1,8 +1,26 @@
 """Ultralytics 8.4.190 as a test oracle: offline, quiet, with the torchvision stand-in it needs to import."""
 import os
 
+import cv2
+import PIL.Image
 import pytest
 import torch
+
+# Importing Ultralytics replaces PIL.Image.open, torch.save and cv2.imread/imwrite/imshow process-wide (its "patches");
+# later tests in the same run must see the originals, so they are put back after every module here.
+_ORIGINALS = ((PIL.Image, "open", PIL.Image.open), (torch, "save", torch.save), (cv2, "imread", cv2.imread),
+              (cv2, "imwrite", cv2.imwrite), (cv2, "imshow", cv2.imshow))
+
+
+def _restore():
+    for owner, name, original in _ORIGINALS:
+        setattr(owner, name, original)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _undo_ultralytics_patches():
+    yield
+    _restore()
 
 
 

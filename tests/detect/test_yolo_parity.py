@@ -60,3 +60,4 @@ def test_predict_matches_ultralytics(kind, ultralytics_files, ultralytics_yolo):
         assert got.masks.sum() > 100
     else:
         assert got.masks is None and ref.masks is None
+
