@@ -11,8 +11,9 @@
 * sweep specs (`inpaintlab.study.spec`) accept any row that `inpaint` takes as a base setting or an axis, and validate
   every cell before loading anything.
 
-Adding a setting = one `register(Setting(...))` call (here or in the feature's module, imported by `inpaintlab`), plus
-the keyword in the pipeline function that applies it and the infotext key it writes. The test suite checks that every
+Adding a setting = one `register(Setting(...))` call (here, or in the technique's module under
+`inpaintlab/techniques/`, imported by `inpaintlab`), plus the keyword in the pipeline function (or `keyword=False` for
+a technique's row taken through `**settings`) and the infotext key it writes. The test suite checks that every
 row's default equals the pipeline keyword's default and that a non-default `example` survives infotext write → read.
 
 Infotext keys that inpaintlab reads without a row (model names and hashes, version) are in `INFOTEXT_KEYS`; a feature
@@ -273,6 +274,9 @@ def _between(low: float, high: float) -> Callable[[Any], str | None]:
     return lambda v: None if low <= v <= high else f"must be in [{low:g}, {high:g}]"
 
 
+at_least, between = _at_least, _between  # range checks for the rows techniques declare in their own modules
+
+
 def _size(v: int) -> str | None:
     return None if v >= 8 and v % 8 == 0 else "must be a positive multiple of 8"
 
@@ -388,37 +392,6 @@ def _gpu_noise_needs_cuda(s: dict[str, Any]) -> str | None:
 CROSS_CHECKS["GPU noise needs CUDA"] = _gpu_noise_needs_cuda
 
 
-def _one_blend(s: dict[str, Any]) -> str | None:
-    if s.get("soft_inpainting") and s.get("differential_diffusion"):
-        return "soft_inpainting and differential_diffusion are two different blends; choose one"
-    return None
-
-
-# Soft inpainting (A1111's built-in extension): its six sliders, labels and ranges as A1111 writes and limits them.
-_SOFT = "soft inpainting: "
-for _row in (
-    Setting("soft_inpainting", bool, False, "A1111's soft inpainting: unrounded masks, a per-step soft blend and a "
-            "composite from how far each latent pixel moved (use a large mask blur)", INPAINT,
-            infotext="Soft inpainting enabled", example=True),
-    Setting("schedule_bias", float, 1.0, _SOFT + "schedule bias, the power of sigma in the mask exponent (0-8)",
-            INPAINT, infotext="Soft inpainting schedule bias", check=_between(0, 8), example=1.5),
-    Setting("preservation_strength", float, 0.5, _SOFT + "preservation strength, the scale of the mask exponent (0-8)",
-            INPAINT, infotext="Soft inpainting preservation strength", check=_between(0, 8), example=0.75),
-    Setting("transition_contrast_boost", float, 4.0, _SOFT + "transition contrast boost, the power of the magnitude "
-            "mean (1-32)", INPAINT, infotext="Soft inpainting transition contrast boost", check=_between(1, 32),
-            example=8.0),
-    Setting("mask_influence", float, 0.0, _SOFT + "mask influence on the difference threshold (0-1)", INPAINT,
-            infotext="Soft inpainting mask influence", check=_between(0, 1), example=0.25),
-    Setting("difference_threshold", float, 0.5, _SOFT + "latent change at which the original is half opaque (0-8)",
-            INPAINT, infotext="Soft inpainting difference threshold", check=_between(0, 8), example=1.0),
-    Setting("difference_contrast", float, 2.0, _SOFT + "sharpness of the composite's transition (0-8)", INPAINT,
-            infotext="Soft inpainting difference contrast", check=_between(0, 8), example=3.0),
-    # Not an A1111 feature: `Differential diffusion: True` is inpaintlab's own key.
-    Setting("differential_diffusion", bool, False, "Differential Diffusion with the blurred mask as change map "
-            "(1 = change fully; not an A1111 feature)", INPAINT, infotext="Differential diffusion"),
-):
-    register(_row)
-CROSS_CHECKS["one blend"] = _one_blend
 
 # Stored to identify the files and program that made an image; replay uses --model/--vae/--embeddings-dir, so they are
 # reported by `inpaintlab info` but not applied.
@@ -427,67 +400,3 @@ for _key_name in ("Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Versio
 register_infotext_key("Eta DDIM")  # read into `eta` (see _eta_ddim)
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))
-
-
-# --- ControlNet (sd-webui-controlnet's unit 0; more units from Python with `controlnets=[ControlNetUnit(...)]`) ------
-
-def _controlnet_field(field: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        from .controlnet.unit import parse_unit_infotext
-
-        return parse_unit_infotext(text)[field]
-    return parse
-
-
-def _controlnet_model(value: Any) -> str | None:
-    from pathlib import Path
-
-    from .controlnet import ControlNet
-
-    if isinstance(value, (str, Path, ControlNet)):
-        return None
-    return "must be a ControlNet file path or a loaded ControlNet"
-
-
-def _guidance_window(s: dict[str, Any]) -> str | None:
-    start, end = s.get("guidance_start", 0.0), s.get("guidance_end", 1.0)
-    return None if start <= end else f"guidance_start {start} is after guidance_end {end}"
-
-
-def _register_controlnet_rows() -> None:
-    from .controlnet.inject import CONTROL_MODES
-    from .controlnet.preprocess import PREPROCESSORS
-
-    unit0 = "ControlNet 0"
-    for row in (
-        # The infotext names the model (`name [hash]`); read back, the name is looked up as <name>.safetensors in the
-        # working directory unless --controlnet gives the file.
-        Setting("controlnet", object, None, "ControlNet model file, e.g. control_v11p_sd15_inpaint.safetensors",
-                infotext=unit0, parse=_controlnet_field("model"), check=_controlnet_model),
-        Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor", infotext=unit0,
-                choices=PREPROCESSORS, aliases={"inpaint": "inpaint_global_harmonious"},
-                parse=_controlnet_field("preprocessor")),
-        Setting("control_weight", float, 1.0, "ControlNet weight, 0-2", infotext=unit0, check=_between(0, 2),
-                parse=_controlnet_field("weight")),
-        Setting("control_mode", str, "Balanced", "ControlNet control mode", infotext=unit0, choices=CONTROL_MODES,
-                aliases={"prompt": CONTROL_MODES[1], "controlnet": CONTROL_MODES[2]},
-                parse=_controlnet_field("control_mode")),
-        Setting("guidance_start", float, 0.0, "ControlNet starting control step, a fraction of the steps run",
-                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_start")),
-        Setting("guidance_end", float, 1.0, "ControlNet ending control step, a fraction of the steps run",
-                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_end")),
-    ):
-        register(row)
-    CROSS_CHECKS["ControlNet guidance window"] = _guidance_window
-
-
-_register_controlnet_rows()
-
-
-def _register_adetailer_rows() -> None:
-    from .adetailer.rows import register_rows  # ADetailer's first tab (inpaintlab.adetailer)
-
-    register_rows()
-
-
-_register_adetailer_rows()

@@ -62,6 +62,9 @@ def run(job: Job, techniques: list[Technique]) -> Result:
     job.sampler, job.schedule_label = resolve_sampler(s["sampler"], s["scheduler"])
     job.sampler_config = SAMPLER_CONFIGS[job.sampler]
     outside = list(techniques)
+    bad = [t for t in outside if not isinstance(t, Technique)]
+    if bad:
+        raise TypeError(f"techniques must be inpaintlab.pipeline.Technique objects, got {type(bad[0]).__name__}")
     job.techniques = order_techniques(builtin(job, outside), outside)
     hooks = job.hooks = Hooks(job.techniques)
     hooks.call("setup", job)

@@ -82,9 +82,9 @@ def sample(job: Job) -> None:
     img2img = job.kind != "txt2img"
     rng, noise, init_latent = job.rng, job.noise, job.init_latent
     noise_sampler = rng.noise_sampler
-    if hooks.having("noise"):
+    if hooks.having("sampler_noise"):
         def noise_sampler(sigma, sigma_next):
-            return hooks.chain("noise", job, rng.next())
+            return hooks.chain("sampler_noise", job, rng.next())
     with torch.inference_mode():
         if config.kind == "timesteps":
             timesteps = get_timesteps(steps)

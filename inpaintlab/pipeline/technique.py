@@ -38,34 +38,36 @@ Hooks, in stage order (`HOOKS`, the table the README's architecture section show
 =====================  ===========================  =====================================================  ===========
 hook                   stage                        when, and what it returns                              combination
 =====================  ===========================  =====================================================  ===========
-setup(job)             settings                     before any work: check settings, set job flags         all, order
-                                                    (A1111 `process`; e.g. `job.mask_round = False`)
+setup(job)             settings                     before any work (the sampler is resolved): check       all, order
+                                                    settings, set job flags (A1111 `process`; e.g.
+                                                    `job.mask_round = False`)
 prepare(job)           images and masks             after `job.prep` (the processed image and masks)       all, order
 networks(job)          networks                     activate extra networks before any text is encoded     all, order
 latents(job)           encode, masked content       after `job.init_latent`, `job.latent_mask`, masked      all, order
                                                     content; before the image conditioning
-noise(job, noise)      noise                        every draw of the image RNG (the initial noise and     chained
-  -> noise                                          the ancestral/SDE draws), after masked content took
-                                                    its own
 conditioning(job)      conditioning                 after `job.cond` / `job.uncond` (may replace them)     all, order
+noise(job, noise)      noise                        the initial noise, after masked content took its own   chained
+  -> noise                                          draw (noise multiplier, extra noise, ControlNet LaMa)
 wrap_unet(job, unet)   sample                       the UNet call `unet(x, t, context, y=None, **kw)`;      first =
   -> unet                                           ControlNet, FreeU, token merging, attention patches    innermost
 wrap_cfg(job, cfg)     sample                       the CFG layer (`CFGDenoiser` / scheduled): wrap or     first =
   -> denoiser                                       replace it (NGMS, Skip Early CFG, PAG)                 innermost
+wrap_denoiser(job, m)  sample                       outside CFG, what the sampler calls: the per-step      first =
+  -> denoiser                                       inpaint blends                                         innermost
 combine_cfg(job, p)    sample                       compute the guided x0 from `p` (`CFGParts`) or return  first non-
   -> tensor | None                                  None (dynamic thresholding)                            None wins
 after_cfg(job, p, d)   sample                       adjust the guided x0 (CFG rescale)                     chained
   -> d
-wrap_denoiser(job, m)  sample                       outside CFG, what the sampler calls: the per-step      first =
-  -> denoiser                                       inpaint blends                                         innermost
-on_step(job, d)        sample                       each sampler callback (`job.step` is already set),     all, order,
-                                                    before the caller's `callback`                         then user's
+on_step(job, d)        sample                       each sampler callback (`job.step`: this step's index   all, order,
+                                                    from 0), before the caller's `callback`                then user's
+sampler_noise(job, n)  sample                       each later draw of the image RNG (the ancestral / SDE  chained
+  -> noise                                          samplers' noise; not the Brownian-tree draws)
 after_sample(job, s)   after sampling               the final latents (A1111 `post_sample`; the binary     chained
   -> samples                                        blend's final latent blend)
 decode(job, x) -> x    decode                       each decoded image [1,3,H,W] in [0,1] before the uint8 chained
                                                     truncation (A1111 `postprocess_batch`)
-composite(job, ims)    composite                    the uint8 images: overlay / paste back                 chained
-  -> images                                         (A1111 `postprocess_maskoverlay`)
+composite(job, r)      composite                    the `Result`'s uint8 images: overlay / paste back      chained
+  -> result                                         (A1111 `postprocess_maskoverlay`)
 postprocess(job, r)    postprocess                  the finished `Result` (A1111 `postprocess_image`,      chained
   -> result                                         `postprocess`): colour correction, detailer passes
 infotext(job, extra)   infotext                     add keys to `extra` (after every stage's keys, before  all, order
@@ -76,7 +78,8 @@ Order between techniques: by `order` (smaller first; ties keep the list order), 
 techniques passed by the caller in their order. "all, order": each called in that order. "chained": each gets the
 previous one's result. "first = innermost": the first technique wraps the bare object, the next wraps that, so the
 last one is outermost (called first). Built-in orders: networks 10, ControlNet 20, blends 50; the default for an
-outside technique is 100 (outermost wrappers, last in chains).
+outside technique is 100 (outermost wrappers, last in chains). The sample-stage hooks run under
+`torch.inference_mode()`.
 
 Slots: a technique with `slot = "blend"` takes the place of the binary inpaint blend (at most one technique per slot;
 two blend techniques in one job are an error). The built-in blends (binary, soft inpainting, Differential
@@ -94,11 +97,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .job import Job
     from ..result import Result
 
-# (hook, how results combine) in the order the pipeline calls them.
+# (hook, how results combine) in the order the pipeline first calls them (the wrappers are built before sampling;
+# combine_cfg and after_cfg run at every denoiser call, on_step after it, sampler_noise at each later noise draw).
 HOOKS: tuple[tuple[str, str], ...] = (
-    ("setup", "all"), ("prepare", "all"), ("networks", "all"), ("latents", "all"), ("noise", "chain"),
-    ("conditioning", "all"), ("wrap_unet", "wrap"), ("wrap_cfg", "wrap"), ("combine_cfg", "first"),
-    ("after_cfg", "chain"), ("wrap_denoiser", "wrap"), ("on_step", "all"), ("after_sample", "chain"),
+    ("setup", "all"), ("prepare", "all"), ("networks", "all"), ("latents", "all"), ("conditioning", "all"),
+    ("noise", "chain"), ("wrap_unet", "wrap"), ("wrap_cfg", "wrap"), ("wrap_denoiser", "wrap"), ("combine_cfg", "first"),
+    ("after_cfg", "chain"), ("on_step", "all"), ("sampler_noise", "chain"), ("after_sample", "chain"),
     ("decode", "chain"), ("composite", "chain"), ("postprocess", "chain"), ("infotext", "all"),
 )
 HOOK_NAMES = tuple(name for name, _ in HOOKS)
@@ -131,6 +135,7 @@ class Technique:
     def networks(self, job: Job) -> None: ...
     def latents(self, job: Job) -> None: ...
     def noise(self, job: Job, noise: torch.Tensor) -> torch.Tensor: return noise
+    def sampler_noise(self, job: Job, noise: torch.Tensor) -> torch.Tensor: return noise
     def conditioning(self, job: Job) -> None: ...
     def wrap_unet(self, job: Job, unet: Callable) -> Callable: return unet
     def wrap_cfg(self, job: Job, cfg: Callable) -> Callable: return cfg
@@ -140,7 +145,7 @@ class Technique:
     def on_step(self, job: Job, d: dict) -> None: ...
     def after_sample(self, job: Job, samples: torch.Tensor) -> torch.Tensor: return samples
     def decode(self, job: Job, x: torch.Tensor) -> torch.Tensor: return x
-    def composite(self, job: Job, images: list) -> list: return images
+    def composite(self, job: Job, result: Result) -> Result: return result
     def postprocess(self, job: Job, result: Result) -> Result: return result
     def infotext(self, job: Job, extra: dict[str, Any]) -> None: ...
 

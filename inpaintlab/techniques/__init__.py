@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from .blend import BinaryBlend
-from .controlnet import ControlNet
+# Imported in the order their settings rows appear in the registry (CLI help, sweep names).
+from .soft import SoftInpainting  # noqa: I001
 from .differential import DifferentialDiffusion
+from .controlnet import ControlNet
 from .lora import Networks
-from .soft import SoftInpainting
+from .blend import BinaryBlend
 from ..adetailer.technique import ADetailer
 
 BUILTIN = (Networks, ControlNet, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)

@@ -170,6 +170,11 @@ def run_model(model: str, files: dict[str, Path], load=None) -> dict[str, tuple[
     return out
 
 
+def machine() -> dict[str, str]:
+    """What the recorded bytes depend on besides the code: torch's CPU kernels differ by instruction set."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__.split("+")[0]}
+
+
 def record(files: dict[str, Path]) -> None:
     for model in MODELS:
         record_model(model, files)
@@ -188,6 +193,8 @@ def record_model(model: str, files: dict[str, Path]) -> None:
         texts = {name: infotexts for name, (_, infotexts) in results.items()}
         with atomic_path(DATA / f"{model}.json") as tmp:
             Path(tmp).write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_path(DATA / "machine.json") as tmp:
+            Path(tmp).write_text(json.dumps(machine()) + "\n", encoding="utf-8")
 
 
 def load_expected(model: str) -> dict[str, tuple[np.ndarray, list[str]]]:

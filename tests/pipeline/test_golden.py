@@ -3,10 +3,14 @@
 Recorded from the pipeline before it was split into stages and techniques; every later change to the pipeline's
 structure must reproduce each uint8 image exactly and each infotext character for character. Re-record only for an
 intended change of behaviour: `INPAINTLAB_RECORD_GOLDEN=1 python -m pytest tests/pipeline/test_golden.py`.
-Runs single-threaded, as it was recorded (CPU kernels may sum in another order with more threads).
+Runs single-threaded, as it was recorded (CPU kernels may sum in another order with more threads). The bytes are
+compared exactly on a machine whose torch CPU kernels match the recording's (`machine.json`: instruction set and
+torch version); elsewhere (e.g. AVX2 instead of AVX-512) float sums round differently, so images may differ by a grey
+level here and there and are held to a mean absolute difference below 0.5 grey levels, infotexts still exactly.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -41,6 +45,7 @@ def test_golden(files, model):
     expected = golden_cases.load_expected(model)
     got = golden_cases.run_model(model, files)
     assert list(got) == list(expected), "the golden cases changed: re-record them on purpose"
+    exact = golden_cases.machine() == json.loads((golden_cases.DATA / "machine.json").read_text())
     problems = []
     for name, (images, infotexts) in expected.items():
         new_images, new_infotexts = got[name]
@@ -50,5 +55,6 @@ def test_golden(files, model):
             problems.append(f"{name}: shape {images.shape} -> {new_images.shape}")
         elif not np.array_equal(new_images, images):
             diff = np.abs(new_images.astype(int) - images.astype(int))
-            problems.append(f"{name}: {np.count_nonzero(diff)} bytes differ, max {diff.max()}")
+            if exact or diff.mean() >= 0.5:
+                problems.append(f"{name}: {np.count_nonzero(diff)} bytes differ, max {diff.max()}, mean {diff.mean():.3f}")
     assert not problems, "\n".join(problems)

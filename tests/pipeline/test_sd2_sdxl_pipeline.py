@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 import inpaintlab
 from inpaintlab.clip import encode_prompts_sdxl
 from inpaintlab.infotext import parse_infotext
+from inpaintlab.pipeline.images import tensor_to_image
 
 FAST = dict(steps=3, cfg_scale=5.0, seed=77)
 
@@ -131,7 +132,7 @@ def test_sdxl_fp16_vae_nan_falls_back_to_float32(tiny_family_checkpoints, caplog
     assert images[0].size == (64, 64)
     with torch.inference_mode():  # what a float32 VAE gives for the same weights
         expected = pipe.vae.decode((1.0 / 0.13025) * latents)
-    assert np.array_equal(np.asarray(images[0]), np.asarray(inpaintlab.inpaint.tensor_to_image(expected[0])))
+    assert np.array_equal(np.asarray(images[0]), np.asarray(tensor_to_image(expected[0])))
 
 
 def test_controlnet_units_are_refused_for_sdxl_by_name(pipes):

@@ -33,7 +33,10 @@ def schedule():
 
 def test_table_endpoints_bitwise(schedule):
     assert schedule.sigmas.dtype == torch.float32 and schedule.sigmas.shape == (1000,)
-    assert bits(schedule.sigmas[[0, -1]]) == [0x3CEEF0C1, 0x4169D593]
+    # sigma_max is the same everywhere; sigma_min's last bit follows the CPU's vector kernels (0x3CEEF0C1 with AVX2,
+    # 0x3CEEF0C0 with AVX-512, which is also the correctly rounded float32 chain of the stored alphas_cumprod).
+    first, last = bits(schedule.sigmas[[0, -1]])
+    assert first in (0x3CEEF0C0, 0x3CEEF0C1) and last == 0x4169D593
     assert schedule.sigma_min == pytest.approx(0.029167535, abs=1e-9)
     assert schedule.sigma_max == pytest.approx(14.614642, abs=1e-6)
     assert schedule.alphas_cumprod[0].item() == pytest.approx(0.99915, abs=1e-7)
