@@ -90,3 +90,6 @@ def register_rows() -> None:
     for row in rows():
         register(row)
     register_infotext_key("ADetailer version")
+
+
+register_rows()  # when the technique is imported (inpaintlab.techniques imports it with the built-ins)

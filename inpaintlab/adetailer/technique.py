@@ -18,6 +18,7 @@ from PIL import Image
 
 from .. import settings as registry
 from ..pipeline.technique import Technique, TechniqueError
+from . import rows  # noqa: F401  registers the ad_* settings rows
 from .masks import Prediction, masks_from_images, pred_preprocessing, rectangle_masks
 from .unit import SAME_SAMPLER, SAME_SCHEDULER, ADetailerUnit, unit_infotext
 
