@@ -7,7 +7,7 @@ VERSION = re.search(r'"(.+)"', open("inpaintlab/_version.py", encoding="utf-8").
 setup(
     name="inpaintlab",
     version=VERSION,
-    description="Stable Diffusion 1.x inpainting from scratch, with fused Triton kernels",
+    description="Stable Diffusion inpainting (SD 1.x, SD 2.x, SDXL) from scratch, with fused Triton kernels",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",

@@ -23,6 +23,11 @@ CPU from a perf_counter loop after a warm-up call. TFLOP/s use performance.md §
 linears and attention matmuls; norms and elementwise excluded): 1.607 TFLOP per CFG step at 512x512, 4.30 at
 768x768; other shapes are counted with torch.utils.flop_counter on the meta device, which reproduces both figures.
 Every row also carries the largest difference of the provider's output from the torch provider's.
+
+Two technique rows beside the plain step, same model and inputs, eager torch: "torch+tome0.5" is the call with A1111's
+token merging at ratio 0.5 (inpaintlab.guidance.tome; it acts only where attention runs at full latent resolution,
+so not in SDXL), "torch+pag" the plain CFG call followed by PAG's extra pass (the cond half of the batch with the
+first middle-block self-attention perturbed), i.e. the step's cost with PAG on.
 """
 from __future__ import annotations
 
@@ -296,6 +301,31 @@ def model_providers(ours, cfg, x, t, context, adm=None) -> dict[str, Callable[[]
     return {"torch": lambda: (lambda: ours(x, t, context, y)), "triton": build_triton, "diffusers": build_diffusers}
 
 
+TECHNIQUE_NOTES = {"torch+tome0.5": "token merging, ratio 0.5 (A1111's tomesd arguments)",
+                   "torch+pag": "plain call + PAG's extra pass on the cond half (perturbed middle attention)"}
+
+
+def technique_providers(ours, x, t, context, adm=None) -> dict[str, Callable[[], Callable[[], object]]]:
+    """The plain call with token merging at 0.5, and the plain call followed by PAG's extra pass."""
+    from inpaintlab.guidance.pag import PerturbedAttention
+    from inpaintlab.guidance.tome import TokenMerging
+
+    y = None if adm is None else adm[0]
+    half = x.shape[0] // 2
+
+    def tome():
+        with TokenMerging(ours, 0.5):
+            return ours(x, t, context, y)
+
+    def pag():
+        out = ours(x, t, context, y)
+        with PerturbedAttention(ours):
+            ours(x[:half], t[:half], context[:half], None if y is None else y[:half])
+        return out
+
+    return {"torch+tome0.5": lambda: tome, "torch+pag": lambda: pag}
+
+
 def single_call_providers(device: str) -> frozenset[str]:
     return frozenset({"triton"}) if device == "cpu" else frozenset()
 
@@ -360,9 +390,10 @@ def run(device: str = "cuda", quick: bool = False, *, seed: int = 0, cpu_reps: i
             rows.append(row(provider="torch", **base, status="error", error=common.error_text(exc)))
             continue
 
-        providers = model_providers(ours, cfg, x, t, context, adm)
+        providers = {**model_providers(ours, cfg, x, t, context, adm), **technique_providers(ours, x, t, context, adm)}
         rows += time_providers(providers, base, device=device, flop=flop, peak_tflops=peak, cpu_reps=cpu_reps,
-                               notes=notes, skip=skip, single_call=single_call_providers(device))
+                               notes={**notes, **TECHNIQUE_NOTES}, skip=skip,
+                               single_call=single_call_providers(device))
     return rows
 
 

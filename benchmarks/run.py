@@ -57,6 +57,9 @@ ALIASES = {"ms_p50": ("ms_p50", "p50"), "ms_p20": ("ms_p20", "p20"), "ms_p80": (
 RUN_WIDE = {"torch", "triton", "git_commit", "timestamp", "metric", "unit", "device"}
 CSV_META = ("torch", "triton", "diffusers", "git_commit", "timestamp")
 UNET_CPU = dict(batch=2, latent=32, tokens=77)  # issue: SD1.5 width, 32x32 latents, batch 2
+# A speed ratio is printed only when both times are steady: their p20..p80 spread within this share of the median.
+# On a busy machine (other processes, a shared CPU) the spread grows and the ratio would be noise.
+MAX_SPREAD = 0.10
 
 
 def metadata(device: str, args: argparse.Namespace, sections: list[str]) -> dict:
@@ -189,6 +192,25 @@ def _label(row: dict) -> str:
     return f"{prefix} {row['shape']}" if prefix and row["shape"] else str(prefix or row["shape"] or "-")
 
 
+def spread(row: dict) -> float | None:
+    """(p80 - p20) / p50 of a row's times, or None when it has no times."""
+    if not row.get("ms_p50") or row.get("ms_p20") is None or row.get("ms_p80") is None:
+        return None
+    return (row["ms_p80"] - row["ms_p20"]) / row["ms_p50"]
+
+
+def ratio_text(base: dict | None, row: dict) -> str:
+    """`base` time / `row` time as "1.93x", or why there is no ratio: a missing time, or a spread above MAX_SPREAD
+    (then the spreads are printed instead, so the reader sees the numbers are noise)."""
+    if base is None or not base.get("ms_p50") or not row.get("ms_p50"):
+        return "-"
+    spreads = [spread(base), spread(row)]
+    if any(s is None or s > MAX_SPREAD for s in spreads):
+        shown = "/".join("?" if s is None else f"{100 * s:.0f}%" for s in spreads)
+        return f"noisy (spread {shown} > {100 * MAX_SPREAD:.0f}%)"
+    return f"{base['ms_p50'] / row['ms_p50']:.2f}x"
+
+
 def markdown(meta: dict, rows: list[dict]) -> str:
     device = meta["device_name"]
     peaks = []
@@ -208,18 +230,20 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         if any(r["pct_peak"] is not None for r in sect_rows):
             basis = "HBM bandwidth" if any(r["gb_s"] is not None for r in sect_rows) else "dense fp16 tensor-core peak"
             out += [f"% peak: share of the card's {basis} ({', '.join(peaks)}).", ""]
-        out += [("| op | provider | shape | dtype | p50 ms | p20 ms | p80 ms | TFLOP/s | GB/s | % peak | "
+        out += [f"vs torch: the ratio of medians, printed only when both rows' p20..p80 spread is within "
+                f"{100 * MAX_SPREAD:.0f}% of their median.", ""]
+        out += [("| op | provider | shape | dtype | p50 ms | p20 ms | p80 ms | spread | TFLOP/s | GB/s | % peak | "
                  "vs torch | max rel diff | notes |"),
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        torch_ms = {(r["op"], _label(r)): r["ms_p50"] for r in sect_rows if r["provider"] == "torch" and r["ms_p50"]}
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        torch_rows = {(r["op"], _label(r)): r for r in sect_rows if r["provider"] == "torch" and r["ms_p50"]}
         for r in sect_rows:
-            base = torch_ms.get((r["op"], _label(r)))
-            speed = f"{base / r['ms_p50']:.2f}x" if base and r["ms_p50"] else "-"
+            speed = ratio_text(torch_rows.get((r["op"], _label(r))), r)
             diff = r.get("max_rel_diff")
             note = r["error"] and f"error: {r['error']}" or r["note"] or ""
+            steady = "-" if spread(r) is None else f"{100 * spread(r):.0f}%"
             out.append("| " + " | ".join(common.cell(c) for c in (
                 r["op"], r["provider"], _label(r), r["dtype"] or "-", _num(r["ms_p50"]), _num(r["ms_p20"]),
-                _num(r["ms_p80"]), _num(r["tflops"]), _num(r["gb_s"], 1), _num(r["pct_peak"], 1), speed,
+                _num(r["ms_p80"]), steady, _num(r["tflops"]), _num(r["gb_s"], 1), _num(r["pct_peak"], 1), speed,
                 "-" if diff is None else f"{diff:.1e}", note)) + " |")
         out.append("")
     return "\n".join(out)

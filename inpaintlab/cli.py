@@ -1,4 +1,4 @@
-"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|detect|tiny` (also `python -m inpaintlab`).
+"""Command line: `inpaintlab inpaint|img2img|txt2img|demo|info|sweep|upscale|tiny|clean` (also `python -m inpaintlab`).
 
 Settings use A1111's names and accept A1111's labels ("latent noise", "Only masked"); defaults are A1111's UI defaults.
 `--from-png` reads the settings (and prompts) from a PNG's `parameters` infotext; flags given on the command line win.
@@ -18,9 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import settings as registry
 from ._version import __version__
 from .files import prepare_out_dir
+from .segment import cli as segment_cli
 from . import frontend
 from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
-from .infotext import parse_infotext, read_png_infotext, read_settings, unapplied
+from .infotext import parse_infotext, read_png_infotext, read_settings, replay_noise, unapplied
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
@@ -37,7 +38,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--model", required=required, help="single-file SD1.x checkpoint (.safetensors)")
+    parser.add_argument("--model", required=required,
+                        help="single-file SD 1.x, SD 2.x or SDXL checkpoint (.safetensors)")
     parser.add_argument("--vae", help="separate VAE file (.safetensors), e.g. vae-ft-mse-840000-ema-pruned")
     parser.add_argument("--embeddings-dir", help="folder of textual-inversion embeddings (.pt/.safetensors/.bin)")
     parser.add_argument("--lora-dir", help="folder of LoRA/LyCORIS files that <lora:name:weight> prompt tags name "
@@ -71,6 +73,59 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                             help=registry.cli_help(setting))
 
 
+def _add_script_args(parser: argparse.ArgumentParser) -> None:
+    """A1111's img2img scripts that run through img2img (inpaintlab.scripts), by their UI names."""
+    from .scripts import CURVES
+
+    g = parser.add_argument_group("img2img scripts")
+    g.add_argument("--script", choices=("SD upscale", "Loopback"), help="run an A1111 img2img script")
+    g.add_argument("--tile-overlap", type=int, default=64, help="SD upscale: Tile overlap (default: 64)")
+    g.add_argument("--scale-factor", type=float, default=2.0, help="SD upscale: Scale Factor (default: 2)")
+    g.add_argument("--upscaler", default="None",
+                   help="SD upscale: Upscaler, a file, an A1111 name in --upscaler-dir, or None/Lanczos/Nearest "
+                        "(default: None)")
+    g.add_argument("--upscaler-dir", help="folder of upscaler files for --upscaler names")
+    g.add_argument("--loops", type=int, default=4, help="Loopback: Loops (default: 4)")
+    g.add_argument("--final-denoising-strength", type=float, default=0.5,
+                   help="Loopback: Final denoising strength (default: 0.5)")
+    g.add_argument("--denoising-curve", choices=CURVES, default="Linear",
+                   help="Loopback: Denoising strength curve (default: Linear)")
+
+
+def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
+    from . import scripts
+
+    if args.script == "Loopback":
+        return scripts.loopback(pipe, image, prompt, negative, loops=args.loops,
+                                final_denoising_strength=args.final_denoising_strength,
+                                denoising_curve=args.denoising_curve, **settings)
+    from .upscalers.command import resolve_upscaler
+
+    upscaler = resolve_upscaler(args.upscaler, args.upscaler_dir, str(pipe.device))
+    return scripts.sd_upscale(pipe, image, prompt, negative, tile_overlap=args.tile_overlap,
+                              scale_factor=args.scale_factor, upscaler=upscaler, **settings)
+
+
+def _replay_grid(args) -> int:
+    from .study.replay import replay_grid
+
+    if not args.model:
+        raise CommandError("sweep --from-png needs --model")
+    if args.mask and not args.image:
+        raise CommandError("--mask needs --image")
+    image = open_image(args.image) if args.image else None
+    mask = open_image(args.mask) if args.mask else None
+    from .frontend import _load
+
+    options = _model_options(argparse.Namespace(device=args.device, kernels="auto", model=args.model, vae=None,
+                                                embeddings_dir=None, lora_dir=None, dtype="float32",
+                                                allow_pickle=False))
+    pipe = _load(args.model, None, options)
+    for path in replay_grid(pipe, args.from_png, args.out, image, mask, progress=not args.no_progress):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inpaintlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,16 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(sub)
         if name != "txt2img":
             sub.add_argument("--image", required=True, help="init image")
+        if name == "img2img":
+            _add_script_args(sub)
         if name == "inpaint":
             source = sub.add_mutually_exclusive_group(required=True)
             source.add_argument("--mask", help="mask image: white = repaint")
             source.add_argument("--sketch", help="inpaint sketch: the image with coloured strokes painted over it")
+            segment_cli.add_inpaint_mask_args(sub, source)
             sub.add_argument("--mask-alpha", type=float, default=0.0,
                              help="sketch mask transparency in percent, 0-100 (default: 0)")
         sub.add_argument("--controlnet-image", help="the ControlNet unit's own image (default: the init image; "
                                                     "needed for txt2img)")
         sub.add_argument("--controlnet-mask", help="the ControlNet unit's own mask, white = repaint (with "
                                                    "--controlnet-image; default: the inpaint mask)")
+        sub.add_argument("--controlnet-lama", help="LaMa generator file for --controlnet-preprocessor "
+                                                   "inpaint_only+lama (ControlNetLama.pth, best.ckpt, .safetensors)")
         sub.add_argument("--from-png", help="take prompts and settings from this PNG's infotext")
         sub.add_argument("--strict", action="store_true",
                          help="refuse to run when the --from-png infotext or the prompt holds something inpaintlab does "
@@ -116,19 +176,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
-    sweep.add_argument("spec", help="sweep spec file (.json or .toml); see examples/")
+    sweep.add_argument("spec", nargs="?", help="sweep spec file (.json or .toml); see examples/")
+    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
+    sweep.add_argument("--model", help="with --from-png: the checkpoint")
+    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
+    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
+    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    from .upscalers.command import add_parser as add_upscale_parser
+
+    _add_common(add_upscale_parser(commands))
+
     from .detect.command import add_parser as add_detect_parser
 
-    detect = add_detect_parser(commands)
-    _add_common(detect)
+    _add_common(add_detect_parser(commands))
 
-    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (4- and 9-channel), a VAE file, "
-                                            "a ControlNet and a YOLOv8n detector")
+    tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (SD1 4- and 9-channel, SD 2.x, SDXL), "
+                                            "a VAE file, a ControlNet, SAM 2 and LaMa files and LoRA files (lora/)")
     _add_common(tiny)
     tiny.add_argument("--out", required=True, help="output folder (created if missing)")
+
+    segment_cli.add_commands(commands, _add_common)
+    from .lama.cli import add_clean_parser
+
+    add_clean_parser(commands, _add_common)
     return parser
 
 
@@ -178,7 +251,12 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
     if args.from_png:
         fields = parse_infotext(read_png_infotext(args.from_png))
         problems += unapplied(fields)
-        settings.update({k: v for k, v in read_settings(fields)[0].items() if k in allowed})
+        stored, origin = read_settings(fields)
+        if not hasattr(args, "rng_source"):  # an explicit --rng-source wins and is checked as given
+            stored, note = replay_noise(stored, origin)
+            if note:
+                print(f"inpaintlab: {note}", file=sys.stderr, flush=True)
+        settings.update({k: v for k, v in stored.items() if k in allowed})
         if "prompt" in settings:
             settings["prompt"] = _paste_lora_names(settings["prompt"], fields, args.lora_dir)
     explicit = {k: v for k, v in vars(args).items() if k in allowed}
@@ -201,7 +279,73 @@ def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
         if args.strict:
             raise CommandError(message + " (refused by --strict)")
         print(f"inpaintlab: warning: {message}", file=sys.stderr, flush=True)
-    return registry.validate(settings, args.command), set(explicit)
+    settings = registry.validate(settings, args.command)
+    if explicit.get("fill_space") == "latent" and settings.get("masked_content", "original") != "fill":
+        from .prepare import fill_space_ignored
+
+        raise CommandError("--fill-space latent: " + fill_space_ignored(settings.get("masked_content", "original")))
+    return settings, set(explicit)
+
+
+def check_networks_and_controlnet(args, settings: dict[str, Any]) -> None:
+    """What the prompt's `<lora:…>` tags and the ControlNet unit need, checked before any model is loaded: each tag's
+    file in --lora-dir, the ControlNet file (also one named by a --from-png infotext), LaMa for inpaint_only+lama."""
+    from .pipeline.conditioning import strip_comments
+    from .networks import NetworkError, NetworkLibrary, lora_tags, parse_prompt
+
+    tags = lora_tags(parse_prompt(strip_comments(settings.get("prompt", "")))[1])
+    library = None
+    for tag in tags:
+        given = Path(tag.name)
+        if given.suffix.lower() in (".safetensors", ".pt", ".ckpt") and given.is_file():
+            continue
+        if args.lora_dir is None:
+            raise CommandError(f"<lora:{tag.name}:…> in the prompt names a LoRA file: pass --lora-dir, the folder that "
+                               "holds it")
+        library = library or NetworkLibrary(args.lora_dir)
+        try:
+            library.find(tag.name)
+        except NetworkError as error:
+            raise CommandError(f"<lora:{tag.name}:…>: {error}") from None
+    model = settings.get("controlnet")
+    if model is None:
+        if args.controlnet_lama:
+            raise CommandError("--controlnet-lama is for a ControlNet unit (--controlnet with inpaint_only+lama)")
+        return
+    if isinstance(model, (str, Path)):
+        from .controlnet.unit import controlnet_path
+
+        path = controlnet_path(model)
+        if not path.is_file():
+            where = "--controlnet" if hasattr(args, "controlnet") else f"the ControlNet 0 entry of {args.from_png}"
+            raise CommandError(f"ControlNet model {str(model)!r} (from {where}): file not found at {path}; pass "
+                               "--controlnet FILE")
+    lama = settings.get("controlnet_preprocessor") == "inpaint_only+lama"
+    if lama and not args.controlnet_lama:
+        raise CommandError("--controlnet-preprocessor inpaint_only+lama needs --controlnet-lama FILE, a LaMa generator "
+                           "(e.g. `inpaintlab tiny`'s tiny-lama.safetensors)")
+    if args.controlnet_lama and not lama:
+        raise CommandError("--controlnet-lama is only used by --controlnet-preprocessor inpaint_only+lama")
+
+
+def legacy_model_hash(path: str | Path) -> str:
+    """A1111's hash before v1.0 (8 hex digits): sha256 of the 64 KiB at offset 1 MiB, as older infotexts record it."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        handle.seek(0x100000)
+        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
+
+
+def warn_model_hash(png: str, model: str, model_hash: str | None) -> None:
+    """One warning line when the PNG's `Model hash` is not --model's: the replay runs, but with other weights."""
+    stored = parse_infotext(read_png_infotext(png)).get("Model hash")
+    if not stored or not model_hash:
+        return
+    ours = legacy_model_hash(model) if len(stored) == 8 else model_hash
+    if stored.lower() != ours.lower():
+        print(f"inpaintlab: warning: {png} was made with Model hash {stored}, but --model {model} has {ours}; "
+              "the replay uses other weights and will differ", file=sys.stderr, flush=True)
 
 
 def _run_generation(args) -> int:
@@ -213,24 +357,36 @@ def _run_generation(args) -> int:
     if args.command != "txt2img":
         images["image"] = open_image(args.image)
     if args.command == "inpaint":
-        images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
+        if args.mask_points or args.mask_box:
+            images["mask"] = segment_cli.mask_from_args(args, images["image"])
+        else:
+            images["sketch" if args.sketch else "mask"] = open_image(args.sketch or args.mask)
     if args.controlnet_mask and not args.controlnet_image:
         raise CommandError("--controlnet-mask needs --controlnet-image")
     if args.controlnet_image:
         settings["controlnet_image"] = open_image(args.controlnet_image)
         if args.controlnet_mask:
             settings["controlnet_mask"] = open_image(args.controlnet_mask)
+    check_networks_and_controlnet(args, settings)
+    if args.controlnet_lama:
+        from .lama import load_lama
+
+        settings["controlnet_lama"] = load_lama(args.controlnet_lama)  # checked before the checkpoint loads
     out = prepare_out_dir(args.out)
     print("settings: " + ", ".join(f"{k}={v!r}" for k, v in settings.items() if not k.startswith("controlnet_")
                                    or k == "controlnet_preprocessor"), flush=True)
 
     pipe = frontend._load(args.model, args.vae, options)
+    if args.from_png:
+        warn_model_hash(args.from_png, args.model, pipe.config.model_hash)
     prompt, negative = settings.pop("prompt"), settings.pop("negative_prompt", "")
     progress = not args.no_progress
     if args.command == "txt2img":
         settings.setdefault("width", 512)
         settings.setdefault("height", 512)
         result = pipe.txt2img(prompt, negative, progress=progress, **settings)
+    elif args.command == "img2img" and args.script:
+        result = _run_script(args, pipe, images["image"], prompt, negative, dict(settings, progress=progress))
     elif args.command == "img2img":
         result = pipe.img2img(images["image"], prompt, negative, progress=progress, **settings)
     elif "sketch" in images:
@@ -257,8 +413,10 @@ def _info(args) -> int:
         if key in ("Prompt", "Negative prompt") and not value:
             continue
         print(f"  {key}: {value}")
-    command = "inpaint" if "Denoising strength" in fields else "txt2img"
+    hires = any(k.startswith("Hires ") for k in fields)  # a txt2img hires fix also writes "Denoising strength"
+    command = "inpaint" if "Denoising strength" in fields and not hires else "txt2img"
     settings, origin = read_settings(fields)
+    settings, noise_note = replay_noise(settings, origin)
     print(f"\nreplayed by `inpaintlab {command} --from-png` as:")
     for name in registry.for_command(command):
         if name not in settings:
@@ -271,6 +429,8 @@ def _info(args) -> int:
     problems = unapplied(fields)
     if problems:
         print("not applied by inpaintlab: " + "; ".join(problems))
+    if noise_note:
+        print(noise_note)
     return 0
 
 
@@ -305,16 +465,32 @@ def main(argv: list[str] | None = None) -> int:
             for path in run_detect(args):
                 print(path)
             return 0
+        if args.command in segment_cli.COMMANDS:
+            return segment_cli.run(args)
+        if args.command == "clean":
+            from .lama.cli import run_clean
+
+            print(run_clean(args, open_image, prepare_out_dir, resolve_device))
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 
             path = run_demo(args)
             print(f"wrote {path}")
             return 0
+        if args.command == "upscale":
+            from .upscalers.command import run as run_upscale
+
+            print(f"wrote {run_upscale(args)}")
+            return 0
         if args.command == "sweep":
             from .study import sweep
 
             prepare_out_dir(args.out)
+            if args.from_png:
+                return _replay_grid(args)
+            if not args.spec:
+                raise CommandError("sweep needs a spec file or --from-png GRID.png")
             sweep(args.spec, args.out, progress=not args.no_progress)
             return 0
         return _run_generation(args)

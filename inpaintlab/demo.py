@@ -7,7 +7,8 @@ encodes (A1111 fills it for every mode but "original"), the latent after masked 
 noise for "latent noise", a flat zero latent for "latent nothing") and the result. A low denoising strength (0.35) keeps
 the start visible in the result, where any two modes differ inside the mask.
 
-With `--model` it runs the living-room job on that checkpoint: a 768×768 txt2img base picture of a living room, then a
+With `--model` it runs the living-room job on that checkpoint (a tiny checkpoint from `inpaintlab tiny`, of any
+family, runs the same tiny job as without `--model`): a 768×768 txt2img base picture of a living room, then a
 black cat inpainted at its centre with each masked-content mode, at A1111's UI defaults (DPM++ 2M Karras, 20 steps,
 CFG 7, denoising 0.75, mask blur 4) and seed 2976823394.
 """
@@ -71,6 +72,11 @@ def demo_picture(size: int) -> Image.Image:
     return image
 
 
+def is_tiny(pipe) -> bool:
+    """A random-weight test checkpoint (`inpaintlab tiny`'s files: UNets 32-64 channels wide, real ones 320)."""
+    return pipe.unet.config.model_channels < 128
+
+
 def run_demo(args) -> Path:
     """Run the demo for parsed `inpaintlab demo` arguments; returns the grid's path. Everything is checked first."""
     from tqdm import tqdm
@@ -87,10 +93,11 @@ def run_demo(args) -> Path:
         raise CommandError("--vae needs --model (the tiny demo checkpoint has its own VAE)")
     options = _model_options(args)
     out = prepare_out_dir(args.out)
-    jobs = len(MODES) + (1 if args.model else 0)
+    pipe = frontend._load(args.model, args.vae, options) if args.model else None
+    living_room = pipe is not None and not is_tiny(pipe)
+    jobs = len(MODES) + (1 if living_room else 0)
     bar = tqdm(total=jobs, desc="demo", unit="image", disable=args.no_progress, file=sys.stderr)
-    if args.model:
-        pipe = frontend._load(args.model, args.vae, options)
+    if living_room:
         settings = dict(LIVING_ROOM, steps=args.steps or LIVING_ROOM["steps"])
         base = pipe.txt2img(LIVING_ROOM_PROMPT, NEGATIVE, width=LIVING_ROOM_SIZE, height=LIVING_ROOM_SIZE,
                             **{k: v for k, v in settings.items() if k not in ("denoising_strength", "mask_blur")})
@@ -99,11 +106,12 @@ def run_demo(args) -> Path:
         save_png(image, out / "base.png", base.infotext)
         title = f"{Path(args.model).stem}: masked content, living-room job"
     else:
-        from .tiny import make_tiny_checkpoint
+        if pipe is None:
+            from .tiny import make_tiny_checkpoint
 
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny-random.safetensors")
-            pipe = frontend._load(checkpoint, None, options)
+            with tempfile.TemporaryDirectory() as tmp:
+                checkpoint = make_tiny_checkpoint(Path(tmp) / "tiny-random.safetensors")
+                pipe = frontend._load(checkpoint, None, options)
         size, prompt = TINY_SIZE, CAT_PROMPT
         image = demo_picture(size)
         settings = dict(TINY, steps=args.steps or TINY["steps"])

@@ -52,12 +52,20 @@ def check_kernels(kernels: str, device: str) -> None:
 def _model_options(args) -> dict[str, Any]:
     import torch
 
+    from .checkpoint import existing_file
+
     device = resolve_device(args.device)
     check_kernels(args.kernels, device)
     for what in ("model", "vae"):
         path = getattr(args, what)
-        if path is not None and not Path(path).is_file():
-            raise CommandError(f"--{what} {path}: file not found")
+        if path is None:
+            continue
+        try:
+            existing_file(path)
+        except FileNotFoundError:
+            raise CommandError(f"--{what} {path}: file not found") from None
+        except ValueError as error:  # a folder: the library's own message (diffusers folders named as such)
+            raise CommandError(f"--{what} {error}") from None
     if args.embeddings_dir is not None and not Path(args.embeddings_dir).is_dir():
         raise CommandError(f"--embeddings-dir {args.embeddings_dir}: folder not found")
     if args.lora_dir is not None and not Path(args.lora_dir).is_dir():

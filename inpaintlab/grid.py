@@ -73,12 +73,14 @@ def image_grid(images: list[Image.Image]) -> Image.Image:
 
 
 def grid_infotext(first_cell: str, axes: list[tuple[str, str, list]]) -> str:
-    """Infotext of a labelled grid, as A1111's X/Y/Z plot writes it: the first cell's infotext plus, per axis,
-    `<letter> Type` (the setting) and `<letter> Values` (its values, comma-separated)."""
+    """Infotext of a labelled grid, as A1111's X/Y/Z plot writes it: the first cell's infotext plus `Script: X/Y/Z
+    plot` and, per axis, `<letter> Type` (A1111's axis label where it has one) and `<letter> Values` (comma-separated)."""
     from .infotext import format_value
 
-    pairs = [f"{letter} Type: {format_value(kind)}, {letter} Values: {format_value(', '.join(map(str, values)))}"
-             for letter, kind, values in axes]
+    # "Script: X/Y/Z plot" first, as A1111 writes it, so A1111's PNG Info (and `sweep --from-png`) see a grid.
+    pairs = ["Script: X/Y/Z plot"] + [
+        f"{letter} Type: {format_value(kind)}, {letter} Values: {format_value(', '.join(map(str, values)))}"
+        for letter, kind, values in axes]
     text = first_cell.rstrip()
     head, sep, version = text.rpartition(", Version: ")
     if sep and "\n" not in version:  # Version stays last, as in every A1111 infotext

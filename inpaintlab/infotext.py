@@ -166,9 +166,9 @@ def settings_from_infotext(text: str, *, strict: bool = False) -> dict[str, Any]
     """Turn an infotext back into `Pipeline` keyword arguments (with prompt / negative_prompt).
 
     Missing keys take A1111's parsing defaults (masked, original, whole picture, padding 32, clip skip 1, schedule
-    Automatic, RNG "GPU"; no "Mask blur" in an img2img infotext means 0). Whatever inpaintlab does not apply (keys such as
-    "Hires upscale", `<lora:...>` prompt tags) is named in one logged warning, or raises
-    ValueError when `strict`.
+    Automatic, RNG "GPU"; no "Mask blur" in an img2img infotext means 0). "GPU" noise is replayed with "NV" where CUDA
+    is absent (`replay_noise`, one logged line). Whatever inpaintlab does not apply (keys such as "Hires upscale",
+    `<lora:...>` prompt tags) is named in one logged warning, or raises ValueError when `strict`.
     """
     fields = parse_infotext(text)
     problems = unapplied(fields)
@@ -177,4 +177,18 @@ def settings_from_infotext(text: str, *, strict: bool = False) -> dict[str, Any]
         if strict:
             raise ValueError(message)
         log.warning("%s", message)
-    return read_settings(fields)[0]
+    settings, note = replay_noise(*read_settings(fields))
+    if note:
+        log.warning("%s", note)
+    return settings
+
+
+def replay_noise(settings: dict[str, Any], origin: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    """Settings read from an infotext with the noise source the replay can use here: "GPU" (stored, or A1111's
+    default for an absent `RNG` key) becomes "NV" where CUDA is absent, with a one-line note saying so."""
+    if settings.get("rng_source") != "GPU":
+        return settings, None
+    from .samplers.rng import replay_rng_source
+
+    source, note = replay_rng_source("GPU", stored=origin.get("rng_source") == "RNG")
+    return {**settings, "rng_source": source}, note

@@ -64,6 +64,11 @@ def processing_size(image_size: tuple[int, int], width: int | None, height: int 
     return sizes[0], sizes[1]
 
 
+def fill_space_ignored(masked_content: str) -> str:
+    return (f"fill_space 'latent' only moves masked content 'fill' to the latents; masked content {masked_content!r} "
+            "ignores it")
+
+
 def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, height: int, *, mask_blur: int = 4,
                     mask_mode: str = "masked", masked_content: str = "original", inpaint_area: str = "whole",
                     padding: int = 32, resize_mode: int = 0, fill_space: str = "pixel",
@@ -75,6 +80,8 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
     check_choice("masked_content", masked_content, masking.MASKED_CONTENT)
     check_choice("inpaint_area", inpaint_area, masking.INPAINT_AREAS)
     check_choice("fill_space", fill_space, FILL_SPACES)
+    if fill_space == "latent" and masked_content != "fill":
+        log.warning("%s", fill_space_ignored(masked_content))
     if not isinstance(image, Image.Image) or not (mask is None or isinstance(mask, Image.Image)):
         raise TypeError(f"image and mask must be PIL images, got {type(image).__name__} and {type(mask).__name__}")
     for name, value in (("mask_blur", mask_blur), ("padding", padding)):

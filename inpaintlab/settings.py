@@ -357,7 +357,8 @@ for _row in (
             infotext="Seed resize from", check=_non_negative_pair, example=(40, 24), parts=("w", "h")),
     Setting("ensd", int, 0, "eta noise seed delta: sampler noise after the initial noise comes from seed + ENSD "
             "(recorded for ancestral samplers)", infotext="ENSD", example=31337),
-    Setting("denoising_strength", float, 0.75, "denoising strength, 0-1", IMAGE, infotext="Denoising strength",
+    Setting("denoising_strength", float, 0.75, "denoising strength, 0-1 (txt2img: of the hires fix pass)", ALL,
+            infotext="Denoising strength",
             check=_between(0, 1), example=0.5),
     Setting("resize_mode", int, 0, "resize mode: 0 just resize, 1 crop and resize, 2 resize and fill", IMAGE,
             choices=(0, 1, 2), aliases={"Just resize": 0, "Crop and resize": 1, "Resize and fill": 2}),

@@ -23,12 +23,13 @@ from torch import nn
 
 from .checkpoint import (CLIP_POSITION_IDS, CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX,
                          UNET_PREFIX, VAE_PREFIX)
+from .detect.tiny import TINY_DETECTOR, make_tiny_detector
 from .files import atomic_path
 from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
 from .controlnet.load import PREFIX as CONTROLNET_PREFIX
 from .controlnet.model import ControlNet, ControlNetConfig
-from .detect.tiny import TINY_DETECTOR, make_tiny_detector
+from .segment.tiny import make_tiny_sam
 from .kernels import GroupNorm
 from .unet import UNetConfig, UNetModel
 from .vae import AutoencoderKL, VAEConfig
@@ -262,21 +263,93 @@ def make_tiny_vae_file(path: str | Path, seed: int = 0, linear_attention: bool =
     return _save(sd, path)
 
 
+def _lora_pair(out_features: int, in_features: int, g: torch.Generator, rank: int = 4) -> dict[str, torch.Tensor]:
+    return {"lora_down.weight": torch.randn(rank, in_features, generator=g) / in_features ** 0.5,
+            "lora_up.weight": torch.randn(out_features, rank, generator=g) * 0.5, "alpha": torch.tensor(float(rank))}
+
+
+def tiny_lora_state_dict(family: str = "sd1", seed: int = 0) -> dict[str, torch.Tensor]:
+    """A kohya-format LoRA for the tiny `family` models: every attention projection of the UNet (compvis-named
+    `lora_unet_…` keys, as SDXL trainers write them) and of the text encoders (`lora_te_…`, SDXL `lora_te1_`/`lora_te2_`
+    in transformers' spelling, which A1111 maps to OpenCLIP's fused attention)."""
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"family must be one of {TINY_FAMILIES}, got {family!r}")
+    with torch.device("meta"):  # only the module names and shapes are needed
+        models = {"unet": UNetModel({"sd1": TINY_UNET, "sd2": TINY_SD2_UNET, "sdxl": TINY_SDXL_UNET}[family]),
+                  "text_encoder": (OpenCLIPTextTransformer(TINY_OPENCLIP) if family == "sd2"
+                                   else CLIPTextTransformer(TINY_CLIP))}
+        if family == "sdxl":
+            models["text_encoder_2"] = OpenCLIPTextTransformer(TINY_OPENCLIP)
+    g = torch.Generator().manual_seed(seed + 4242)
+    sd: dict[str, torch.Tensor] = {}
+
+    def add(key: str, out_features: int, in_features: int) -> None:
+        sd.update({f"{key}.{part}": t for part, t in _lora_pair(out_features, in_features, g).items()})
+
+    for name, module in models["unet"].named_modules():
+        if isinstance(module, nn.Linear) and ".attn" in name:
+            add("lora_unet_" + name.replace(".", "_"), module.out_features, module.in_features)
+    encoders = [("lora_te_" if family == "sd1" else "lora_te1_", models["text_encoder"])] if family != "sd2" else []
+    for prefix, encoder in encoders:  # CLIP-L: our names are transformers' below text_model.
+        for name, module in encoder.named_modules():
+            if isinstance(module, nn.Linear) and name.startswith("encoder.layers."):
+                add(prefix + "text_model_" + name.replace(".", "_"), module.out_features, module.in_features)
+    openclip = {"sd2": ("lora_te_", "text_encoder"), "sdxl": ("lora_te2_", "text_encoder_2")}.get(family)
+    if openclip:
+        encoder = models[openclip[1]]
+        width, mlp = encoder.config.width, encoder.config.mlp_dim
+        for n in range(encoder.config.layers):
+            key = f"{openclip[0]}text_model_encoder_layers_{n}_"
+            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                add(key + "self_attn_" + proj, width, width)
+            add(key + "mlp_fc1", mlp, width)
+            add(key + "mlp_fc2", width, mlp)
+    return sd
+
+
+_LORA_BASE_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+
+
+def make_tiny_lora(path: str | Path, family: str = "sd1", seed: int = 0) -> Path:
+    """Write `tiny_lora_state_dict(family, seed)` with kohya's `ss_base_model_version` metadata; return its path."""
+    path = _check_suffix(path)
+    return _save(tiny_lora_state_dict(family, seed), path, {"ss_base_model_version": _LORA_BASE_VERSIONS[family]})
+
+
+TINY_SAM_FILE = "tiny-sam.safetensors"  # SAM v1 layout (inpaintlab.segment)
 TINY_FILES = ("tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors")
+# Segmentation and clean-up networks, written after the checkpoints: a SAM 2 image model and a LaMa generator.
+TINY_TOOL_FILES = ("tiny-sam2.safetensors", "tiny-lama.safetensors")
+# LoRA files (name -> family) that `inpaintlab tiny` writes under lora/, for `--lora-dir`.
+TINY_LORAS = {"tiny-detail.safetensors": "sd1", "tiny-xl-detail.safetensors": "sdxl"}
 
 
 def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
-    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), in
-    `folder`.
+    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), then a
+    SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`) and a tiny SAM v1 file
+    (`TINY_SAM_FILE`), in `folder`, and tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`).
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
     folder = Path(folder)
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
+    (folder / "lora").mkdir(parents=True, exist_ok=True)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
-        + write_tiny_family_files(folder, seed=seed) + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
+        + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed) \
+        + [make_tiny_sam(folder / TINY_SAM_FILE, seed=seed)] \
+        + [make_tiny_lora(folder / "lora" / name, family, seed=seed) for name, family in TINY_LORAS.items()] \
+        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
+
+
+def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:
+    """A tiny SAM 2 file and a tiny LaMa generator file (`TINY_TOOL_FILES`) in `folder`."""
+    from .lama import make_tiny_lama_file
+    from .segment.sam2 import make_tiny_sam2_file
+
+    sam2, lama = (Path(folder) / name for name in TINY_TOOL_FILES)
+    return [make_tiny_sam2_file(sam2, seed=seed), make_tiny_lama_file(lama, seed=seed)]
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -291,10 +364,11 @@ def _check_suffix(path: str | Path) -> Path:
     return path
 
 
-def _save(sd: dict[str, torch.Tensor], path: Path) -> Path:
+def _save(sd: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> Path:
     from safetensors.torch import save_file
 
     # Written to a temporary file and renamed, so an interrupted run never leaves a truncated checkpoint behind.
     with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata={"format": "pt"})  # one entry: safetensors orders metadata arbitrarily
+        # one entry by default: safetensors orders metadata arbitrarily
+        save_file(sd, str(tmp), metadata=metadata or {"format": "pt"})
     return path

@@ -96,7 +96,10 @@ def test_every_row_has_the_schema(quick_run):
                                          ("controlnet", "unet_controlnet_step")])
 def test_model_sections(quick_run, section, op):
     rows = {r["provider"]: r for r in quick_run[0]["rows"] if r["section"] == section}
-    assert list(rows) == ["torch", "triton", "diffusers"]
+    techniques = ["torch+tome0.5", "torch+pag"] if section == "unet" else []
+    assert list(rows) == ["torch", "triton", "diffusers", *techniques]
+    for provider in techniques:  # timed beside the plain step in the same run
+        assert rows[provider]["status"] == "ok" and rows[provider]["ms_p50"] > 0, rows[provider]
     for provider in ("torch", "diffusers"):
         r = rows[provider]
         assert r["status"] == "ok" and r["op"] == op and r["dtype"] == "float32" and r["finite"], r
@@ -256,3 +259,24 @@ def test_every_run_says_where_its_results_went(bench, quick_run, tmp_path):
     assert quick_run[2].strip().splitlines()[-1].startswith("written: ")
     assert run.results_note([]).startswith("no files written")
     assert run.results_note([tmp_path / "a.json"]) == f"written: {tmp_path / 'a.json'}"
+
+
+def test_ratios_only_for_steady_times(bench):
+    """A speed ratio is printed when both times are steady (p20..p80 within MAX_SPREAD of the median); otherwise the
+    spreads are shown instead, since on a busy machine the ratio is noise."""
+    run = bench[0]
+    torch_row = {"ms_p50": 10.0, "ms_p20": 9.8, "ms_p80": 10.3}
+    steady = {"ms_p50": 5.0, "ms_p20": 4.9, "ms_p80": 5.2}
+    noisy = {"ms_p50": 5.0, "ms_p20": 3.0, "ms_p80": 9.0}
+    assert run.MAX_SPREAD == 0.10
+    assert run.spread(steady) == pytest.approx(0.06)
+    assert run.ratio_text(torch_row, steady) == "2.00x"
+    assert run.ratio_text(torch_row, noisy) == "noisy (spread 5%/120% > 10%)"
+    assert run.ratio_text(None, steady) == "-" and run.ratio_text(torch_row, {"ms_p50": None}) == "-"
+    meta = {"device_name": "cpu: test", "peak_fp16_tflops": None, "peak_hbm_gb_s": None, "git_commit": "c",
+            "git_dirty": False, "timestamp": "t", "torch": "t", "triton": "t", "diffusers": "d", "quick": True,
+            "triton_interpret": False, "sections": ["unet"]}
+    rows = [{**{k: None for k in run.ROW_KEYS}, "section": "unet", "op": "unet_step", "provider": p, "shape": "s",
+             **times} for p, times in (("torch", torch_row), ("triton", noisy))]
+    md = run.markdown(meta, rows)
+    assert "noisy (spread 5%/120% > 10%)" in md and "x |" not in md.split("| triton |")[1]

@@ -34,7 +34,11 @@ def test_readme_walkthrough_runs_command_by_command(tmp_path, monkeypatch):
 
     from inpaintlab.cli import main
 
+    import json
+    import shutil
+
     monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # the walkthrough runs from the repository root
     commands = _walkthrough()
     assert [c.split()[:2] for c in commands][:2] == [["inpaintlab", "tiny"], ["inpaintlab", "txt2img"]]
     for command in commands:
@@ -47,6 +51,11 @@ def test_readme_walkthrough_runs_command_by_command(tmp_path, monkeypatch):
     first, replay = Image.open("out/00001-2976823394.png"), Image.open("replay/00000-2976823394.png")
     assert first.info["parameters"] == replay.info["parameters"]
     assert first.tobytes() == replay.tobytes()
+    # The LoRA, ControlNet and sweep examples ran on the tiny files.
+    assert "Lora hashes: \"tiny-detail: " in Image.open("out/lora/00000-2976823394.png").info["parameters"]
+    assert "ControlNet 0: " in Image.open("out/controlnet/00000-2976823394.png").info["parameters"]
+    rows = [json.loads(line) for line in open("out/sweep/results.jsonl")]
+    assert len(rows) == 8 and not any(p.name.endswith(".tmp") for p in Path("out/sweep").rglob("*"))
 
 
 def test_readme_python_example_saves_with_infotext():
@@ -80,3 +89,32 @@ def test_lpips_extra_and_an_install_line_that_keeps_torch():
     assert '"metrics": ["lpips==0.1.4"]' in setup
     readme = (ROOT / "README.md").read_text()
     assert 'pip install torch==2.13.0 -e ".[metrics]"' in readme and "pip install lpips" not in readme
+
+
+def test_readme_says_how_to_get_the_cpu_wheel_before_the_install_line():
+    from packaging.specifiers import SpecifierSet
+
+    readme = (ROOT / "README.md").read_text()
+    cpu = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    install = _ci_commands()["install"]
+    assert cpu in readme and readme.index(cpu) < readme.index(install)
+    # the install line's pin keeps the CPU wheel: a local version label satisfies the plain pin
+    assert "2.13.0+cpu" in SpecifierSet("==2.13.0")
+
+
+def test_readme_agrees_with_the_code():
+    """Statements that contradicted the code: soft inpainting's samplers, what `tiny` writes and where, the families."""
+    from inpaintlab.cli import build_parser
+    from inpaintlab.tiny import TINY_FAMILY_FILES, TINY_FILES, TINY_LORAS, TINY_TOOL_FILES
+
+    readme = (ROOT / "README.md").read_text()
+    assert "Soft inpainting and\n  Differential Diffusion are refused" not in readme
+    assert "soft inpainting runs with them" in readme and "soft inpainting runs with all 20" in readme
+    n = len(TINY_FILES) + len(TINY_FAMILY_FILES) + len(TINY_TOOL_FILES) + len(TINY_LORAS)
+    assert n == 12 and "writes tiny random-weight files (twelve," in readme
+    assert "tiny/" not in readme.replace("tiny/lora", "")  # one folder name throughout: models/
+    assert "--model tiny/" not in readme
+    setup = (ROOT / "setup.py").read_text()
+    assert "SDXL" in setup.split("description=")[1].split("\n")[0]
+    sub = build_parser()._subparsers._group_actions[0].choices["inpaint"]
+    assert "SDXL" in sub.format_help()

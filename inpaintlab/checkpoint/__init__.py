@@ -63,7 +63,9 @@ from .load import (  # noqa: F401 (_check_fit: tested directly)
     load_models,
 )
 from .read import (
+    existing_file,
     file_sha256,
+    legacy_model_hash,
     read_state_dict,
     short_hash,
 )
@@ -73,6 +75,6 @@ __all__ = [
     "IGNORED_KEYS", "IGNORED_PREFIXES", "OPENCLIP_IGNORED", "PICKLE_SUFFIXES", "SAFETENSORS_SUFFIXES",
     "SCALE_FACTOR", "SCHEDULE_BUFFERS", "SD2_TEXT_PREFIX", "SDXL_CLIP_G_PREFIX", "SDXL_CLIP_L_PREFIX",
     "SDXL_IGNORED_KEYS", "SDXL_SCALE_FACTOR", "UNET_PREFIX", "VAE_FILE_PREFIXES", "VAE_PREFIX", "CheckpointError",
-    "Components", "Models", "check_architecture", "detect_family", "file_sha256", "is_v_prediction",
-    "load_component", "load_models", "read_state_dict", "read_vae", "short_hash", "split_state_dict"
+    "Components", "Models", "check_architecture", "detect_family", "existing_file", "file_sha256", "is_v_prediction",
+    "legacy_model_hash", "load_component", "load_models", "read_state_dict", "read_vae", "short_hash", "split_state_dict"
 ]

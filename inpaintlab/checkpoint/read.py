@@ -27,7 +27,7 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     Pickles are refused by default: unpickling can run code. When allowed they are read with
     `torch.load(weights_only=True)` and nested "state_dict" levels are unwrapped. The file is never modified.
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         sd = _read_safetensors(path)
@@ -43,7 +43,9 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     return sd
 
 
-def _existing_file(path: str | Path) -> Path:
+def existing_file(path: str | Path) -> Path:
+    """`path` as a Path when it is a file; CheckpointError for a folder (naming a diffusers folder as such),
+    FileNotFoundError when there is nothing."""
     path = Path(path)
     if path.is_dir():
         if (path / "model_index.json").is_file() or (path / "unet").is_dir() or (path / "config.json").is_file():
@@ -143,6 +145,14 @@ def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
+
+
+def legacy_model_hash(path: str | Path) -> str:
+    """A1111's old short model hash: the first 8 hex digits of the sha256 of the 64 KiB at offset 1 MiB (of nothing
+    for a file under 1 MiB). sd-webui-controlnet writes it in its `ControlNet N` entries."""
+    with open(path, "rb") as f:
+        f.seek(0x100000)
+        return hashlib.sha256(f.read(0x10000)).hexdigest()[:8]
 
 
 def short_hash(path: str | Path) -> str:

@@ -162,9 +162,6 @@ class ControlNet(nn.Module):
         cfg = self.config
         if x.ndim != 4 or x.shape[1] != cfg.unet.in_channels:
             raise ValueError(f"ControlNet input must be [N,{cfg.unet.in_channels},h,w], got {list(x.shape)}")
-        f = cfg.unet.downsample_factor
-        if x.shape[2] % f or x.shape[3] % f:
-            raise ValueError(f"ControlNet input height and width must be multiples of {f}, got {list(x.shape)}")
         n, d = x.shape[0], cfg.hint_downsample
         want = (cfg.hint_channels, x.shape[2] * d, x.shape[3] * d)
         if hint.ndim != 4 or tuple(hint.shape[1:]) != want or hint.shape[0] not in (1, n):

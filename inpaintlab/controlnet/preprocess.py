@@ -5,7 +5,8 @@ Arrays at the edge are HxWx4 (RGB + mask, 255 = repaint) as the extension passes
 """
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -89,14 +90,18 @@ def high_quality_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.concatenate([rgb, mask[:, :, None]], axis=2)
 
 
-def detectmap(rgba: np.ndarray, width: int, height: int, resize_mode: str = "Crop and Resize") -> np.ndarray:
+def detectmap(rgba: np.ndarray, width: int, height: int, resize_mode: str = "Crop and Resize",
+              inpaint: bool = True) -> np.ndarray:
     """HxWx4 -> (height//8*8)x(width//8*8)x4 float32 in [0,255], mask in {0,255} (the extension's detectmap_proc for
-    inpaint modules). "Resize and Fill" pads with each channel's median border value and marks the padding masked."""
+    inpaint modules). "Resize and Fill" pads with each channel's median border value and marks the padding masked.
+
+    inpaint False: the other modules' path, on a uint8 map with an all-zero 4th channel: resized as uint8 (cv2
+    rounds each resize to integers, as the extension's), padding colour truncated to uint8 and left unmasked."""
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize_mode!r}; expected one of {', '.join(RESIZE_MODES)}")
     if rgba.ndim != 3 or rgba.shape[2] != 4:
         raise ValueError(f"expected an HxWx4 RGB+mask array, got shape {rgba.shape}")
-    x = rgba.astype(np.float32)
+    x = rgba.astype(np.float32) if inpaint else rgba.astype(np.uint8)
     h, w = height // 8 * 8, width // 8 * 8
     old_h, old_w = x.shape[:2]
     k0, k1 = h / old_h, w / old_w
@@ -105,9 +110,10 @@ def detectmap(rgba: np.ndarray, width: int, height: int, resize_mode: str = "Cro
     if resize_mode == "Resize and Fill":
         k = min(k0, k1)
         borders = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]], axis=0)
-        colour = np.median(borders, axis=0).astype(np.float32)
-        colour[3] = 255.0
-        canvas = np.tile(colour[None, None], (h, w, 1))
+        colour = np.median(borders, axis=0).astype(np.float32 if inpaint else np.uint8)
+        if inpaint:
+            colour[3] = 255.0
+        canvas = np.tile(colour[None, None], (h, w, 1)).astype(np.float32)
         inner = high_quality_resize(x, (int(np.round(old_w * k)), int(np.round(old_h * k))))
         nh, nw = inner.shape[:2]
         ph, pw = max(0, (h - nh) // 2), max(0, (w - nw) // 2)
@@ -179,18 +185,43 @@ def _resize_with_pad(x: np.ndarray, resolution: int = 256) -> tuple[np.ndarray, 
     return padded, lambda y: y[:nh, :nw]
 
 
-def lama_fill(rgba: np.ndarray, lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-              filled: np.ndarray | Image.Image | None = None) -> np.ndarray:
+def is_lama_source(lama: Any) -> bool:
+    """A LaMa generator module or the path of a LaMa file (as opposed to a function or a filled image)."""
+    return isinstance(lama, (str, os.PathLike, torch.nn.Module))
+
+
+def lama_function(lama: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A LaMa generator (`inpaintlab.lama.load_lama`) or its file -> the function `lama_fill` calls: the generator on
+    cat(colour with the hole zeroed, mask) as sd-webui-controlnet's LamaInpainting feeds it, in fp32 on its device."""
+    from ..lama import load_lama
+
+    model = load_lama(lama) if isinstance(lama, (str, os.PathLike)) else lama
+
+    @torch.no_grad()
+    def run(color: np.ndarray, m: np.ndarray) -> np.ndarray:
+        feed = np.concatenate([color, m[:, :, None]], axis=2).astype(np.float32)
+        param = next(model.parameters())
+        x = torch.from_numpy(feed).permute(2, 0, 1)[None].to(param.device, param.dtype)
+        return model(x)[0].permute(1, 2, 0).float().cpu().numpy()
+
+    return run
+
+
+def lama_fill(rgba: np.ndarray, lama: Any = None, filled: np.ndarray | Image.Image | None = None) -> np.ndarray:
     """inpaint_only+lama's preprocessing: HxWx4 uint8 RGB+mask -> HxWx4 uint8 with the masked area filled.
 
-    Give either `lama`, the LaMa network as a function (colour HxWx3 float32 in [0,1] with masked pixels zeroed,
-    mask HxW float32 in {0,1}) -> HxWx3 prediction in [0,1], run like the extension (shorter side to 256, edge-pad to
-    multiples of 64, composite, back to full size bilinearly); or `filled`, an already LaMa-filled HxWx3 image at full
-    size. Either way the result is `fill * a + raw * (1 - a)` with the unthresholded mask a = mask / 255, plus the
-    mask as 4th channel.
+    Give either `lama`: a LaMa generator (`inpaintlab.lama.load_lama`), the path of a LaMa file (ControlNetLama.pth,
+    best.ckpt, .safetensors), or the network as a function (colour HxWx3 float32 in [0,1] with masked pixels zeroed,
+    mask HxW float32 in {0,1}) -> HxWx3 prediction in [0,1]; it is run like the extension (shorter side to 256,
+    edge-pad to multiples of 64, composite, back to full size bilinearly). Or `filled`, an already LaMa-filled HxWx3
+    image at full size. Either way the result is `fill * a + raw * (1 - a)` with the unthresholded mask
+    a = mask / 255, plus the mask as 4th channel.
     """
     if (lama is None) == (filled is None):
-        raise ValueError("inpaint_only+lama needs exactly one of `lama` (a function) or `filled` (an image)")
+        raise ValueError("inpaint_only+lama needs exactly one of `lama` (a LaMa model, file or function) or `filled` "
+                         "(an image)")
+    if lama is not None and is_lama_source(lama):
+        lama = lama_function(lama)
     if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8:
         raise ValueError(f"expected an HxWx4 uint8 RGB+mask array, got {rgba.dtype} {rgba.shape}")
     h, w = rgba.shape[:2]

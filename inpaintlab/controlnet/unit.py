@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint import file_sha256
+from ..checkpoint import legacy_model_hash
 from . import preprocess as pp
+from . import preprocessors as pure
 from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers
 from .load import load_controlnet
 from .model import ControlNet
@@ -26,10 +27,14 @@ class ControlNetUnit:
     """One ControlNet unit (the extension's defaults).
 
     model: a loaded `ControlNet` or the path of its file. preprocessor: inpaint_only | inpaint_global_harmonious |
-    inpaint_only+lama. image / mask: the unit's own image and mask (255 = repaint); without them the unit takes the
-    job's init image and mask (img2img / inpaint). resize_mode: Just Resize | Crop and Resize | Resize and Fill;
-    default "Crop and Resize" for the unit's own image, A1111's resize mode for the job's. lama: for
-    inpaint_only+lama, the LaMa network as a function or an already filled image (see `preprocess.lama_fill`).
+    inpaint_only+lama, or for a ControlNet of another kind "none" (the image is the ready hint) or one of the
+    pure-image preprocessors of `preprocessors.PREPROCESSORS` (name or UI label). image / mask: the unit's own image
+    and mask (255 = repaint); without them the unit takes the job's init image and mask (img2img / inpaint).
+    resize_mode: Just Resize | Crop and Resize | Resize and Fill; default "Crop and Resize" for the unit's own image,
+    A1111's resize mode for the job's. lama: for inpaint_only+lama, a LaMa generator or its file
+    (ControlNetLama.pth), the network as a function, or an already filled image (see `preprocess.lama_fill`).
+    processor_res, threshold_a, threshold_b, pixel_perfect: the extension's Processor Res (default 512), Threshold
+    A/B (None: the preprocessor's default) and Pixel Perfect (the resolution from the image and target sizes).
     """
 
     model: ControlNet | str | Path
@@ -41,10 +46,16 @@ class ControlNetUnit:
     image: Image.Image | None = None
     mask: Image.Image | None = None
     resize_mode: str | None = None
-    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | Image.Image | np.ndarray | None = None
+    lama: Callable[[np.ndarray, np.ndarray], np.ndarray] | torch.nn.Module | str | Path | Image.Image | np.ndarray \
+        | None = None
+    processor_res: int = 512
+    threshold_a: float | None = None
+    threshold_b: float | None = None
+    pixel_perfect: bool = False
 
     def __post_init__(self) -> None:
-        pp.check_preprocessor(self.preprocessor)
+        if self.preprocessor not in pp.PREPROCESSORS:
+            self.preprocessor = pure.resolve(self.preprocessor)
         self.control_mode = check_control_mode(self.control_mode)
         check_unit_numbers(self.weight, self.guidance_start, self.guidance_end)
         if self.resize_mode is not None and self.resize_mode not in pp.RESIZE_MODES:
@@ -53,7 +64,12 @@ class ControlNetUnit:
         if self.mask is not None and self.image is None:
             raise ValueError("a ControlNet unit mask needs the unit's image too")
         if self.preprocessor == "inpaint_only+lama" and self.lama is None:
-            raise ValueError("inpaint_only+lama needs `lama`: the LaMa network as a function, or a LaMa-filled image")
+            raise ValueError("inpaint_only+lama needs `lama`: a LaMa model or file, the network as a function, or a "
+                             "LaMa-filled image")
+        if self.preprocessor == "inpaint_only+lama" and isinstance(self.lama, (str, Path)):
+            from ..lama import load_lama
+
+            self.lama = load_lama(self.lama)  # loaded (and checked) once, when the unit is made
 
 
 @dataclasses.dataclass
@@ -95,19 +111,31 @@ def _rgba_from_job(init: Image.Image, mask: Image.Image | None, *, mask_blur: in
 
 
 def controlnet_model_label(model: ControlNet) -> str:
-    """`name [hash]` as the extension writes it (first 8 hex digits of the file's sha256)."""
+    """`name [hash]` as the extension writes it: A1111's legacy short model hash (sha256 of the 64 KiB at offset
+    1 MiB, first 8 hex digits)."""
     name = getattr(model, "name", None) or "controlnet"
-    digest = getattr(model, "sha256", None)
-    return f"{name} [{digest[:8]}]" if digest else name
+    digest = getattr(model, "legacy_hash", None)
+    return f"{name} [{digest}]" if digest else name
 
 
 def unit_infotext(unit: ControlNetUnit, module: str, model: ControlNet, resize_mode: str) -> str:
-    """The extension's `ControlNet {i}` value (field order of ControlNetUnit.infotext_fields)."""
+    """The extension's `ControlNet {i}` value (field order of ControlNetUnit.infotext_fields). Hidden sliders are
+    written as 0.5 (the extension's bound check replaces them); the values are the unit's, before Pixel Perfect."""
+    if module in pp.PREPROCESSORS:
+        label, res, a, b = pp.MODULE_NAMES[module], "0.5", "0.5", "0.5"
+    else:
+        p = pure.PREPROCESSORS[module]
+        label = p.label
+        res = str(int(unit.processor_res)) if p.resolution else "0.5"
+        a = str(float(p.threshold_a if unit.threshold_a is None else unit.threshold_a)) if p.threshold_a is not None \
+            else "0.5"
+        b = str(float(p.threshold_b if unit.threshold_b is None else unit.threshold_b)) if p.threshold_b is not None \
+            else "0.5"
     return ", ".join([
-        f"Module: {pp.MODULE_NAMES[module]}", f"Model: {controlnet_model_label(model)}", f"Weight: {float(unit.weight)}",
-        f"Resize Mode: {resize_mode}", "Processor Res: 0.5", "Threshold A: 0.5", "Threshold B: 0.5",
+        f"Module: {label}", f"Model: {controlnet_model_label(model)}", f"Weight: {float(unit.weight)}",
+        f"Resize Mode: {resize_mode}", f"Processor Res: {res}", f"Threshold A: {a}", f"Threshold B: {b}",
         f"Guidance Start: {float(unit.guidance_start)}", f"Guidance End: {float(unit.guidance_end)}",
-        "Pixel Perfect: False", f"Control Mode: {unit.control_mode}",
+        f"Pixel Perfect: {bool(unit.pixel_perfect)}", f"Control Mode: {unit.control_mode}",
     ])
 
 
@@ -115,34 +143,84 @@ _FIELD = re.compile(r"\s*([^:,]+):\s*([^,]*)")
 _MODULES = {v: k for k, v in pp.MODULE_NAMES.items()}
 
 
+_RESIZE_ALIASES = {"Inner Fit (Scale to Fit)": "Crop and Resize", "Scale to Fit (Inner Fit)": "Crop and Resize",
+                   "Outer Fit (Shrink to Fit)": "Resize and Fill", "Envelope (Outer Fit)": "Resize and Fill"}
+
+
+def _number(fields: dict[str, str], key: str) -> float | None:
+    if key not in fields or fields[key] in ("", "-1"):
+        return None
+    return float(fields[key])
+
+
 def parse_unit_infotext(text: str) -> dict[str, Any]:
-    """A `ControlNet {i}` value -> {model (name), preprocessor, weight, resize_mode, guidance_start, guidance_end,
-    control_mode}. Raises ValueError for modules other than the inpaint ones."""
+    """A `ControlNet {i}` value (current or 2023-08..2024-05 format) -> {model (name), model_hash, preprocessor,
+    weight, resize_mode, guidance_start, guidance_end, control_mode, processor_res, threshold_a, threshold_b,
+    pixel_perfect}. Raises ValueError naming a module inpaintlab cannot run (annotator networks)."""
     fields = {k.strip(): v.strip() for k, v in _FIELD.findall(text)}
     module = fields.get("Module", "")
-    if module not in _MODULES:
-        raise ValueError(f"ControlNet module {module!r} is not supported (only {', '.join(_MODULES)})")
-    model = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", fields.get("Model", ""))
+    preprocessor = _MODULES[module] if module in _MODULES else pure.resolve(module)
+    match = re.match(r"^(.*?)\s*\[([0-9a-fA-F]+)\]$", fields.get("Model", ""))
+    model, model_hash = (match.group(1), match.group(2)) if match else (fields.get("Model", ""), None)
+    resize_mode = fields.get("Resize Mode", "Crop and Resize")
+    res = _number(fields, "Processor Res")
+    extra: dict[str, Any] = {}
+    if preprocessor not in _MODULES.values():
+        p = pure.PREPROCESSORS[preprocessor]
+        extra = {"processor_res": int(res) if res is not None and p.resolution and res >= 64 else 512,
+                 "threshold_a": _number(fields, "Threshold A") if p.threshold_a is not None else None,
+                 "threshold_b": _number(fields, "Threshold B") if p.threshold_b is not None else None,
+                 "pixel_perfect": fields.get("Pixel Perfect", "False") == "True"}
     return {
-        "model": model, "preprocessor": _MODULES[module], "weight": float(fields.get("Weight", 1.0)),
-        "resize_mode": fields.get("Resize Mode", "Crop and Resize"),
+        "model": model, "model_hash": model_hash, "preprocessor": preprocessor,
+        "weight": float(fields.get("Weight", 1.0)), **extra,
+        "resize_mode": _RESIZE_ALIASES.get(resize_mode, resize_mode),
         "guidance_start": float(fields.get("Guidance Start", 0.0)),
         "guidance_end": float(fields.get("Guidance End", 1.0)),
         "control_mode": check_control_mode(fields.get("Control Mode", "Balanced")),
     }
 
 
+def controlnet_path(model: str | Path) -> Path:
+    """The file a ControlNet path or model name refers to: a name as the infotext records it (no suffix) is looked
+    up as `<name>.safetensors`."""
+    path = Path(model)
+    if not path.exists() and not path.suffix:
+        path = path.with_name(path.name + ".safetensors")
+    return path
+
+
+def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init: Image.Image | None, width: int,
+                      height: int, a1111_resize_mode: int, index: int) -> ControlInput:
+    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), Pixel Perfect, the
+    preprocessor at the processing resolution, `detectmap_proc` on the uint8 map, hint / 255."""
+    source = unit.image if unit.image is not None else init
+    if source is None:
+        raise ValueError(f"ControlNet unit {index} has no image: pass the unit's image for txt2img")
+    resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
+                                       else pp.A1111_RESIZE_MODES[a1111_resize_mode])
+    rgb = pure.hwc3(np.asarray(source.convert("RGBA") if source.mode in ("RGBA", "LA", "P") else source.convert("RGB")))
+    h, w = height // 8 * 8, width // 8 * 8
+    res = pure.pixel_perfect_resolution(rgb.shape[:2], (h, w), resize_mode) if unit.pixel_perfect \
+        else unit.processor_res
+    detected = pure.run_preprocessor(module, rgb, res, unit.threshold_a, unit.threshold_b)
+    rgba = np.concatenate([detected, np.zeros_like(detected[:, :, :1])], axis=2)
+    hint = pp.detectmap(rgba, width, height, resize_mode, inpaint=False)[:, :, :3]
+    hint = torch.from_numpy(np.ascontiguousarray(hint)).permute(2, 0, 1)[None] / 255.0
+    device = next(model.parameters()).device
+    return ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
+                        unit.guidance_end)
+
+
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
               kernels: str) -> ControlNet:
     if isinstance(model, ControlNet):
         return model
-    path = Path(model)
-    if not path.exists() and not path.suffix:
-        path = path.with_name(path.name + ".safetensors")  # a model name, as the infotext records it
+    path = controlnet_path(model)
     key = (str(path.resolve()), str(device), dtype, kernels)
     if key not in cache:
         loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
-        loaded.sha256 = file_sha256(path)
+        loaded.legacy_hash = legacy_model_hash(path)
         cache[key] = loaded
     return cache[key]
 
@@ -167,6 +245,12 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
             log.warning("A1111 inpaint and ControlNet inpaint duplicated: unit %d falls back to "
                         "inpaint_global_harmonious", i)
             module = "inpaint_global_harmonious"
+        if module not in pp.PREPROCESSORS:  # a ControlNet of another kind: "none" or a pure-image preprocessor
+            inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i))
+            resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
+                                               else pp.A1111_RESIZE_MODES[a1111_resize_mode])
+            infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)
+            continue
         if unit.image is not None:
             rgba = pp.combine_image_and_mask(unit.image, unit.mask)
             resize_mode = unit.resize_mode or "Crop and Resize"
@@ -179,7 +263,7 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
         if module == "inpaint_only+lama":
             if resize_mode == "Resize and Fill":  # the extension pads to the target first, so LaMa fills the bars
                 rgba = pp.detectmap(rgba, width, height, resize_mode).astype(np.uint8)
-            if callable(unit.lama):
+            if callable(unit.lama) or pp.is_lama_source(unit.lama):
                 rgba = pp.lama_fill(rgba, lama=unit.lama)
             else:
                 rgba = pp.lama_fill(rgba, filled=unit.lama)

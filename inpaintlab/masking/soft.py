@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter
 
 from .blend import make_overlay
 from .crop import uncrop
+from ..ui_numbers import ui_number
 from .resize import resize_image
 
 __all__ = [
@@ -102,7 +103,8 @@ class SoftInpaintingSettings:
 
     def infotext(self) -> dict[str, Any]:
         """The seven keys A1111 adds to the infotext, in its order."""
-        return {SOFT_ENABLED_KEY: True, **{key: getattr(self, name) for name, key in SOFT_INFOTEXT_KEYS.items()}}
+        return {SOFT_ENABLED_KEY: True,
+                **{key: ui_number(getattr(self, name)) for name, key in SOFT_INFOTEXT_KEYS.items()}}
 
     @classmethod
     def from_infotext(cls, fields: dict[str, str]) -> "SoftInpaintingSettings | None":

@@ -13,7 +13,7 @@ from torch import nn
 
 from .files import NetworkFile, read_network
 from .modules import ModuleWeights, NetworkError, calc_updown, detect_type, module_kind
-from .names import match_key, module_names
+from .names import FAMILY_NAMES, match_key, module_names
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +30,54 @@ class ActiveNetwork:
 
 
 @dataclass
+class FusedQKV:
+    """The q, k and v modules of one OpenCLIP attention layer, whose projections share one `in_proj_weight`."""
+
+    name: str                                # compvis name of the attention module
+    module: nn.Module
+    parts: list[tuple[ModuleWeights, str]]   # (weights, type name) for q, k, v
+
+
+@dataclass
 class PreparedNetwork:
     file: NetworkFile
-    modules: list[tuple[ModuleWeights, str]]  # (weights, type name), in file order
+    modules: list[tuple[ModuleWeights, str] | FusedQKV]  # (weights, type name), in file order
 
 
-def _sdxl_or_sd2(file: NetworkFile) -> str | None:
-    """Name the architecture a network was trained for when its metadata or keys say it is not SD1."""
+# kohya's `ss_base_model_version` values by family (sd-scripts' model_util).
+_BASE_VERSIONS = (("sdxl_", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"))
+
+
+def network_family(file: NetworkFile) -> tuple[str, str] | None:
+    """(family, why) when a network's metadata or keys say which Stable Diffusion it was trained for, else None."""
     meta = file.metadata
-    if str(meta.get("ss_base_model_version", "")).startswith("sdxl_"):
-        return "SDXL (metadata ss_base_model_version=%s)" % meta["ss_base_model_version"]
+    version = str(meta.get("ss_base_model_version", ""))
+    for prefix, family in _BASE_VERSIONS:
+        if version.startswith(prefix):
+            return family, f"metadata ss_base_model_version={version}"
     hit = next((k for k in file.state_dict if k.startswith("lora_te2_")), None)
     if hit is not None:
-        return f"SDXL (a second text encoder: key {hit!r})"
+        return "sdxl", f"a second text encoder: key {hit!r}"
     if str(meta.get("ss_v2", "")) == "True":
-        return "SD2.x (metadata ss_v2=True)"
+        return "sd2", "metadata ss_v2=True"
     return None
 
 
 class NetworkMerger:
     """Keeps the original weights of every layer a network touched and merges sets of networks into the live model.
 
-    unet / text_encoder: the modules named `diffusion_model_…` / `transformer_text_model_…`, as in A1111.
+    unet / text_encoder (/ text_encoder_2 for SDXL): the modules named `diffusion_model_…` and as
+    `names.TE_NAME_PREFIXES` gives for `family` ("sd1", "sd2" or "sdxl"), as in A1111.
     """
 
-    def __init__(self, unet: nn.Module, text_encoder: nn.Module, *, allow_pickle: bool = False):
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module, *, text_encoder_2: nn.Module | None = None,
+                 family: str = "sd1", allow_pickle: bool = False):
         self.unet, self.text_encoder, self.allow_pickle = unet, text_encoder, allow_pickle
+        self.text_encoder_2, self.family = text_encoder_2, family
+        self.family_name = FAMILY_NAMES.get(family, family)
         self._names: dict | None = None
-        self._backup: dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor | None]] = {}
+        # compvis name -> (module, weight attribute, weight copy, bias copy)
+        self._backup: dict[str, tuple[nn.Module, str, torch.Tensor, torch.Tensor | None]] = {}
         self._key: tuple = ()
         self._cache: dict[tuple, PreparedNetwork] = {}
         self.active: list[ActiveNetwork] = []
@@ -68,7 +88,8 @@ class NetworkMerger:
     @property
     def names(self) -> dict:
         if self._names is None:
-            self._names = module_names(self.unet, self.text_encoder)
+            self._names = module_names(self.unet, self.text_encoder, text_encoder_2=self.text_encoder_2,
+                                       family=self.family)
         return self._names
 
     def prepare(self, path: Path) -> PreparedNetwork:
@@ -78,9 +99,10 @@ class NetworkMerger:
         if cache_key in self._cache:
             return self._cache[cache_key]
         file = read_network(path, allow_pickle=self.allow_pickle)
-        other = _sdxl_or_sd2(file)
-        if other:
-            raise NetworkError(f"{path}: a network for {other}; this model is Stable Diffusion 1.x")
+        trained = network_family(file)
+        if trained and trained[0] != self.family:
+            raise NetworkError(f"{path}: a network for {FAMILY_NAMES[trained[0]]} ({trained[1]}); this model is "
+                               f"{self.family_name}")
         groups: dict[str, ModuleWeights] = {}
         unmatched, bundled = [], []
         for full_key, tensor in file.state_dict.items():
@@ -93,7 +115,7 @@ class NetworkMerger:
                 unmatched.append(full_key)
                 continue
             if match.name not in groups:
-                groups[match.name] = ModuleWeights(key, match.name, self.names[match.name][2])
+                groups[match.name] = ModuleWeights(key, match.name, self.names[match.module or match.name][2])
             groups[match.name].w[part] = tensor
         if bundled:
             raise NetworkError(f"{path}: bundled textual-inversion embeddings ({bundled[0]!r}, …) are not supported")
@@ -103,15 +125,35 @@ class NetworkMerger:
             hint = ""
             if any(k.startswith(("unet.", "text_encoder.", "lora_unet.", "transformer.")) for k in unmatched):
                 hint = " (dotted diffusers/PEFT keys: A1111 reads kohya-format files only)"
-            raise NetworkError(f"{path}: {len(unmatched)} key(s) match no module of this SD1 model: {shown}{hint}; "
+            raise NetworkError(f"{path}: {len(unmatched)} key(s) match no module of this {self.family_name} model: "
+                               f"{shown}{hint}; "
                                "A1111 drops such keys silently, inpaintlab refuses the file")
-        modules = []
+        modules: list = []
+        fused: dict[str, dict[str, tuple[ModuleWeights, str]]] = {}
         for mw in groups.values():
             kind = detect_type(mw)
-            if module_kind(mw.module) == "other":
+            target = module_kind(mw.module)
+            if target == "attention":  # filed as `…_attn_q_proj` etc. (names.match_key)
+                attention = mw.name[:-len("_q_proj")]
+                if attention not in fused:
+                    fused[attention] = {}
+                    modules.append(FusedQKV(attention, mw.module, []))
+                fused[attention][mw.name[-6]] = (mw, kind)
+                continue
+            if target == "other":
                 raise NetworkError(f"{path}: key {mw.key!r} targets {mw.name}, a {type(mw.module).__name__}, "
                                    "which A1111 never patches (Linear, Conv2d, GroupNorm and LayerNorm only)")
             modules.append((mw, kind))
+        for unit in modules:
+            if isinstance(unit, FusedQKV):
+                parts = fused[unit.name]
+                missing = [f"{unit.name}_{p}_proj" for p in "qkv" if p not in parts]
+                if f"{unit.name}_out_proj" not in groups:
+                    missing.append(f"{unit.name}_out_proj")
+                if missing:
+                    raise NetworkError(f"{path}: the fused attention {unit.name} has no {', '.join(missing)} in this "
+                                       "file; A1111 changes such a layer only when q, k, v and out_proj are all present")
+                unit.parts = [parts[p] for p in "qkv"]
         prepared = PreparedNetwork(file, modules)
         self._cache = {k: v for k, v in self._cache.items() if k[0] != cache_key[0]}
         self._cache[cache_key] = prepared
@@ -130,8 +172,11 @@ class NetworkMerger:
         try:
             with torch.no_grad():
                 for net, prep in zip(networks, prepared):
-                    for mw, kind in prep.modules:
-                        self._merge(prep.file, mw, kind, net)
+                    for unit in prep.modules:
+                        if isinstance(unit, FusedQKV):
+                            self._merge_qkv(prep.file, unit, net)
+                        else:
+                            self._merge(prep.file, *unit, net)
         except BaseException:
             self._restore()
             raise
@@ -149,24 +194,48 @@ class NetworkMerger:
         self._backup.clear()
         self._cache.clear()
 
+    def _keep(self, name: str, module: nn.Module, attr: str = "weight") -> None:
+        if name not in self._backup:
+            bias = getattr(module, "bias", None) if attr == "weight" else None
+            self._backup[name] = (module, attr, getattr(module, attr).detach().to("cpu", copy=True),
+                                  None if bias is None else bias.detach().to("cpu", copy=True))
+
+    def _merge_qkv(self, file: NetworkFile, unit: FusedQKV, net: ActiveNetwork) -> None:
+        """A1111's MultiheadAttention branch: each of q, k, v computes its delta against the whole `in_proj_weight`
+        and the three are stacked; their extra biases are not used (out_proj is merged as the Linear it is)."""
+        self._keep(unit.name, unit.module, "in_proj_weight")
+        W = unit.module.in_proj_weight
+        deltas = []
+        for mw, kind in unit.parts:
+            try:
+                deltas.append(calc_updown(mw, kind, W, net.te, net.unet, net.dyn)[0])
+            except (RuntimeError, IndexError, KeyError) as e:
+                raise NetworkError(f"{file.path}: {kind} module {mw.key!r} does not fit {mw.name} "
+                                   f"(one third of in_proj_weight {list(W.shape)}): {e}") from e
+        try:
+            updown = torch.vstack(deltas)
+        except RuntimeError as e:
+            raise NetworkError(f"{file.path}: the q/k/v deltas of {unit.name} do not stack: {e}") from e
+        if updown.shape != W.shape:
+            raise NetworkError(f"{file.path}: the q/k/v modules of {unit.name} give a delta of shape "
+                               f"{list(updown.shape)} for in_proj_weight of shape {list(W.shape)}")
+        W.copy_((W.to(updown.dtype) + updown).to(W.dtype))
+
     def _merge(self, file: NetworkFile, mw: ModuleWeights, kind: str, net: ActiveNetwork) -> None:
         module = mw.module
-        if mw.name not in self._backup:
-            bias = getattr(module, "bias", None)
-            self._backup[mw.name] = (module, module.weight.detach().to("cpu", copy=True),
-                                     None if bias is None else bias.detach().to("cpu", copy=True))
+        self._keep(mw.name, module)
         W = module.weight
         try:
             updown, ex_bias = calc_updown(mw, kind, W, net.te, net.unet, net.dyn)
         except (RuntimeError, IndexError, KeyError) as e:
             raise NetworkError(f"{file.path}: {kind} module {mw.key!r} does not fit {mw.name} "
-                               f"(weight {list(W.shape)}){_other_architecture(mw, W)}: {e}") from e
+                               f"(weight {list(W.shape)}){_other_architecture(mw, W, self.family)}: {e}") from e
         if W.ndim == 4 and W.shape[1] == 9:
             # A 4-channel network on the 9-channel inpainting conv_in: zero-pad the input channels 4 → 9 (A1111).
             updown = torch.nn.functional.pad(updown, (0, 0, 0, 0, 0, 5))
         if not _fits(updown.shape, W.shape):
             raise NetworkError(f"{file.path}: {kind} module {mw.key!r} gives a delta of shape {list(updown.shape)} "
-                               f"for {mw.name} of shape {list(W.shape)}{_other_architecture(mw, W)}")
+                               f"for {mw.name} of shape {list(W.shape)}{_other_architecture(mw, W, self.family)}")
         if ex_bias is not None:
             bias = getattr(module, "bias", None)
             target = W.shape[:1] if bias is None else bias.shape
@@ -182,8 +251,8 @@ class NetworkMerger:
 
     def _restore(self) -> None:
         with torch.no_grad():
-            for module, weight, bias in self._backup.values():
-                module.weight.copy_(weight)
+            for module, attr, weight, bias in self._backup.values():
+                getattr(module, attr).copy_(weight)
                 if bias is None:
                     if getattr(module, "bias", None) is not None:
                         module.bias = None
@@ -192,13 +261,18 @@ class NetworkMerger:
         self._key, self.active, self.files = (), [], []
 
 
-# Text widths of other Stable Diffusion versions that no SD1 layer has, so they show up in their networks' shapes.
-_OTHER_WIDTHS = {1024: "SD2.x (OpenCLIP-H, 1024 wide)", 2048: "SDXL (2048-wide cross-attention context)"}
+# Text widths of other Stable Diffusion versions that no layer of the loaded family has, so they show up in their
+# networks' shapes.
+_OTHER_WIDTHS = {
+    "sd1": {1024: "SD2.x (OpenCLIP-H, 1024 wide)", 2048: "SDXL (2048-wide cross-attention context)"},
+    "sd2": {768: "SD1.x (CLIP-L, 768 wide)", 2048: "SDXL (2048-wide cross-attention context)"},
+    "sdxl": {1024: "SD2.x (OpenCLIP-H, 1024 wide)"},
+}
 
 
-def _other_architecture(mw: ModuleWeights, W: torch.Tensor) -> str:
+def _other_architecture(mw: ModuleWeights, W: torch.Tensor, family: str) -> str:
     widths = {d for t in mw.w.values() for d in t.shape} - set(W.shape)
-    hits = [name for width, name in _OTHER_WIDTHS.items() if width in widths]
+    hits = [name for width, name in _OTHER_WIDTHS.get(family, {}).items() if width in widths]
     return f"; the file's shapes look like a network for {' or '.join(hits)}" if hits else ""
 
 

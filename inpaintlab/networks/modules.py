@@ -34,7 +34,10 @@ class ModuleWeights:
 
 
 def module_kind(module: nn.Module) -> str:
-    """'linear', 'conv', 'norm' or 'other': the layer types A1111 patches (Linear, Conv2d, GroupNorm, LayerNorm)."""
+    """'linear', 'conv', 'norm', 'attention' or 'other': the layer types A1111 patches (Linear, Conv2d, GroupNorm,
+    LayerNorm, and MultiheadAttention, whose fused q/k/v `in_proj_weight` our OpenCLIP attention keeps)."""
+    if isinstance(getattr(module, "in_proj_weight", None), torch.Tensor):
+        return "attention"
     if isinstance(module, nn.Linear):
         return "linear"
     if isinstance(module, nn.Conv2d):
@@ -72,10 +75,14 @@ def _cp_lora(up: torch.Tensor, down: torch.Tensor, mid: torch.Tensor) -> torch.T
     return torch.einsum("nmkl,in,mj->ijkl", mid, up, down)
 
 
+def _weight_of(module: nn.Module) -> torch.Tensor:
+    return module.in_proj_weight if module_kind(module) == "attention" else module.weight
+
+
 def _lora_holder(mw: ModuleWeights, part: str, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A LoRA tensor as A1111 holds it: reshaped to the Linear/Conv2d it loads into, cast to the model's dtype."""
     kind, module = module_kind(mw.module), mw.module
-    if kind == "linear":
+    if kind in ("linear", "attention"):  # A1111 holds LoRA tensors of a MultiheadAttention in Linear layers too
         shape = (weight.shape[0], weight[0].numel())
     elif kind == "conv" and part == "lora_down.weight":
         if weight.ndim == 2:
@@ -92,7 +99,7 @@ def _lora_holder(mw: ModuleWeights, part: str, weight: torch.Tensor, dtype: torc
     if tuple(weight.shape) != shape:
         if weight.numel() != torch.Size(shape).numel():
             raise NetworkError(f"{mw.key}.{part}: shape {list(weight.shape)} does not fit {mw.name} "
-                               f"({type(module).__name__}, weight {list(module.weight.shape)})")
+                               f"({type(module).__name__}, weight {list(_weight_of(module).shape)})")
         weight = weight.reshape(shape)
     return weight.to(dtype)
 

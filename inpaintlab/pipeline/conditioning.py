@@ -53,21 +53,22 @@ class ConditioningMixin:
         return self.encode_prompts([text], clip_skip, **kwargs)
 
     def encode_prompts(self, texts: list[str], clip_skip: int = 1, *, negative: bool = False,
-                       size: tuple[int, int] | None = None):
+                       size: tuple[int, int] | None = None, emphasis: str = "Original"):
         """Conditioning for a batch of prompts. SDXL only: `negative` marks a negative prompt (all-empty texts then
         give zeros, as sgm's force_zero_embeddings in A1111), `size` is the processing (width, height) of the size
-        conditioning (A1111's default 1024 x 1024 when not given)."""
+        conditioning (A1111's default 1024 x 1024 when not given). `emphasis`: A1111's emphasis mode."""
         family = self.config.family
         with torch.inference_mode():
             if family == "sd1":
                 return encode_prompts(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
-                                      embeddings=self.embeddings).float()
+                                      embeddings=self.embeddings, emphasis=emphasis).float()
             if family == "sd2":
                 return encode_prompts_sd2(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
-                                          embeddings=self.embeddings).float()
+                                          embeddings=self.embeddings, emphasis=emphasis).float()
             context, pooled = encode_prompts_sdxl(self.text_encoder, self.text_encoder_2, self.tokenizer, texts,
                                                   clip_skip=clip_skip, embeddings=self.embeddings,
-                                                  tokenizer_g=self.tokenizer_2, negative=negative)
+                                                  tokenizer_g=self.tokenizer_2, negative=negative,
+                                                  emphasis=emphasis)
             width, height = size or (1024, 1024)
             vector = sdxl_adm_vector(pooled.float(), (height, width), SDXL_CROP_TOP_LEFT, (height, width))
             return {"crossattn": context.float(), "vector": vector.to(context.device)}
@@ -102,7 +103,7 @@ class ConditioningMixin:
         return ", ".join(entries) or None
 
     def _conditioning(self, prompt: str, negative_prompt: str, batch: int, clip_skip: int, steps: int,
-                      size: tuple[int, int] | None = None):
+                      size: tuple[int, int] | None = None, emphasis: str = "Original"):
         """(cond, uncond) tensors for fixed prompts, or (ScheduledConditioning, None) when a prompt uses prompt
         editing, alternation, ``AND`` or a ``:weight`` suffix (A1111 step 12). `size`: the processing (width, height),
         which SDXL's size conditioning takes in every mode."""
@@ -115,8 +116,9 @@ class ConditioningMixin:
         uncond_schedule = get_prompt_schedule(negative_prompt, steps)
         if (parts == [(prompt, 1.0)] and cond_schedules == [[(steps, prompt)]]
                 and uncond_schedule == [(steps, negative_prompt)]):
-            cond = self.encode_prompts([prompt] * batch, clip_skip, size=size)
-            uncond = self.encode_prompts([negative_prompt] * batch, clip_skip, negative=True, size=size)
+            cond = self.encode_prompts([prompt] * batch, clip_skip, size=size, emphasis=emphasis)
+            uncond = self.encode_prompts([negative_prompt] * batch, clip_skip, negative=True, size=size,
+                                         emphasis=emphasis)
             return cond, uncond
 
         # Like A1111, each distinct (sub-)prompt is encoded once, all its schedule texts in one batch (emphasis
@@ -125,7 +127,8 @@ class ConditioningMixin:
 
         def encoded(text: str, schedule: list[tuple[int, str]], negative: bool = False) -> list[tuple[int, Any]]:
             if (text, negative) not in cache:
-                z = self.encode_prompts([variant for _, variant in schedule], clip_skip, negative=negative, size=size)
+                z = self.encode_prompts([variant for _, variant in schedule], clip_skip, negative=negative, size=size,
+                                        emphasis=emphasis)
                 rows = ({k: v[i : i + 1] for k, v in z.items()} if isinstance(z, dict) else z[i : i + 1]
                         for i in range(len(schedule)))
                 cache[text, negative] = [(end_at_step, row) for (end_at_step, _), row in zip(schedule, rows)]
@@ -139,8 +142,17 @@ class ConditioningMixin:
 def conditioning(job: Job) -> None:
     """job.cond / job.uncond for the job's prompts over the sampler's step count (A1111 step 12)."""
     s = job.settings
+    emphasis = s.get("emphasis", "Original")
+    # The emphasis keyword only when it is not the default, so callers that wrap `_conditioning` keep working.
+    extra = {} if emphasis == "Original" else {"emphasis": emphasis}
     job.cond, job.uncond = job.pipe._conditioning(s["prompt"], s["negative_prompt"], s["batch_size"], s["clip_skip"],
-                                                  total_steps(job.sampler, s["steps"]), (job.width, job.height))
+                                                  total_steps(job.sampler, s["steps"]), (job.width, job.height),
+                                                  **extra)
+    if (s.get("pad_cond_uncond") or s.get("pad_cond_uncond_v0")) and job.uncond is not None:
+        pad_job_conds(job, s["clip_skip"], emphasis)
+    # A1111 records a non-default emphasis mode only when some prompt text could use it.
+    if emphasis != "Original" and any(c in s["prompt"] + s["negative_prompt"] for c in "(["):
+        job.extra["Emphasis"] = emphasis
 
 
 def ti_hashes(job: Job, prompt: str, negative_prompt: str) -> str | None:
@@ -149,3 +161,25 @@ def ti_hashes(job: Job, prompt: str, negative_prompt: str) -> str | None:
     cond_texts = [variant for text, _ in split_and(prompt) for _, variant in get_prompt_schedule(text, steps)]
     uncond_texts = [variant for _, variant in get_prompt_schedule(negative_prompt, steps)]
     return job.pipe._ti_hashes(cond_texts, uncond_texts)
+
+
+def pad_job_conds(job: Job, clip_skip: int, emphasis: str) -> None:
+    """A1111's pad conds (v1: whole copies of the empty prompt's encoding; v0, which takes precedence: the uncond's
+    last token vector, or truncation) when cond and uncond have different token lengths, so they run in one batch;
+    records `Pad conds` / `Pad conds v0`. Fixed prompts only (scheduled ones keep their separate calls)."""
+    from ..guidance.cfg_rules import pad_conds
+
+    v0 = bool(job.settings.get("pad_cond_uncond_v0"))
+    cond, uncond = job.cond, job.uncond
+    ctx_c = cond["crossattn"] if isinstance(cond, dict) else cond
+    ctx_u = uncond["crossattn"] if isinstance(uncond, dict) else uncond
+    if ctx_c.shape[1] == ctx_u.shape[1]:
+        return
+    empty = None
+    if not v0:
+        e = job.pipe.encode_prompts([""], clip_skip, size=(job.width, job.height), emphasis=emphasis)
+        empty = e["crossattn"] if isinstance(e, dict) else e
+    new_c, new_u = pad_conds(ctx_c, ctx_u, empty, v0=v0)
+    job.cond = {**cond, "crossattn": new_c} if isinstance(cond, dict) else new_c
+    job.uncond = {**uncond, "crossattn": new_u} if isinstance(uncond, dict) else new_u
+    job.extra["Pad conds v0" if v0 else "Pad conds"] = True

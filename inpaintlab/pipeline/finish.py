@@ -21,7 +21,7 @@ def params(job: Job) -> dict[str, Any]:
         "VAE hash": config.vae_hash, "VAE": config.vae_name,
         "Clip skip": s["clip_skip"] if s["clip_skip"] > 1 else None, **job.noise_cfg.params(job.sampler, s["eta"]),
     }
-    if job.kind != "txt2img":
+    if job.kind != "txt2img" or s.get("enable_hr"):
         out["Denoising strength"] = s["denoising_strength"]
     if config.is_inpainting:
         out["Conditional mask weight"] = s.get("inpainting_mask_weight", 1.0)

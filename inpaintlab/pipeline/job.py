@@ -66,6 +66,8 @@ class Job:
     # sample
     sigmas: torch.Tensor | None = None       # the schedule run (timesteps for DDIM, PLMS, UniPC)
     start_latent: torch.Tensor | None = None
+    extra_noise: float = 0.0                 # A1111's img2img_extra_noise for this run (0: none)
+    t_enc: int | None = None                 # img2img steps override (hires fix: A1111's fixed-steps branch)
     sampling_steps: int = 0                  # callbacks per run (the step counter's range)
     step: int = 0                            # the current sampling step, from 0
     samples: torch.Tensor | None = None

@@ -121,7 +121,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
         self._controlnets: dict = {}  # loaded ControlNet files, by path, device, dtype and kernels
         self.lora_dir = None if lora_dir is None else Path(lora_dir)
         self._library: NetworkLibrary | None = None
-        self._merger = NetworkMerger(unet, text_encoder, allow_pickle=allow_pickle)
+        self._merger = NetworkMerger(unet, text_encoder, text_encoder_2=text_encoder_2, family=config.family,
+                                     allow_pickle=allow_pickle)
         self._networks: list[ActiveNetwork] = []  # set by apply_networks, active under every prompt's own tags
 
     # --- public entry points ---------------------------------------------------------------------------------------
@@ -132,7 +133,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
                 height: int = 512, batch_size: int = 1, clip_skip: int = 1, rng_source: str = "CPU", subseed: int = -1,
                 subseed_strength: float = 0.0, seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
                 eta: float | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = 0.0,
-                s_noise: float = 1.0, callback: Callable[[dict], Any] | None = None, progress: bool = False,
+                s_noise: float = 1.0, denoising_strength: float = 0.75,
+                callback: Callable[[dict], Any] | None = None, progress: bool = False,
                 controlnet: Any = None,
                 controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
                 control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
@@ -143,6 +145,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
 
         Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd) and ControlNet keywords as in
         `inpaint`; in txt2img a ControlNet unit needs its own image (`controlnet_image`). techniques: as in `inpaint`.
+        denoising_strength: the hires fix pass's (with `enable_hr=True` and the other `hr_*` settings, see
+        `inpaintlab.techniques.hires`).
         """
         settings = _settings("txt2img", locals())
         return run(Job(self, "txt2img", settings, callback=callback, progress=progress), techniques or [])
@@ -208,9 +212,9 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
             `control_weight` (1.0), `control_mode` ("Balanced" | "My prompt is more important" | "ControlNet is more
             important"), `guidance_start` / `guidance_end` (0.0 / 1.0, fractions of the steps run, counted as A1111
             does), `controlnet_image` / `controlnet_mask` (the unit's own image; default: this job's image and mask),
-            `controlnet_lama` (for inpaint_only+lama: the LaMa function or a filled image); or `controlnets`, a list
-            of `ControlNetUnit`s. With a mask, inpaint_only falls back to inpaint_global_harmonious (the extension's
-            rule: A1111's own inpainting then keeps the unmasked area).
+            `controlnet_lama` (for inpaint_only+lama: a LaMa model or file, a function or a filled image); or
+            `controlnets`, a list of `ControlNetUnit`s. With a mask, inpaint_only falls back to
+            inpaint_global_harmonious (the extension's rule: A1111's own inpainting then keeps the unmasked area).
 
         techniques: `inpaintlab.pipeline.Technique` objects to run with this job, after the built-in ones (see
             `inpaintlab.pipeline.technique` for the hooks).

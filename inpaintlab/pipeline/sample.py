@@ -12,7 +12,9 @@ import torch
 
 from ..samplers import (CFGDenoiser, EpsDenoiser, LCMDenoiser, TimestepEpsModel, VDenoiser, a1111_combine,
                         brownian_noise_sampler, build_sigmas, get_timesteps, img2img_start, img2img_steps)
+from ..samplers import schedule_for
 from ..samplers.cfg import CFGParts, ScheduledCFGDenoiser
+from ..samplers.overrides import schedule_overrides
 from .conditioning import ScheduledConditioning
 from .job import Job
 
@@ -90,8 +92,8 @@ def sample(job: Job) -> None:
             timesteps = get_timesteps(steps)
             ac = pipe.schedule.alphas_cumprod
             if img2img:
-                t_enc = img2img_steps(steps, s["denoising_strength"])
-                x = img2img_start(init_latent, noise, timesteps, t_enc, ac)
+                t_enc = img2img_steps(steps, s["denoising_strength"]) if job.t_enc is None else job.t_enc
+                x = img2img_start(init_latent, noise, timesteps, t_enc, ac, job.extra_noise)
                 timesteps = timesteps[:t_enc]
             else:
                 x = noise
@@ -103,11 +105,18 @@ def sample(job: Job) -> None:
             run = (len(timesteps) if config.name == "UniPC" else len(timesteps) - 1, timesteps)
             function, args = config.function, (timesteps.to(x.device), ac)
         else:
-            full = build_sigmas(pipe.schedule, config.name, job.schedule_label, steps)
+            table = schedule_for(pipe.schedule, config.name)
+            overrides, keys = schedule_overrides(
+                job.schedule_label, table.sigma_min, table.sigma_max, s.get("sigma_min", 0.0),
+                s.get("sigma_max", 0.0), s.get("rho", 0.0), s.get("beta_dist_alpha", 0.6), s.get("beta_dist_beta", 0.6))
+            job.extra.update(keys)  # written as the schedule is built, before the sampler's own keys (A1111)
+            full = build_sigmas(pipe.schedule, config.name, job.schedule_label, steps, **overrides)
             if img2img:
-                t_enc = img2img_steps(steps, s["denoising_strength"])
+                t_enc = img2img_steps(steps, s["denoising_strength"]) if job.t_enc is None else job.t_enc
                 sigmas = full[steps - t_enc - 1:].clone()
                 x = init_latent + noise * sigmas[0]
+                if job.extra_noise > 0:  # A1111: the same noise tensor again, times the option
+                    x = x + noise * job.extra_noise
             else:
                 sigmas = full
                 x = noise * sigmas[0]

@@ -112,6 +112,21 @@ def gpu_source_problem(source: str) -> Optional[str]:
     return None
 
 
+def replay_rng_source(source: str, stored: bool) -> tuple[str, Optional[str]]:
+    """The noise source to replay an infotext with, and a one-line note when it is not the one asked for.
+
+    A1111's default source, "GPU", is torch's CUDA generator: an infotext without an `RNG` key (nearly every image
+    made on an NVIDIA card) asks for it. Where CUDA is absent the replay uses "NV", A1111's emulation of that
+    generator, which draws the same numbers on any device. `stored`: the infotext holds `RNG: GPU` (else the key was
+    absent and "GPU" is A1111's default for it).
+    """
+    if source != "GPU" or torch.cuda.is_available():
+        return source, None
+    why = 'its "RNG: GPU"' if stored else 'no "RNG" key, so A1111\'s default "GPU"'
+    return "NV", (f"noise: the infotext asks for CUDA's generator ({why}) and CUDA is not available here; using NV, "
+                  "A1111's emulation of CUDA's noise, which gives the same noise (--rng-source CPU or NV to choose)")
+
+
 class ImageRNG:
     """One generator per image; :meth:`next` returns stacked ``[B, *shape]`` float32 noise on ``device``.
 

@@ -36,7 +36,8 @@ def get_timesteps(steps: int, discard_penultimate: bool = False, num_timesteps: 
 
 def img2img_start(init_latent: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, t_enc: int,
                   alphas_cumprod: torch.Tensor, extra_noise: float = 0.0) -> torch.Tensor:
-    """img2img start latent: ``x0 sqrt(a) + noise sqrt(1 - a)`` with ``a = alpha_bar[timesteps[t_enc]]``.
+    """img2img start latent: ``x0 sqrt(a) + noise sqrt(1 - a)`` with ``a = alpha_bar[timesteps[t_enc]]``, plus
+    A1111's extra noise ``noise · extra_noise · sqrt(a)`` (option "Extra noise multiplier for img2img and hires fix").
 
     The sampler then runs ``timesteps[:t_enc]``, whose top timestep is one grid step below this noise level (A1111).
     """
@@ -45,7 +46,7 @@ def img2img_start(init_latent: torch.Tensor, noise: torch.Tensor, timesteps: tor
     a = alphas_cumprod.to(init_latent.device)[timesteps[t_enc]]
     x = init_latent * torch.sqrt(a) + noise * torch.sqrt(1 - a)
     if extra_noise > 0:
-        x = x + noise * extra_noise
+        x = x + noise * extra_noise * torch.sqrt(a)
     return x
 
 

@@ -35,6 +35,8 @@ from .. import settings as registry
 from ..networks import set_lora_weight
 
 LORA_AXIS = "lora:"  # an axis `lora:NAME` varies that network's weight
+# Mask edits applied before inpainting (Inpaint Anything's "Expand mask region": a 3x3 dilation N times; 0 = none).
+MASK_AXES = ("mask_expand",)
 # Settings a cell may set (every setting `inpaint` takes; the seed comes from "seeds").
 SETTING_NAMES = registry.for_command("inpaint")  # at import; rows a technique registers later count too:
 
@@ -132,6 +134,13 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a network name and a list of weights")
         return setting, values
+    if setting in MASK_AXES:
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 100 for v in values):
+            raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a list of pixel counts from 0 to 100")
+        if len(set(values)) != len(values):
+            raise ValueError(f"sweep spec: axis {name!r} lists a value twice: {values}")
+        return setting, values
     if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
         groups = []
         for group in values:
@@ -204,7 +213,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     for cell in spec.cells():
         # Combinations too (a sampler on one axis, a schedule on another): a bad cell fails now, not mid-sweep.
         try:
-            registry.validate(cell.settings(spec.base), "inpaint")
+            registry.validate({k: v for k, v in cell.settings(spec.base).items() if k not in MASK_AXES}, "inpaint")
         except ValueError as error:
             raise ValueError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
     return spec

@@ -83,6 +83,11 @@ def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image
     settings = cell.settings(spec.base)
     prompt = settings.pop("prompt")
     negative = settings.pop("negative_prompt", "")
+    expand = settings.pop("mask_expand", 0)
+    if expand:
+        from ..segment.masks import expand_mask
+
+        mask = Image.fromarray(expand_mask(mask, expand))
     previews: list[Image.Image] = []
     callback = (lambda d: previews.append(latent_preview(d["denoised"]))) if spec.intermediates else None
     result = pipe.inpaint(image, mask, prompt, negative, callback=callback, techniques=techniques, **settings)
@@ -118,6 +123,10 @@ def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: 
 def _axis_label(name: str) -> str:
     """A1111's name for a setting (its infotext key) where it has one; other axes (LoRA weights, grouped axes) keep
     their spec name."""
+    from .xyz import SETTING_TO_LABEL
+
+    if isinstance(name, str) and name in SETTING_TO_LABEL:
+        return SETTING_TO_LABEL[name]  # A1111's X/Y/Z axis label ("CFG Scale", "Denoising", ...)
     setting = registry.SETTINGS.get(name) if isinstance(name, str) else None
     return setting.infotext if setting is not None and setting.infotext else str(name)
 
@@ -170,12 +179,28 @@ def sweep(spec: str | Path | dict | SweepSpec, out_dir: str | Path, *, limit: in
     limit: stop after this many newly computed cells on this rank (for budgeted or partial runs); the merge and grids
     then happen only once every cell is done. progress: a bar of cells done / total with an ETA on stderr (rank 0).
     """
+    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    for what, path in (("model", spec.model), ("vae", spec.vae), ("image", spec.image), ("mask", spec.mask)):
+        if path is not None and not path.is_file():
+            raise ValueError(f"sweep spec: {what} file not found: {path} (relative paths in a spec file are resolved "
+                             "against the spec file's folder, not the working directory)")
+    out = Path(out_dir)
+    cells_dir = out / "cells"
+    made = not cells_dir.exists()
+    try:
+        return _sweep(spec, out, limit, progress, techniques)
+    finally:
+        # A run that failed before finishing any cell leaves no empty cells/ folder behind.
+        if made and cells_dir.is_dir() and not any(cells_dir.iterdir()):
+            cells_dir.rmdir()
+
+
+def _sweep(spec: SweepSpec, out: Path, limit: int | None, progress: bool,
+           techniques: list | None) -> list[dict] | None:
     from tqdm import tqdm
 
     from ..pipeline import load
 
-    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
-    out = Path(out_dir)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _distributed() as (rank, world):
         pipe = load(spec.model, spec.vae, device=spec.device, kernels=spec.kernels, lora_dir=spec.lora_dir)

@@ -1,13 +1,20 @@
 """The built-in techniques, each a `inpaintlab.pipeline.Technique` in its own module (read any one alone):
 
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
+* `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
+* `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
+* `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
 * `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
-* `inpaintlab.adetailer.ADetailer`: ADetailer's tab 1 (when `ad_model` names a detector).
+* from `inpaintlab.guidance` (their rows in `guidance.rows`): FreeU, token merging, SEG (UNet level), NGMS / Skip
+  Early CFG, PAG, dynamic thresholding, CFG rescale (CFG level).
 """
 from __future__ import annotations
 
+from ..guidance.cfg_techniques import PAG, CFGRescale, DynamicThresholdingTechnique, SkipUncond
+from ..guidance.rows import register_rows
+from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
 # Imported in the order their settings rows appear in the registry (CLI help, sweep names).
@@ -16,9 +23,14 @@ from .differential import DifferentialDiffusion
 from .controlnet import ControlNet
 from .lora import Networks
 from .blend import BinaryBlend
+from .noise_multiplier import NoiseMultiplier
+from .extra_noise import ExtraNoise
+from .hires import HiresFix
 from ..adetailer.technique import ADetailer
 
-BUILTIN = (Networks, ControlNet, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
+register_rows()
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
+           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -34,4 +46,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "Networks", "SoftInpainting", "builtin"]
+__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
+           "NoiseMultiplier", "SoftInpainting", "builtin"]

@@ -46,6 +46,7 @@ def _guidance_window(s: dict[str, Any]) -> str | None:
 def _register_controlnet_rows() -> None:
     from ..controlnet.inject import CONTROL_MODES
     from ..controlnet.preprocess import PREPROCESSORS
+    from ..controlnet.preprocessors import PREPROCESSORS as PURE
 
     unit0 = "ControlNet 0"
     for row in (
@@ -53,8 +54,9 @@ def _register_controlnet_rows() -> None:
         # working directory unless --controlnet gives the file.
         Setting("controlnet", object, None, "ControlNet model file, e.g. control_v11p_sd15_inpaint.safetensors",
                 infotext=unit0, parse=_controlnet_field("model"), check=_controlnet_model),
-        Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor", infotext=unit0,
-                choices=PREPROCESSORS, aliases={"inpaint": "inpaint_global_harmonious"},
+        Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor (inpaint ones, 'none' with a "
+                "ready hint image, or a pure-image one)", infotext=unit0, choices=PREPROCESSORS + tuple(PURE),
+                aliases={"inpaint": "inpaint_global_harmonious", **{p.label: n for n, p in PURE.items()}},
                 parse=_controlnet_field("preprocessor")),
         Setting("control_weight", float, 1.0, "ControlNet weight, 0-2", infotext=unit0, check=_between(0, 2),
                 parse=_controlnet_field("weight")),

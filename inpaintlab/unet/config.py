@@ -88,7 +88,7 @@ class UNetConfig:
 
     @property
     def downsample_factor(self) -> int:
-        """Latent height and width must be multiples of this."""
+        """Overall downscale of the encoder; other latent sizes resize at the skips (`unet.model.skip_cat`)."""
         return 2 ** (len(self.channel_mult) - 1)
 
     def has_attention(self, level: int) -> bool:

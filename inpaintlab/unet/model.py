@@ -3,12 +3,26 @@ keys after `model.diffusion_model.`, so a checkpoint loads with `load_state_dict
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import GroupNorm, check_backend
 from .attention import SpatialTransformer
 from .blocks import Conv2d, Downsample, ResBlock, Upsample, timestep_embedding
 from .config import UNetConfig
+
+
+def skip_cat(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """Concatenate a decoder feature map with its skip connection along channels.
+
+    A latent that is not a multiple of the UNet's downscale (600x400 pixels -> 75x50) shrinks to odd sizes on the way
+    down (75 -> 38 -> 19 -> 10), so the x2 upsampled map can be one larger than its skip (20 vs 19). A1111 v1.10
+    generates at such sizes: its UNet hijack (for ldm and sgm alike, and sd-webui-controlnet's decoder) resizes the
+    first tensor to the second's size with nearest interpolation before the concatenation; we do the same.
+    """
+    if h.shape[-2:] != skip.shape[-2:]:
+        h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+    return torch.cat([h, skip], dim=1)
 
 
 class TimestepEmbedSequential(nn.Sequential):
@@ -95,9 +109,8 @@ class UNetModel(nn.Module):
         cfg = self.config
         if x.ndim != 4 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"UNet input must be [B,{cfg.in_channels},H,W], got {list(x.shape)}")
-        f = cfg.downsample_factor
-        if x.shape[2] % f or x.shape[3] % f:
-            raise ValueError(f"UNet input height and width must be multiples of {f}, got {x.shape[2]}x{x.shape[3]}")
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"UNet input height and width must be at least 1, got {x.shape[2]}x{x.shape[3]}")
         b = x.shape[0]
         if context.ndim != 3 or context.shape[0] != b or context.shape[2] != cfg.context_dim:
             raise ValueError(f"UNet context must be [B={b},L,{cfg.context_dim}], got {list(context.shape)}")
@@ -141,5 +154,5 @@ class UNetModel(nn.Module):
             h = h + control[-1].to(dtype)
             skips = [s + c.to(dtype) for s, c in zip(skips, control)]
         for block in self.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+            h = block(skip_cat(h, skips.pop()), emb, context)
         return self.out(h)

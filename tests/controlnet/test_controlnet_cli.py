@@ -65,7 +65,7 @@ def test_inpaint_tab_flags(files, tiny_checkpoint):
 @pytest.mark.parametrize("name, value, message", [
     ("control_weight", 2.5, "control_weight must be in [0, 2]"),
     ("control_mode", "louder", "unknown control_mode 'louder'"),
-    ("controlnet_preprocessor", "canny", "unknown controlnet_preprocessor 'canny'"),
+    ("controlnet_preprocessor", "openpose_full", "unknown controlnet_preprocessor 'openpose_full'"),
     ("guidance_end", 1.2, "guidance_end must be in [0, 1]"),
     ("controlnet", 3, "controlnet must be a ControlNet file path or a loaded ControlNet"),
 ])

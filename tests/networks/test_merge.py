@@ -182,7 +182,7 @@ def test_sdxl_and_sd2_networks_are_named(tiny_models, tmp_path):
     with pytest.raises(NetworkError, match="SDXL.*lora_te2_"):
         NetworkMerger(unet, te).prepare(sdxl)
     sd2 = write(random_lora(pick(unet, te)[:1], seed=1), tmp_path / "v2.safetensors", {"ss_v2": "True"})
-    with pytest.raises(NetworkError, match="SD2"):
+    with pytest.raises(NetworkError, match=r"Stable Diffusion 2.x \(metadata ss_v2=True\); this model is Stable Diffusion 1.x"):
         NetworkMerger(unet, te).prepare(sd2)
 
 

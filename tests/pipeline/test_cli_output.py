@@ -42,7 +42,7 @@ def test_info_prints_what_is_stored_then_the_replay(tmp_path, capsys):
     assert main(["info", str(png)]) == 0
     out = capsys.readouterr().out
     assert "`inpaintlab txt2img --from-png`" in out
-    for inpaint_only in ("mask_blur", "masked_content", "inpaint_area", "padding", "denoising_strength"):
+    for inpaint_only in ("mask_blur", "masked_content", "inpaint_area", "padding"):  # (denoising: hires fix too)
         assert not re.search(rf"\b{inpaint_only}\b", out), inpaint_only  # ad_mask_blur etc. are txt2img rows too
     assert main(["info", "--raw", str(png)]) == 0
     assert capsys.readouterr().out == TXT2IMG + "\n"
@@ -133,7 +133,8 @@ def test_sweep_grid_infotext(tiny_checkpoint, tmp_path):
     fields = parse_infotext(read_png_infotext(tmp_path / "out" / "grid-z0-seed5.png"))
     assert (fields["X Type"], fields["X Values"]) == ("Masked content", "fill, latent_noise")
     assert (fields["Y Type"], fields["Y Values"], fields["Z Type"], fields["Z Values"]) == (
-        "Mask blur", "0", "CFG scale", "3.0")
+        "Mask blur", "0", "CFG Scale", "3.0")   # A1111's X/Y/Z axis label where it has one
+    assert fields["Script"] == "X/Y/Z plot"
     assert fields["Seed"] == "5" and fields["Masked content"] == "fill"
 
 

@@ -55,7 +55,9 @@ def test_parse_back_examples():
         "prompt": "a wooden door in a stone wall", "negative_prompt": "blurry, lowres", "steps": 20,
         "sampler": "DPM++ 2M", "scheduler": "Karras", "cfg_scale": 7.0, "seed": 1234567, "denoising_strength": 0.75,
         "mask_blur": 4, "padding": 32, "clip_skip": 1, "width": 512, "height": 512, "mask_mode": "masked",
-        "masked_content": "original", "inpaint_area": "whole", "fill_space": "pixel", "rng_source": "GPU",
+        "masked_content": "original", "inpaint_area": "whole", "fill_space": "pixel",
+        # no RNG key: A1111's default "GPU", replayed with its emulation "NV" where CUDA is absent
+        "rng_source": "GPU" if __import__("torch").cuda.is_available() else "NV",
     }
     api = settings_from_infotext(API_EXAMPLE)
     assert (api["mask_mode"], api["masked_content"], api["inpaint_area"], api["padding"]) == (

@@ -37,7 +37,7 @@ def test_table_endpoints_bitwise(schedule):
     # 0x3CEEF0C0 with AVX-512, which is also the correctly rounded float32 chain of the stored alphas_cumprod).
     first, last = bits(schedule.sigmas[[0, -1]])
     assert first in (0x3CEEF0C0, 0x3CEEF0C1) and last == 0x4169D593
-    assert schedule.sigma_min == pytest.approx(0.029167535, abs=1e-9)
+    assert schedule.sigma_min == pytest.approx(0.029167535, abs=2.5e-9)  # one float32 ulp, as above
     assert schedule.sigma_max == pytest.approx(14.614642, abs=1e-6)
     assert schedule.alphas_cumprod[0].item() == pytest.approx(0.99915, abs=1e-7)
     assert schedule.alphas_cumprod[-1].item() == pytest.approx(0.0046601, abs=1e-7)

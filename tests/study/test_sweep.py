@@ -201,3 +201,17 @@ def test_grouped_axis_compares_blends(spec_file, tmp_path):
 def test_blend_example_spec_is_valid():
     spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "blend_vs_mask_blur.json")
     assert len(spec.cells()) == 12 and spec.cells()[1].settings(spec.base)["soft_inpainting"] is True
+
+
+def test_mask_expansion_axis(spec_file, tmp_path):
+    """A `mask_expand` axis grows the mask (3x3 dilation N times) before inpainting: the repainted area grows."""
+    raw = json.loads(spec_file.read_text())
+    raw.update({"x": {"mask_expand": [0, 3]}, "y": {"masked_content": ["fill"]}, "seeds": [3], "intermediates": False})
+    raw["base"] = {**raw["base"], "steps": 1, "mask_blur": 0}
+    rows = {r["x"]["mask_expand"]: r for r in sweep(load_spec(raw, spec_file.parent), tmp_path / "expand")}
+    source = np.asarray(Image.open(spec_file.parent / "image.png"))
+    changed = {n: (np.asarray(Image.open(tmp_path / "expand" / r["image"])) != source).any(axis=2)
+               for n, r in rows.items()}
+    assert not changed[0][:7].any() and changed[3][5:8, 10:20].any()  # 16x16 square at 8..23 grown to 5..26
+    with pytest.raises(ValueError, match="pixel counts from 0 to 100"):
+        load_spec({**raw, "x": {"mask_expand": [1.5]}}, spec_file.parent)

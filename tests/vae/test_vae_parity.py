@@ -104,3 +104,18 @@ def test_swapped_query_key_is_detected(tiny_vae, tiny_config, part):
         else:
             err, scale = max_err(broken.decode(z), ref.decode(z).sample)
     assert err > 1000 * REL_TOL * scale, f"q/k swap gave only max|Δ| {err:.3g}"
+
+
+def test_odd_latent_size_matches_diffusers(tiny_vae, tiny_config):
+    """A 36x20 image (this VAE downscales by 4) has a 9x5 latent, as 600x400 has 75x50 with SD's VAE: both ways
+    match diffusers (the VAE has no skips, so nothing is resized)."""
+    ref = diffusers_vae({k: v.contiguous() for k, v in tiny_vae.state_dict().items()}, tiny_config)
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 3, 36, 20, generator=g) * 2 - 1
+    z = torch.randn(1, 4, 9, 5, generator=g)
+    with torch.no_grad():
+        pairs = [(tiny_vae.encode(x).mean, ref.encode(x).latent_dist.mean), (tiny_vae.decode(z), ref.decode(z).sample)]
+    for a, b in pairs:
+        assert a.shape == b.shape and a.shape[-2:] in ((9, 5), (36, 20))
+        err, scale = max_err(a, b)
+        assert scale > 0.5 and err <= REL_TOL * scale

@@ -1,0 +1,6 @@
+"""The one exception type of the upscaler package."""
+from __future__ import annotations
+
+
+class UpscalerError(ValueError):
+    """An upscaler file, name or argument that cannot be used; the message (one line) names the problem."""
