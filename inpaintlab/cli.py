@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_common(add_upscale_parser(commands))
 
+    from .detect.command import add_parser as add_detect_parser
+
+    _add_common(add_detect_parser(commands))
+
     tiny = commands.add_parser("tiny", help="write tiny random-weight checkpoints (SD1 4- and 9-channel, SD 2.x, SDXL), "
                                             "a VAE file, a ControlNet, SAM 2 and LaMa files and LoRA files (lora/)")
     _add_common(tiny)
@@ -478,6 +482,12 @@ def _dispatch(args) -> int:
         return _info(args)
     if args.command == "tiny":
         return _tiny(args)
+    if args.command == "detect":
+        from .detect.command import run_detect
+
+        for path in run_detect(args):
+            print(path)
+        return 0
     if args.command in segment_cli.COMMANDS:
         return segment_cli.run(args)
     if args.command == "clean":
