@@ -4,9 +4,11 @@
     pipe.txt2img("a portrait", techniques=[ADetailer([ADetailerUnit("face_yolov8n.pt"),
                                                       ADetailerUnit("hand_yolov8n.pt")])])
 
-`detail_image(pipe, image, units, seed=..., prompt=...)` runs the same passes on any image.
+`detail_image(pipe, image, units, seed=..., prompt=...)` runs the same passes on any image; `sam_detector(sam_file,
+points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector.
 """
 from .masks import Prediction, pred_preprocessing
+from .sam import sam_detector
 from .unit import ADETAILER_VERSION, ADetailerUnit, unit_infotext, units_from_infotext
 
 _TECHNIQUE = ("ADetailer", "detail_image", "mask_prompts", "pass_settings", "resolve_detector")
@@ -22,5 +24,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ADETAILER_VERSION", "ADetailerUnit", "Prediction", "pred_preprocessing", "unit_infotext",
+__all__ = ["ADETAILER_VERSION", "ADetailerUnit", "Prediction", "pred_preprocessing", "sam_detector", "unit_infotext",
            "units_from_infotext", *_TECHNIQUE]
