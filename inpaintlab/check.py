@@ -116,7 +116,8 @@ def describe(text: str, source: object) -> str:
             whose = "inpaintlab's" if registry.SETTINGS[name].infotext in registry.OWN_INFOTEXT_KEYS else "A1111's"
             note = f"   (absent: {whose} value when the key is missing)"
         lines.append(f"  {name}: {short(replay.settings[name])}{note}")
-    unrecorded = [n for n in registry.for_command(command) if registry.SETTINGS[n].infotext is None]
+    unrecorded = [n for n in registry.for_command(command)  # a whole-infotext reader may have read one
+                  if registry.SETTINGS[n].infotext is None and n not in replay.settings]
     if unrecorded:
         lines.append("  never recorded in infotexts (flags or defaults): " + ", ".join(unrecorded))
     if replay.problems:

@@ -22,7 +22,7 @@ from PIL import Image, PngImagePlugin
 
 from .errors import InfotextError
 from .files import write_atomic
-from .settings import INFOTEXT_CHECKS, INFOTEXT_KEYS, MISSING, SETTINGS, coerce
+from .settings import INFOTEXT_CHECKS, INFOTEXT_KEYS, INFOTEXT_READERS, MISSING, SETTINGS, coerce
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,14 @@ def read_settings(fields: dict[str, str], problems: list[str] | None = None) -> 
                 if problems is None:
                     raise InfotextError(f"infotext: {error}") from None
                 problems.append(f"{name}: {error}")
+    for reader in INFOTEXT_READERS.values():
+        keys, values, bad = reader(fields)
+        if bad and problems is None:
+            raise InfotextError(f"infotext {bad[0]}")
+        if bad:
+            problems.extend(bad)
+        for name, value in values.items():
+            settings[name], origin[name] = coerce(name, value), keys[0]
     return settings, origin
 
 
@@ -183,6 +191,8 @@ def unapplied(fields: dict[str, str]) -> list[str]:
     """What in parsed infotext `fields` inpaintlab does not apply: unknown keys, values it cannot reproduce, and
     whatever the registered whole-infotext checks report (e.g. `<lora:...>` prompt tags)."""
     by_key = {s.infotext for s in SETTINGS.values() if s.infotext}
+    for reader in INFOTEXT_READERS.values():  # what a reader cannot use it reports through read_settings
+        by_key |= set(reader(fields)[0])
     problems = []
     for key, text in fields.items():
         if key in by_key:

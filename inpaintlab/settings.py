@@ -17,7 +17,8 @@ a technique's row taken through `**settings`) and the infotext key it writes. Th
 row's default equals the pipeline keyword's default and that a non-default `example` survives infotext write → read.
 
 Infotext keys that inpaintlab reads without a row (model names and hashes, version) are in `INFOTEXT_KEYS`; a feature
-that applies a key no row covers calls `register_infotext_key`. Prompt tags such as `<lora:name:1>` are reported
+that applies a key no row covers calls `register_infotext_key`, or registers an `INFOTEXT_READERS` entry when one
+setting is read from many keys. Prompt tags such as `<lora:name:1>` are reported
 by `prompt_problems` until the feature that handles their kind calls `register_extra_network`.
 """
 from __future__ import annotations
@@ -85,6 +86,10 @@ INFOTEXT_KEYS: dict[str, Callable[[str], bool] | None] = {}
 INFOTEXT_CHECKS: dict[str, Callable[[dict[str, str]], list[str]]] = {}
 # Keys inpaintlab writes that A1111 does not (their parsing default is inpaintlab's, not A1111's).
 OWN_INFOTEXT_KEYS = ("Fill space", "Differential diffusion")
+# Whole-infotext readers for a setting spread over keys no row names (ADetailer's " 2nd", " 3rd" … tabs):
+# name -> fields -> (the keys it reads, the first naming the setting's origin; {setting: value}; descriptions of the
+# values it cannot use, each "key: ...").
+INFOTEXT_READERS: dict[str, Callable[[dict[str, str]], tuple[list[str], dict[str, Any], list[str]]]] = {}
 # Extra-network kinds (`<kind:name:weight>` prompt tags) that some feature applies.
 EXTRA_NETWORKS: set[str] = set()
 # Checks over several settings at once (name -> settings -> error text or None).

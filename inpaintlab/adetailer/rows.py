@@ -1,17 +1,19 @@
 """ADetailer's first tab as setting rows: every ``ad_*`` setting is a keyword of txt2img / img2img / inpaint (through
 ``**settings``), a CLI flag (``--ad-model face_yolov8n.pt``), a sweep axis, and reads back from its infotext key.
 
-More tabs: ``techniques=[ADetailer([ADetailerUnit(...), ADetailerUnit(...)])]`` from Python; their " 2nd", " 3rd" …
-keys are not replayed from an infotext (reported as not applied).
+Tabs 2, 3 …: the ``ad_more_tabs`` setting (a list of ADetailerUnit, or of dicts of ``ad_*`` settings; JSON on the
+command line), read back from their " 2nd", " 3rd" … infotext keys by one whole-infotext reader; or
+``techniques=[ADetailer([ADetailerUnit(...), ADetailerUnit(...)])]`` from Python.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable
 
-from ..settings import ALL, Setting, register, register_infotext_key
+from ..settings import ALL, INFOTEXT_READERS, Setting, register, register_infotext_key
 from .masks import FILTER_METHODS, MERGE_MODES
-from .unit import ADetailerUnit, KEYS
+from .unit import ADetailerUnit, KEYS, suffix, tab_keys, unit_from_infotext
 
 HELP = {
     "ad_model": "ADetailer: detector of tab 1, a YOLOv8 .pt/.safetensors file such as face_yolov8n.pt (None = off)",
@@ -86,9 +88,66 @@ def rows() -> list[Setting]:
     return out
 
 
+def more_tabs(value: Any) -> tuple[ADetailerUnit, ...]:
+    """``ad_more_tabs`` as units: None, or a list of ADetailerUnit / dicts of ad_* settings (a JSON list from the CLI).
+    ValueError (one line) otherwise."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("ad_more_tabs: expected a JSON list of {\"ad_model\": ...} objects") from None
+    if isinstance(value, (ADetailerUnit, dict)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"ad_more_tabs: expected a list of ADetailer tabs, got {type(value).__name__}")
+    out = []
+    for n, tab in enumerate(value):
+        if isinstance(tab, dict):
+            try:
+                tab = ADetailerUnit(**tab)
+            except TypeError as error:  # an unknown ad_* name
+                raise ValueError(f"ad_more_tabs tab {n + 2}: {error}") from None
+        if not isinstance(tab, ADetailerUnit):
+            raise ValueError(f"ad_more_tabs tab {n + 2}: expected an ADetailerUnit or a dict, got {type(tab).__name__}")
+        out.append(tab)
+    return tuple(out)
+
+
+def _more_tabs_check(value: Any) -> str | None:
+    try:
+        more_tabs(value)
+    except ValueError as error:
+        return str(error).removeprefix("ad_more_tabs").lstrip(": ") or "is not a list of tabs"
+    return None
+
+
+MORE_TABS = Setting("ad_more_tabs", object, None, "ADetailer: tabs 2, 3 … as a JSON list of objects of ad_* settings "
+                    "(Python: a list of ADetailerUnit); read back from the ' 2nd', ' 3rd' … infotext keys", ALL,
+                    check=_more_tabs_check, keyword=False)
+
+
+def read_more_tabs(fields: dict[str, str]) -> tuple[list[str], dict[str, Any], list[str]]:
+    """Tabs 2, 3 … of an infotext (a whole-infotext reader): (their keys, {"ad_more_tabs": units}, problems).
+    A tab with a value ADetailer refuses is left out and named; the tabs after it still replay."""
+    keys: list[str] = []
+    units: list[ADetailerUnit] = []
+    problems: list[str] = []
+    for n in range(1, 64):
+        if "ADetailer model" + suffix(n) not in fields:
+            break
+        keys += sorted(tab_keys(fields, n), key=lambda k: k != "ADetailer model" + suffix(n))
+        try:
+            units.append(unit_from_infotext(fields, n))
+        except ValueError as error:
+            problems.append(f"ADetailer model{suffix(n)}: {error}")
+    return keys, ({"ad_more_tabs": tuple(units)} if units else {}), problems
+
+
 def register_rows() -> None:
     for row in rows():
         register(row)
+    register(MORE_TABS)
+    INFOTEXT_READERS["ADetailer tabs 2, 3 ..."] = read_more_tabs
     register_infotext_key("ADetailer version")
 
 

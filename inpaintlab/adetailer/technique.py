@@ -192,11 +192,12 @@ class ADetailer(Technique):
 
     @classmethod
     def for_job(cls, job: Any) -> ADetailer | None:
-        """Tab 1 from the job's ``ad_*`` settings, when ``ad_model`` names a detector."""
+        """Tab 1 from the job's ``ad_*`` settings when ``ad_model`` names a detector, then the ``ad_more_tabs``."""
         names = [f.name for f in dataclasses.fields(ADetailerUnit)]
-        if str(job.settings.get("ad_model", "None")) == "None":
-            return None
-        return cls(ADetailerUnit(**{n: job.settings[n] for n in names if n in job.settings}))
+        units = list(rows.more_tabs(job.settings.get("ad_more_tabs")))
+        if str(job.settings.get("ad_model", "None")) != "None":
+            units.insert(0, ADetailerUnit(**{n: job.settings[n] for n in names if n in job.settings}))
+        return cls(units) if any(u.active for u in units) else None
 
     def setup(self, job: Any) -> None:
         """ADetailer's ``process``: check the tabs, write the infotext keys (A1111 orders keys by when they are set)."""

@@ -199,25 +199,43 @@ def unit_infotext(units: list[ADetailerUnit]) -> dict[str, Any]:
     return out
 
 
+def tab_keys(fields: dict[str, str], n: int) -> set[str]:
+    """The keys of tab n (0-based) present in `fields`, older names included."""
+    sfx = suffix(n)
+    return {key + sfx for key in (*KEYS.values(), *LEGACY_KEYS) if key + sfx in fields}
+
+
+def unit_from_infotext(fields: dict[str, str], n: int) -> ADetailerUnit | None:
+    """Tab n (0-based) as the infotext describes it (None when it has no "ADetailer model[ suffix]" key); absent keys
+    at ADetailer's defaults, older key names accepted. ValueError (one line) for a value ADetailer refuses."""
+    names = {**{key: name for name, key in ALL_ARGS}, **LEGACY_KEYS}
+    sfx = suffix(n)
+    if "ADetailer model" + sfx not in fields:
+        return None
+    values: dict[str, Any] = {}
+    for key, name in names.items():
+        if key + sfx in fields:
+            values[name] = fields[key + sfx]
+    if "ADetailer mask only top k largest" + sfx in fields:
+        values.setdefault("ad_mask_filter_method", "Area")
+    for flag, value in (("ad_use_steps", "ad_steps"), ("ad_use_cfg_scale", "ad_cfg_scale"),
+                        ("ad_use_sampler", "ad_sampler"), ("ad_use_noise_multiplier", "ad_noise_multiplier"),
+                        ("ad_use_clip_skip", "ad_clip_skip"), ("ad_use_checkpoint", "ad_checkpoint"),
+                        ("ad_use_vae", "ad_vae")):
+        values.setdefault(flag, value in values)
+    try:
+        return ADetailerUnit(**values)
+    except (TypeError, ValueError) as error:  # float("abc") names no setting: say which tab
+        raise ValueError(f"ADetailer tab {n + 1}: {error}") from None
+
+
 def units_from_infotext(fields: dict[str, str]) -> list[ADetailerUnit]:
     """The tabs an infotext describes (each "ADetailer model[ suffix]" key starts one), absent keys at ADetailer's
     defaults, older key names accepted."""
-    names = {**{key: name for name, key in ALL_ARGS}, **LEGACY_KEYS}
     units = []
     for n in range(64):
-        sfx = suffix(n)
-        if "ADetailer model" + sfx not in fields:
+        unit = unit_from_infotext(fields, n)
+        if unit is None:
             break
-        values: dict[str, Any] = {}
-        for key, name in names.items():
-            if key + sfx in fields:
-                values[name] = fields[key + sfx]
-        if "ADetailer mask only top k largest" + sfx in fields:
-            values.setdefault("ad_mask_filter_method", "Area")
-        for flag, value in (("ad_use_steps", "ad_steps"), ("ad_use_cfg_scale", "ad_cfg_scale"),
-                            ("ad_use_sampler", "ad_sampler"), ("ad_use_noise_multiplier", "ad_noise_multiplier"),
-                            ("ad_use_clip_skip", "ad_clip_skip"), ("ad_use_checkpoint", "ad_checkpoint"),
-                            ("ad_use_vae", "ad_vae")):
-            values.setdefault(flag, value in values)
-        units.append(ADetailerUnit(**values))
+        units.append(unit)
     return units
