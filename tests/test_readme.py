@@ -56,6 +56,15 @@ def test_readme_walkthrough_runs_command_by_command(tmp_path, monkeypatch):
     assert "ControlNet 0: " in Image.open("out/controlnet/00000-2976823394.png").info["parameters"]
     rows = [json.loads(line) for line in open("out/sweep/results.jsonl")]
     assert len(rows) == 8 and not any(p.name.endswith(".tmp") for p in Path("out/sweep").rglob("*"))
+    # The grid-replay example runs on the walkthrough's files: a spec sweep's grid replays cell for cell, bit for bit.
+    replay_commands = _walkthrough("### Replaying an A1111 X/Y/Z grid")
+    assert [c.split()[:2] for c in replay_commands] == [["inpaintlab", "sweep"]] * 2
+    for command in replay_commands:
+        assert main(shlex.split(command, comments=True)[1:] + ["--no-progress"]) == 0, command
+    assert "Script: X/Y/Z plot, X Type: Steps" in Image.open("grid-replay/grid.png").info["parameters"]
+    swept = {Image.open(p).tobytes() for p in Path("out/sweep2/cells").glob("*.png")}
+    replayed = [Image.open(p).tobytes() for p in sorted(Path("grid-replay").glob("cell-*.png"))]
+    assert len(replayed) == 4 and set(replayed) == swept  # two cells may coincide (the tiny model)
 
 
 def test_readme_inpaint_anything_walkthrough_runs_command_by_command(tmp_path, monkeypatch):
