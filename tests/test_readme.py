@@ -158,3 +158,25 @@ def test_readme_agrees_with_the_code():
     assert "SDXL" in setup.split("description=")[1].split("\n")[0]
     sub = build_parser()._subparsers._group_actions[0].choices["inpaint"]
     assert "SDXL" in sub.format_help()
+
+
+def test_every_error_class_the_readme_lists_ends_in_inpaintlab_error():
+    """The Errors section's promise: one base class, also for the segmentation, LaMa, upscaler and script packages."""
+    import importlib
+    import re
+
+    import inpaintlab
+
+    readme = (ROOT / "README.md").read_text()
+    errors = readme[readme.index("## Errors"):]
+    errors = errors[:errors.index("\n## ")]
+    modules = ["inpaintlab.errors", "inpaintlab.segment", "inpaintlab.segment.sam2", "inpaintlab.lama",
+               "inpaintlab.upscalers", "inpaintlab.scripts"]
+    found = {}
+    for name in modules:
+        module = importlib.import_module(name)
+        found.update({k: v for k, v in vars(module).items() if k.endswith("Error") and isinstance(v, type)})
+    listed = set(re.findall(r"`(\w+Error)`", errors)) - {"FileNotFoundError", "OSError", "ValueError"}
+    assert {"SegmentError", "Sam2Error", "LamaError", "UpscalerError", "ScriptError", "OutpaintError"} <= listed
+    for name in listed:
+        assert issubclass(found[name], inpaintlab.InpaintlabError), name
