@@ -15,7 +15,7 @@
 * `Version` below v1.6.0 / v1.7.0-225 turns on A1111's backwards-compatibility options, named as not applied;
   Forge's `f...` versions, like A1111, turn on nothing;
 * a value that cannot be used leaves the setting at its default, as a failed paste leaves A1111's component
-  unchanged; the `Denoising strength` of a hires-fix txt2img picture is the second pass's and is not applied.
+  unchanged; the `Denoising strength` of a hires-fix txt2img picture is the second pass's (replayed by txt2img).
 
 `settings_from_infotext(text, strict=True)` refuses (InfotextError) whatever `read_replay` reports.
 """
@@ -147,9 +147,6 @@ def normalise(fields: dict[str, str]) -> tuple[dict[str, str], list[Problem]]:
         if old:
             problems.append(Problem("Version", f"Version: {fields['Version']}: A1111 replays pictures this old with "
                                                f"{', '.join(old)}, which inpaintlab does not apply"))
-    if "Denoising strength" in fields and _hires(fields):
-        problems.append(Problem("Denoising strength", f"Denoising strength: {fields.pop('Denoising strength')}: the "
-                                                      "hires fix pass's strength (inpaintlab runs no hires pass)"))
     return fields, problems
 
 
@@ -161,7 +158,7 @@ def _hires(fields: dict[str, str]) -> bool:
 def guess_command(fields: dict[str, str]) -> tuple[str, str | None]:
     """The inpaintlab command that replays `fields`, and a note when the infotext cannot tell for sure."""
     if _hires(fields):
-        return "txt2img", "a hires-fix txt2img picture: inpaintlab replays its first pass"
+        return "txt2img", None  # with hires fix: its `Denoising strength` is the second pass's
     if any(key in fields for key in MASK_KEYS):
         return "inpaint", None
     if "Denoising strength" in fields:

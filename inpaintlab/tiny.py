@@ -23,6 +23,7 @@ from torch import nn
 
 from .checkpoint import (CLIP_POSITION_IDS, CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX,
                          UNET_PREFIX, VAE_PREFIX)
+from .detect.tiny import TINY_DETECTOR, make_tiny_detector
 from .files import atomic_path
 from .clip.model import CLIPTextConfig, CLIPTextTransformer
 from .clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
@@ -338,7 +339,8 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
         + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed) \
         + [make_tiny_sam(folder / TINY_SAM_FILE, seed=seed)] \
-        + [make_tiny_lora(folder / "lora" / name, family, seed=seed) for name, family in TINY_LORAS.items()]
+        + [make_tiny_lora(folder / "lora" / name, family, seed=seed) for name, family in TINY_LORAS.items()] \
+        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
 
 
 def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:

@@ -26,10 +26,11 @@ from .blend import BinaryBlend
 from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
 from .hires import HiresFix
+from ..adetailer.technique import ADetailer
 
 register_rows()
 BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
-           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend)
+           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -45,5 +46,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
+__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
            "NoiseMultiplier", "SoftInpainting", "builtin"]

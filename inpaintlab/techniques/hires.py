@@ -37,7 +37,9 @@ def _resize_part(index: int):
 
 ROWS = (
     Setting("enable_hr", bool, False, "txt2img: A1111's hires fix (a second, img2img pass at a larger size)", TXT2IMG,
-            infotext="Denoising strength", parse=lambda text: True, keyword=False, infotext_default=False),
+            # A1111's paste ticks "Hires fix" for "Denoising strength" with a hires key beside it; it always writes
+            # "Hires upscaler" with the others, so that key alone tells (an inpaint's strength must not).
+            infotext="Hires upscaler", parse=lambda text: True, keyword=False),
     Setting("hr_scale", float, 2.0, "hires fix: upscale by (when no hr_resize_x/y)", TXT2IMG, infotext="Hires upscale",
             check=lambda v: None if v > 0 else "must be positive", keyword=False, example=1.5),
     Setting("hr_resize_x", int, 0, "hires fix: resize width to (0: from the height)", TXT2IMG, infotext="Hires resize",

@@ -125,7 +125,8 @@ def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
     names = ["tiny.safetensors", "tiny-inpainting.safetensors", "tiny-vae.safetensors", "tiny-controlnet.safetensors",
              "tiny-sd2.safetensors", "tiny-sd2-v.safetensors", "tiny-sdxl.safetensors",
              "tiny-sdxl-inpainting.safetensors", "tiny-sam2.safetensors", "tiny-lama.safetensors",
-             "tiny-sam.safetensors", "lora/tiny-detail.safetensors", "lora/tiny-xl-detail.safetensors"]
+             "tiny-sam.safetensors", "lora/tiny-detail.safetensors", "lora/tiny-xl-detail.safetensors",
+             "tiny-yolov8n.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
     from inpaintlab.segment import load as load_segment
 

@@ -9,7 +9,7 @@ from test_image_metadata import exif_bytes
 from inpaintlab.check import check
 from inpaintlab.cli import main
 from inpaintlab.infotext import save_png
-from test_replay import CONTROLNET_CANNY, FORGE, HASHES, ODD_SIZE, OLD_DENOISE
+from test_replay import CONTROLNET_CANNY, CONTROLNET_OPENPOSE, FORGE, HASHES, ODD_SIZE, OLD_DENOISE
 
 A1111_UI = (
     "a wooden door in a stone wall\nNegative prompt: blurry, lowres\n"
@@ -33,14 +33,16 @@ SHAPES = {
     "jpeg.jpg": f"in a jpeg\n{BASE}, Version: v1.10.1",
     "soft.png": f"p\n{BASE}, Denoising strength: 0.8, Mask blur: 16, Soft inpainting enabled: True, "
                 "Soft inpainting schedule bias: 1.5",
-    # replay with warnings
     "controlnet_canny.png": CONTROLNET_CANNY,
+    "hires.png": f"p\n{BASE}, Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent, Version: v1.10.1",
+    "adetailer.webp": f"p\n{BASE}, ADetailer model: face_yolov8n.pt, ADetailer confidence: 0.3, Version: v1.10.1",
+    # replay with warnings
+    "controlnet_openpose.png": CONTROLNET_OPENPOSE,
     "forge.png": FORGE,
     "odd_size.png": ODD_SIZE,
-    "hires.png": f"p\n{BASE}, Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent, Version: v1.10.1",
     "old_version.png": f"p\n{BASE}, Version: v1.5.1",
     "hypernet.png": f"p\n{BASE}, Hypernet: cats, Hypernet strength: 0.5",
-    "extension.webp": f"p\n{BASE}, ADetailer model: face_yolov8n.pt, ADetailer confidence: 0.3, Version: v1.10.1",
+    "extension.webp": f"p\n{BASE}, FooExtension strength: 0.3, Version: v1.10.1",
     "unknown_schedule.png": f"p\n{BASE}, Schedule type: Turbo",
     "bad_value.png": f"p\n{BASE}, Denoising strength: 1.5, Mask blur: 4",
     "second_controlnet.png": f"p\n{BASE}, ControlNet 1: \"Module: depth, Model: depth [12345678]\"",
@@ -72,12 +74,12 @@ def test_check_table(tmp_path, capsys):
     result = check(folder)
     status = {name: kind for name, (kind, _) in result.images.items()}
     assert set(status) == set(SHAPES)
-    expected = ["complete"] * 9 + ["warnings"] * 10 + ["refused"] * 3
+    expected = ["complete"] * 12 + ["warnings"] * 9 + ["refused"] * 3
     assert [status[name] for name in SHAPES] == expected, status
     assert result.reasons("warnings") == {
-        "ControlNet 0": 1, "Sampler": 1, "Distilled CFG Scale": 1, "Size": 1, "Denoising strength": 2,
-        "Hires upscale": 1, "Hires upscaler": 1, "Version": 1, "<hypernet:...> prompt tag": 1,
-        "ADetailer model": 1, "ADetailer confidence": 1, "Schedule type": 1, "ControlNet 1": 1}
+        "ControlNet 0": 1, "Sampler": 1, "Distilled CFG Scale": 1, "Size": 1, "Denoising strength": 1,
+        "Version": 1, "<hypernet:...> prompt tag": 1, "FooExtension strength": 1, "Schedule type": 1,
+        "ControlNet 1": 1}
     assert result.reasons("refused") == {"no generation parameters (only a prompt)": 1,
                                          "no 'parameters' infotext in this image": 1,
                                          "truncated PNG with no infotext before the damage": 1}
@@ -85,8 +87,8 @@ def test_check_table(tmp_path, capsys):
     assert main(["info", "--check", str(folder)]) == 0
     out = capsys.readouterr().out
     print(out)
-    assert "22 images:\n      9  replay with every key applied\n     10  replay with warnings\n      3  refused" in out
-    assert "      2  Denoising strength" in out
+    assert "24 images:\n     12  replay with every key applied\n      9  replay with warnings\n      3  refused" in out
+    assert "      1  Denoising strength" in out
     assert "forge.png" in out and "with warnings: Sampler, Distilled CFG Scale" in out
     assert main(["info", "--check", str(folder / "forge.png")]) == 2
     assert "not a folder" in capsys.readouterr().err
@@ -100,7 +102,9 @@ def test_info_says_the_right_command_and_keeps_it_short(tmp_path, capsys):
     hires = save_png(Image.new("RGB", (8, 8)), tmp_path / "h.png", SHAPES["hires.png"])
     assert main(["info", str(hires)]) == 0
     out = capsys.readouterr().out
-    assert "replayed by `inpaintlab txt2img --from-png`" in out and "denoising_strength" not in out.split("as:")[1]
+    replayed = out.split("as:")[1]  # hires fix: the strength is the second pass's, replayed by txt2img
+    assert "replayed by `inpaintlab txt2img --from-png`" in out and "denoising_strength: 0.7" in replayed
+    assert "enable_hr: True" in replayed
     grid = save_png(Image.new("RGB", (8, 8)), tmp_path / "g.png",
                     f"p\n{BASE}, Denoising strength: 0.5, Mask blur: 4, X Type: Steps, X Values: \"1, 2\"")
     assert main(["info", str(grid)]) == 0
@@ -109,7 +113,7 @@ def test_info_says_the_right_command_and_keeps_it_short(tmp_path, capsys):
     assert "fill_space: 'pixel'   (absent: inpaintlab's value" in out
     assert "mask_mode: 'masked'   (absent: A1111's value" in out
     # Settings A1111 omits at their default are not listed as "not stored"; only what no infotext records.
-    assert out.rstrip().endswith("never recorded in infotexts (flags or defaults): batch_size, resize_mode")
+    assert "never recorded in infotexts (flags or defaults): batch_size, resize_mode" in out
 
 
 def test_info_into_a_closed_pipe_is_quiet(tmp_path):

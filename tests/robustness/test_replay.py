@@ -19,6 +19,12 @@ CONTROLNET_CANNY = (
     'Model: control_v11p_sd15_canny [d14c016b], Weight: 1.0, Resize Mode: Crop and Resize, Processor Res: 512, '
     'Threshold A: 100.0, Threshold B: 200.0, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, '
     'Control Mode: Balanced", Version: v1.10.1')
+# A module that needs an annotator network: named, the unit dropped, the rest replayed.
+CONTROLNET_OPENPOSE = (
+    'a house\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512, ControlNet 0: "Module: '
+    'openpose_full, Model: control_v11p_sd15_openpose [cab727d4], Weight: 1.0, Resize Mode: Crop and Resize, '
+    'Processor Res: 512, Threshold A: 0.5, Threshold B: 0.5, Guidance Start: 0.0, Guidance End: 1.0, '
+    'Pixel Perfect: False, Control Mode: Balanced", Version: v1.10.1')
 FORGE = ("a cat\nSteps: 8, Sampler: Euler A Turbo, CFG scale: 2, Seed: 5, Size: 1024x1024, Model hash: 4f2e1c3d5b, "
          "Distilled CFG Scale: 3.5, Version: f2.0.1v1.10.1-previous-313-g8a042934")
 ODD_SIZE = "x\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 500x300, Version: v1.10.1"
@@ -33,13 +39,15 @@ def problems(text):
 
 def test_unknown_controlnet_module_is_named_not_refused(caplog):
     with caplog.at_level(logging.WARNING, logger="inpaintlab"):
-        settings = settings_from_infotext(CONTROLNET_CANNY)
+        settings = settings_from_infotext(CONTROLNET_OPENPOSE)
     assert "controlnet" not in settings and "control_weight" not in settings
     assert (settings["sampler"], settings["scheduler"]) == ("DPM++ 2M", "Karras")
-    [warning] = [r.getMessage() for r in caplog.records]
-    assert "ControlNet 0" in warning and "canny" in warning
+    [warning] = [r.getMessage() for r in caplog.records if "does not apply" in r.getMessage()]
+    assert "ControlNet 0" in warning and "openpose_full" in warning and "annotator network" in warning
     with pytest.raises(InfotextError, match="ControlNet 0"):
-        settings_from_infotext(CONTROLNET_CANNY, strict=True)
+        settings_from_infotext(CONTROLNET_OPENPOSE, strict=True)
+    # A pure-image module (canny) is a unit inpaintlab runs: no warning.
+    assert not read_replay(CONTROLNET_CANNY).problems
 
 
 def test_forge_sampler_and_extension_keys_replay_as_a1111_paste_does():
@@ -103,12 +111,13 @@ def test_version_backcompat(version, prompt, sampler, expected):
         assert option in found[0]
 
 
-def test_hires_txt2img_is_a_txt2img_and_its_strength_is_not_applied():
+def test_hires_txt2img_is_a_txt2img_with_its_second_pass_strength():
     text = f"h\n{BASE}, Sampler: Euler, Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent"
     replay = read_replay(text)
-    assert replay.command == "txt2img" and "first pass" in replay.note
-    assert "denoising_strength" not in replay.settings
-    assert [p.key for p in replay.problems] == ["Denoising strength", "Hires upscale", "Hires upscaler"]
+    assert replay.command == "txt2img"
+    assert replay.settings["denoising_strength"] == 0.7 and replay.settings["enable_hr"] is True
+    assert replay.settings["hr_scale"] == 2 and replay.settings["hr_upscaler"] == "Latent"
+    assert replay.problems == []
 
 
 @pytest.mark.parametrize("text, command", [

@@ -1,0 +1,95 @@
+"""ADetailer's first tab as setting rows: every ``ad_*`` setting is a keyword of txt2img / img2img / inpaint (through
+``**settings``), a CLI flag (``--ad-model face_yolov8n.pt``), a sweep axis, and reads back from its infotext key.
+
+More tabs: ``techniques=[ADetailer([ADetailerUnit(...), ADetailerUnit(...)])]`` from Python; their " 2nd", " 3rd" …
+keys are not replayed from an infotext (reported as not applied).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from ..settings import ALL, Setting, register, register_infotext_key
+from .masks import FILTER_METHODS, MERGE_MODES
+from .unit import ADetailerUnit, KEYS
+
+HELP = {
+    "ad_model": "ADetailer: detector of tab 1, a YOLOv8 .pt/.safetensors file such as face_yolov8n.pt (None = off)",
+    "ad_model_classes": "ADetailer: classes for YOLO-World models (comma-separated; other models ignore it)",
+    "ad_tab_enable": "ADetailer: tab 1 enabled",
+    "ad_prompt": "ADetailer: prompt of the passes ([SEP] splits it per mask, [PROMPT] = the main prompt; "
+                 "empty = the main prompt)",
+    "ad_negative_prompt": "ADetailer: negative prompt of the passes (as ad_prompt)",
+    "ad_confidence": "ADetailer: detection confidence threshold, 0-1",
+    "ad_mask_filter_method": "ADetailer: what decides the top k masks (Area or Confidence)",
+    "ad_mask_k": "ADetailer: keep only the top k detections (0 = all)",
+    "ad_mask_min_ratio": "ADetailer: smallest bbox area / image area kept, 0-1",
+    "ad_mask_max_ratio": "ADetailer: largest bbox area / image area kept, 0-1",
+    "ad_x_offset": "ADetailer: move masks right by this many pixels (wraps around)",
+    "ad_y_offset": "ADetailer: move masks up by this many pixels (wraps around)",
+    "ad_dilate_erode": "ADetailer: grow (> 0) or shrink (< 0) masks with a square of this size",
+    "ad_mask_merge_invert": "ADetailer: None, Merge (one mask) or Merge and Invert",
+    "ad_mask_blur": "ADetailer: mask blur of the passes",
+    "ad_denoising_strength": "ADetailer: denoising strength of the passes, 0-1",
+    "ad_inpaint_only_masked": "ADetailer: inpaint only the masked area (crop, upscale, paste back)",
+    "ad_inpaint_only_masked_padding": "ADetailer: only-masked padding in pixels",
+    "ad_use_inpaint_width_height": "ADetailer: use ad_inpaint_width/height instead of the main size",
+    "ad_inpaint_width": "ADetailer: width of the passes (with ad_use_inpaint_width_height)",
+    "ad_inpaint_height": "ADetailer: height of the passes (with ad_use_inpaint_width_height)",
+    "ad_use_steps": "ADetailer: use ad_steps", "ad_steps": "ADetailer: steps of the passes (with ad_use_steps)",
+    "ad_use_cfg_scale": "ADetailer: use ad_cfg_scale",
+    "ad_cfg_scale": "ADetailer: CFG scale of the passes (with ad_use_cfg_scale)",
+    "ad_use_checkpoint": "ADetailer: separate checkpoint (not supported)",
+    "ad_checkpoint": "ADetailer: checkpoint of the passes (not supported)",
+    "ad_use_vae": "ADetailer: separate VAE (not supported)", "ad_vae": "ADetailer: VAE of the passes (not supported)",
+    "ad_use_sampler": "ADetailer: use ad_sampler / ad_scheduler",
+    "ad_sampler": "ADetailer: sampler of the passes (with ad_use_sampler)",
+    "ad_scheduler": "ADetailer: schedule type of the passes ('Use same scheduler' = the main one)",
+    "ad_use_noise_multiplier": "ADetailer: separate noise multiplier (not supported)",
+    "ad_noise_multiplier": "ADetailer: noise multiplier (not supported)",
+    "ad_use_clip_skip": "ADetailer: use ad_clip_skip",
+    "ad_clip_skip": "ADetailer: CLIP skip of the passes (with ad_use_clip_skip)",
+    "ad_restore_face": "ADetailer: restore faces after each pass (not supported)",
+    "ad_controlnet_model": "ADetailer: ControlNet of the passes: None (main job's units off) or Passthrough",
+    "ad_controlnet_module": "ADetailer: ControlNet preprocessor (with a ControlNet model)",
+    "ad_controlnet_weight": "ADetailer: ControlNet weight", "ad_controlnet_guidance_start": "ADetailer: ControlNet start",
+    "ad_controlnet_guidance_end": "ADetailer: ControlNet end",
+}
+
+
+def _range(low: float, high: float | None = None) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if v < low or (high is not None and v > high):
+            return f"must be in [{low}, {high}]" if high is not None else f"must be >= {low}"
+        return None
+    return check
+
+
+def _size(v: int) -> str | None:
+    return None if v >= 64 and v % 8 == 0 else "must be a multiple of 8, >= 64"
+
+
+CHECKS = {"ad_confidence": _range(0, 1), "ad_mask_k": _range(0), "ad_mask_min_ratio": _range(0, 1),
+          "ad_mask_max_ratio": _range(0, 1), "ad_mask_blur": _range(0), "ad_denoising_strength": _range(0, 1),
+          "ad_inpaint_only_masked_padding": _range(0), "ad_inpaint_width": _size, "ad_inpaint_height": _size,
+          "ad_steps": _range(1), "ad_clip_skip": _range(1), "ad_cfg_scale": _range(0)}
+CHOICES = {"ad_mask_filter_method": FILTER_METHODS, "ad_mask_merge_invert": MERGE_MODES}
+KINDS = {"bool": bool, "int": int, "float": float}
+
+
+def rows() -> list[Setting]:
+    out = []
+    for f in dataclasses.fields(ADetailerUnit):
+        default = "None" if f.name == "ad_model" else f.default  # off unless a detector is named
+        out.append(Setting(f.name, KINDS.get(str(f.type), str), default, HELP[f.name], ALL, infotext=KEYS[f.name],
+                           choices=CHOICES.get(f.name, ()), check=CHECKS.get(f.name), keyword=False))
+    return out
+
+
+def register_rows() -> None:
+    for row in rows():
+        register(row)
+    register_infotext_key("ADetailer version")
+
+
+register_rows()  # when the technique is imported (inpaintlab.techniques imports it with the built-ins)
