@@ -151,7 +151,7 @@ def test_readme_agrees_with_the_code():
     assert "Soft inpainting and\n  Differential Diffusion are refused" not in readme
     assert "soft inpainting runs with them" in readme and "soft inpainting runs with all 20" in readme
     n = len(TINY_FILES) + len(TINY_FAMILY_FILES) + len(TINY_TOOL_FILES) + len(TINY_LORAS)
-    assert n == 12 and "writes tiny random-weight files (thirteen," in readme  # and TINY_SAM_FILE
+    assert n == 12 and "writes tiny random-weight files (fourteen," in readme  # and the SAM v1 file, the detector
     assert "tiny/" not in readme.replace("tiny/lora", "")  # one folder name throughout: models/
     assert "--model tiny/" not in readme
     setup = (ROOT / "setup.py").read_text()
