@@ -171,12 +171,13 @@ def test_every_error_class_the_readme_lists_ends_in_inpaintlab_error():
     errors = readme[readme.index("## Errors"):]
     errors = errors[:errors.index("\n## ")]
     modules = ["inpaintlab.errors", "inpaintlab.segment", "inpaintlab.segment.sam2", "inpaintlab.lama",
-               "inpaintlab.upscalers", "inpaintlab.scripts"]
+               "inpaintlab.upscalers", "inpaintlab.scripts", "inpaintlab.detect.loader", "inpaintlab.hires"]
     found = {}
     for name in modules:
         module = importlib.import_module(name)
         found.update({k: v for k, v in vars(module).items() if k.endswith("Error") and isinstance(v, type)})
     listed = set(re.findall(r"`(\w+Error)`", errors)) - {"FileNotFoundError", "OSError", "ValueError"}
-    assert {"SegmentError", "Sam2Error", "LamaError", "UpscalerError", "ScriptError", "OutpaintError"} <= listed
+    assert {"SegmentError", "Sam2Error", "LamaError", "DetectorError", "UpscalerError", "HiresError", "ScriptError",
+            "OutpaintError"} <= listed
     for name in listed:
         assert issubclass(found[name], inpaintlab.InpaintlabError), name
