@@ -12,8 +12,6 @@ import os
 import re
 import sys
 import traceback
-from pathlib import Path
-from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -24,7 +22,8 @@ from . import frontend
 from .errors import FileError, InpaintlabError
 from .files import first_missing_folder, prepare_out_dir, remove_empty_tree
 from .frontend import CommandError, _model_options, check_kernels, resolve_device  # noqa: F401
-from .infotext import parse_infotext, read_png_infotext
+from .command_settings import check_networks_and_controlnet, gather_settings, legacy_model_hash, warn_model_hash  # noqa: F401
+from .infotext import read_png_infotext
 
 DTYPES = ("float32", "float16", "bfloat16", "file")
 KERNELS = ("auto", "torch", "triton")
@@ -231,127 +230,8 @@ def open_image(path: str) -> Image.Image:
 
 # --- commands ---------------------------------------------------------------------------------------------------------
 
-def _paste_lora_names(prompt: str, fields: dict[str, str], lora_dir: str | None) -> str:
-    """A1111's paste: `<lora:name:` tags become the local network whose hash the infotext's `Lora hashes` records."""
-    if "Lora hashes" not in fields or lora_dir is None or not Path(lora_dir).is_dir():
-        return prompt
-    from .networks import NetworkLibrary, parse_lora_hashes, rename_by_hashes
-
-    return rename_by_hashes(prompt, parse_lora_hashes(fields["Lora hashes"]), NetworkLibrary(lora_dir).name_for_hash)
-
-
-def _gather_settings(args) -> tuple[dict[str, Any], set[str]]:
-    """Settings for a generation command: the PNG's (if --from-png), overridden by explicit flags, validated."""
-    allowed = set(registry.for_command(args.command))
-    settings: dict[str, Any] = {}
-    problems: list[str] = []
-    if args.from_png:
-        from .replay import read_replay
-
-        replay = read_replay(read_png_infotext(args.from_png))
-        if replay.refused:
-            raise CommandError(f"--from-png {args.from_png}: cannot be replayed: {replay.refused}")
-        problems += [str(problem) for problem in replay.problems]
-        stored = replay.settings
-        if hasattr(args, "rng_source"):  # an explicit --rng-source wins and is checked as given
-            stored = {**stored, "rng_source": args.rng_source}
-        else:
-            for note in replay.notes:
-                print(f"inpaintlab: {note}", file=sys.stderr, flush=True)
-        settings.update({k: v for k, v in stored.items() if k in allowed})
-        if "prompt" in settings:
-            settings["prompt"] = _paste_lora_names(settings["prompt"], replay.fields, args.lora_dir)
-    explicit = {k: v for k, v in vars(args).items() if k in allowed}
-    for name in allowed:
-        parts = registry.SETTINGS[name].parts
-        given = {i: getattr(args, f"{name}_{part}") for i, part in enumerate(parts) if hasattr(args, f"{name}_{part}")}
-        if given:
-            # Each part flag replaces its element of the --from-png value (or of zeros).
-            value = list(settings.get(name) or (0,) * len(parts))
-            for i, part in given.items():
-                value[i] = part
-            explicit[name] = tuple(value)
-    settings.update(explicit)
-    if "prompt" not in settings:
-        raise CommandError("--prompt is required (or --from-png)")
-    problems += [p for name in ("prompt", "negative_prompt") if name in explicit
-                 for p in registry.prompt_problems(explicit[name])]
-    if problems:
-        message = "settings inpaintlab does not apply (the result will differ): " + "; ".join(problems)
-        if args.strict:
-            raise CommandError(message + " (refused by --strict)")
-        print(f"inpaintlab: warning: {message}", file=sys.stderr, flush=True)
-    settings = registry.validate(settings, args.command)
-    if explicit.get("fill_space") == "latent" and settings.get("masked_content", "original") != "fill":
-        from .prepare import fill_space_ignored
-
-        raise CommandError("--fill-space latent: " + fill_space_ignored(settings.get("masked_content", "original")))
-    return settings, set(explicit)
-
-
-def check_networks_and_controlnet(args, settings: dict[str, Any]) -> None:
-    """What the prompt's `<lora:…>` tags and the ControlNet unit need, checked before any model is loaded: each tag's
-    file in --lora-dir, the ControlNet file (also one named by a --from-png infotext), LaMa for inpaint_only+lama."""
-    from .pipeline.conditioning import strip_comments
-    from .networks import NetworkError, NetworkLibrary, lora_tags, parse_prompt
-
-    tags = lora_tags(parse_prompt(strip_comments(settings.get("prompt", "")))[1])
-    library = None
-    for tag in tags:
-        given = Path(tag.name)
-        if given.suffix.lower() in (".safetensors", ".pt", ".ckpt") and given.is_file():
-            continue
-        if args.lora_dir is None:
-            raise CommandError(f"<lora:{tag.name}:…> in the prompt names a LoRA file: pass --lora-dir, the folder that "
-                               "holds it")
-        library = library or NetworkLibrary(args.lora_dir)
-        try:
-            library.find(tag.name)
-        except NetworkError as error:
-            raise CommandError(f"<lora:{tag.name}:…>: {error}") from None
-    model = settings.get("controlnet")
-    if model is None:
-        if args.controlnet_lama:
-            raise CommandError("--controlnet-lama is for a ControlNet unit (--controlnet with inpaint_only+lama)")
-        return
-    if isinstance(model, (str, Path)):
-        from .controlnet.unit import controlnet_path
-
-        path = controlnet_path(model)
-        if not path.is_file():
-            where = "--controlnet" if hasattr(args, "controlnet") else f"the ControlNet 0 entry of {args.from_png}"
-            raise CommandError(f"ControlNet model {str(model)!r} (from {where}): file not found at {path}; pass "
-                               "--controlnet FILE")
-    lama = settings.get("controlnet_preprocessor") == "inpaint_only+lama"
-    if lama and not args.controlnet_lama:
-        raise CommandError("--controlnet-preprocessor inpaint_only+lama needs --controlnet-lama FILE, a LaMa generator "
-                           "(e.g. `inpaintlab tiny`'s tiny-lama.safetensors)")
-    if args.controlnet_lama and not lama:
-        raise CommandError("--controlnet-lama is only used by --controlnet-preprocessor inpaint_only+lama")
-
-
-def legacy_model_hash(path: str | Path) -> str:
-    """A1111's hash before v1.0 (8 hex digits): sha256 of the 64 KiB at offset 1 MiB, as older infotexts record it."""
-    import hashlib
-
-    with open(path, "rb") as handle:
-        handle.seek(0x100000)
-        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
-
-
-def warn_model_hash(png: str, model: str, model_hash: str | None) -> None:
-    """One warning line when the PNG's `Model hash` is not --model's: the replay runs, but with other weights."""
-    stored = parse_infotext(read_png_infotext(png)).get("Model hash")
-    if not stored or not model_hash:
-        return
-    ours = legacy_model_hash(model) if len(stored) == 8 else model_hash
-    if stored.lower() != ours.lower():
-        print(f"inpaintlab: warning: {png} was made with Model hash {stored}, but --model {model} has {ours}; "
-              "the replay uses other weights and will differ", file=sys.stderr, flush=True)
-
-
 def _run_generation(args) -> int:
-    settings, _ = _gather_settings(args)
+    settings, _ = gather_settings(args)
     if args.command == "inpaint" and not 0.0 <= args.mask_alpha <= 100.0:
         raise CommandError(f"--mask-alpha must be in [0, 100], got {args.mask_alpha}")
     options = _model_options(args)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .errors import InpaintlabError
 from .upscalers import BUILTIN, Tiling, UpscalerModel, resize_image
 
 # hr_upscaler name → (F.interpolate mode, antialias)
@@ -34,7 +35,7 @@ LATENT_MODES: dict[str, tuple[str, bool]] = {
 HIRES_UPSCALERS = (*LATENT_MODES, *BUILTIN)
 
 
-class HiresError(ValueError):
+class HiresError(InpaintlabError):
     """Hires-fix settings that cannot be used; the message names the setting."""
 
 

@@ -196,7 +196,14 @@ def build_tiny_family_models(family: str, *, inpainting: bool = False, predictio
 @torch.no_grad()
 def _calibrate_probe(unet: UNetModel, target: float) -> None:
     x = torch.full((1, unet.config.in_channels, 8, 8), 0.5)
-    out = unet(x, torch.tensor([999.0]), torch.full((1, 2, unet.config.context_dim), 0.5))
+    # The UNet's sums split by the intra-op thread count and round accordingly: a fixed count makes the written file
+    # the same bytes whatever the caller's (or another library's) torch.set_num_threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = unet(x, torch.tensor([999.0]), torch.full((1, 2, unet.config.context_dim), 0.5))
+    finally:
+        torch.set_num_threads(threads)
     unet.out[2].bias += target - (out - x).mean()
 
 

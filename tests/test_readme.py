@@ -17,10 +17,10 @@ def test_ci_runs_the_readme_commands():
         assert command in readme, f"README does not show the command CI runs: {command}"
 
 
-def _walkthrough() -> list[str]:
-    """The commands of the README's "Command line" block, continuation lines joined."""
+def _walkthrough(heading: str = "## Command line") -> list[str]:
+    """The commands of the first bash block under `heading` in the README, continuation lines joined."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Command line"):]
+    section = readme[readme.index(heading):]
     start = section.index("```bash\n") + len("```bash\n")
     block = section[start:section.index("\n```", start)]
     return block.replace("\\\n", " ").splitlines()
@@ -56,6 +56,46 @@ def test_readme_walkthrough_runs_command_by_command(tmp_path, monkeypatch):
     assert "ControlNet 0: " in Image.open("out/controlnet/00000-2976823394.png").info["parameters"]
     rows = [json.loads(line) for line in open("out/sweep/results.jsonl")]
     assert len(rows) == 8 and not any(p.name.endswith(".tmp") for p in Path("out/sweep").rglob("*"))
+    # The grid-replay example runs on the walkthrough's files: a spec sweep's grid replays cell for cell, bit for bit.
+    replay_commands = _walkthrough("### Replaying an A1111 X/Y/Z grid")
+    assert [c.split()[:2] for c in replay_commands] == [["inpaintlab", "sweep"]] * 2
+    for command in replay_commands:
+        assert main(shlex.split(command, comments=True)[1:] + ["--no-progress"]) == 0, command
+    assert "Script: X/Y/Z plot, X Type: Steps" in Image.open("grid-replay/grid.png").info["parameters"]
+    swept = {Image.open(p).tobytes() for p in Path("out/sweep2/cells").glob("*.png")}
+    replayed = [Image.open(p).tobytes() for p in sorted(Path("grid-replay").glob("cell-*.png"))]
+    assert len(replayed) == 4 and set(replayed) == swept  # two cells may coincide (the tiny model)
+
+
+def test_readme_inpaint_anything_walkthrough_runs_command_by_command(tmp_path, monkeypatch):
+    """Segments, a mask from a click and from SAM 2 prompts, an inpaint, a one-go inpaint and LaMa's clean, tiny files."""
+    import json
+    import shlex
+
+    import numpy as np
+    from PIL import Image
+
+    from inpaintlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    commands = _walkthrough("## Inpaint Anything")
+    assert [c.split()[1] for c in commands] == ["tiny", "txt2img", "segment", "mask", "mask", "inpaint", "inpaint",
+                                               "clean"]
+    for command in commands:
+        argv = shlex.split(command, comments=True)
+        assert argv[0] == "inpaintlab", command
+        assert main(argv[1:]) == 0, command
+    records = json.loads(Path("seg/masks.json").read_text())
+    assert len(records) == len(list(Path("seg/masks").glob("*.png"))) > 0
+    for name in ("mask.png", "mask-points.png"):
+        mask = np.asarray(Image.open(name))
+        assert mask.shape[:2] == (64, 64) and set(np.unique(mask)) <= {0, 255} and mask.any(), name
+    image = np.asarray(Image.open("out/00000-1.png").convert("RGB"))
+    keep = np.asarray(Image.open("mask.png")) == 0
+    for name in ("out/00001-1.png", "out/00002-1.png"):
+        assert "Steps: 4" in Image.open(name).info["parameters"], name
+    cleaned = np.asarray(Image.open("cleaned/00000-1_lama.png").convert("RGB"))
+    assert cleaned.shape == image.shape and (cleaned[keep] == image[keep]).all()
 
 
 def test_readme_python_example_saves_with_infotext():
@@ -111,10 +151,33 @@ def test_readme_agrees_with_the_code():
     assert "Soft inpainting and\n  Differential Diffusion are refused" not in readme
     assert "soft inpainting runs with them" in readme and "soft inpainting runs with all 20" in readme
     n = len(TINY_FILES) + len(TINY_FAMILY_FILES) + len(TINY_TOOL_FILES) + len(TINY_LORAS)
-    assert n == 12 and "writes tiny random-weight files (twelve," in readme
+    assert n == 12 and "writes tiny random-weight files (fourteen," in readme  # and the SAM v1 file, the detector
     assert "tiny/" not in readme.replace("tiny/lora", "")  # one folder name throughout: models/
     assert "--model tiny/" not in readme
     setup = (ROOT / "setup.py").read_text()
     assert "SDXL" in setup.split("description=")[1].split("\n")[0]
     sub = build_parser()._subparsers._group_actions[0].choices["inpaint"]
     assert "SDXL" in sub.format_help()
+
+
+def test_every_error_class_the_readme_lists_ends_in_inpaintlab_error():
+    """The Errors section's promise: one base class, also for the segmentation, LaMa, upscaler and script packages."""
+    import importlib
+    import re
+
+    import inpaintlab
+
+    readme = (ROOT / "README.md").read_text()
+    errors = readme[readme.index("## Errors"):]
+    errors = errors[:errors.index("\n## ")]
+    modules = ["inpaintlab.errors", "inpaintlab.segment", "inpaintlab.segment.sam2", "inpaintlab.lama",
+               "inpaintlab.upscalers", "inpaintlab.scripts", "inpaintlab.detect.loader", "inpaintlab.hires"]
+    found = {}
+    for name in modules:
+        module = importlib.import_module(name)
+        found.update({k: v for k, v in vars(module).items() if k.endswith("Error") and isinstance(v, type)})
+    listed = set(re.findall(r"`(\w+Error)`", errors)) - {"FileNotFoundError", "OSError", "ValueError"}
+    assert {"SegmentError", "Sam2Error", "LamaError", "DetectorError", "UpscalerError", "HiresError", "ScriptError",
+            "OutpaintError"} <= listed
+    for name in listed:
+        assert issubclass(found[name], inpaintlab.InpaintlabError), name

@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 
+from ..errors import InpaintlabError
 from .model import SCALES, YOLOConfig, YOLOv8
 
 log = logging.getLogger(__name__)
 
 
-class DetectorError(ValueError):
+class DetectorError(InpaintlabError):
     """A detector file that cannot be read or does not hold a YOLOv8 detect/segment network."""
 
 

@@ -14,8 +14,10 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..errors import InpaintlabError
 
-class LamaError(ValueError):
+
+class LamaError(InpaintlabError):
     """A LaMa file, model or input that cannot be used; the message names the problem in one line."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..errors import InpaintlabError
 from ..infotext import FIXED_KEYS, _PAIR, format_value
 from ..result import Result
 from ..upscalers import Tiling, UpscalerModel, upscale
@@ -27,7 +28,7 @@ from ..upscalers.tiling import _crop, combine_grid, grid_positions
 CURVES = ("Aggressive", "Linear", "Lazy")
 
 
-class ScriptError(ValueError):
+class ScriptError(InpaintlabError):
     """A script argument that cannot be used; the message names it."""
 
 

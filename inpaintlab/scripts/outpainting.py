@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InpaintlabError
+
 DIRECTIONS = ("left", "right", "up", "down")
 
 
-class OutpaintError(ValueError):
+class OutpaintError(InpaintlabError):
     """Outpainting arguments that cannot be used; the message names the argument."""
 
 

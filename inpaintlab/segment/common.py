@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InpaintlabError
 from ..kernels import attention
 
 
-class SegmentError(ValueError):
+class SegmentError(InpaintlabError):
     """A file, model or input the segmentation code cannot use; the message names the problem in one line."""
 
 
