@@ -40,20 +40,22 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """`layers.{0..n-1}` Linear layers with ReLU between them (hypernetwork, IoU and HQ heads)."""
+    """`layers.{0..n-1}` Linear layers with an activation between them (ReLU: the hypernetwork, IoU and HQ heads of
+    both SAM versions; SAM 2's Hiera blocks pass GELU). The activation has no parameters, so no key."""
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
-                 sigmoid_output: bool = False):
+                 sigmoid_output: bool = False, activation: type[nn.Module] = nn.ReLU):
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip(dims, dims[1:] + [output_dim]))
+        self.act = activation()
         self.sigmoid_output = sigmoid_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
-                x = F.relu(x)
+                x = self.act(x)
         return torch.sigmoid(x) if self.sigmoid_output else x
 
 

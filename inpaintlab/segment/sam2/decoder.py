@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .heads import MLP, LayerNorm2d, TwoWayTransformer
+from ..common import MLP
+from .heads import LayerNorm2d, TwoWayTransformer
 
 # dynamic_multimask_via_stability's constants (used only when a single mask is asked for and the option is on)
 STABILITY_DELTA = 0.05

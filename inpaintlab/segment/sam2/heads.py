@@ -3,7 +3,7 @@
 The prompt encoder is SAM's: random-Fourier position encoding of points in the 1024 frame, learned point-type
 embeddings and a strided-conv mask encoder. The decoder is SAM's two-way transformer with SAM 2's changes: MLPs named
 `mlp.layers.{0,1}`, an object-score token before the IoU token, sigmoid IoU, and high-resolution skip features
-(`conv_s0`, `conv_s1`) added during upscaling.
+(`conv_s0`, `conv_s1`) added during upscaling. The MLPs are SAM's own (`segment.common.MLP`).
 """
 from __future__ import annotations
 
@@ -13,27 +13,9 @@ import torch
 from torch import nn
 
 from ...kernels import attention
+from ..common import MLP
 
 _PAD_LABEL = -1  # the "not a point" label of the padding point appended when no box is given
-
-
-class MLP(nn.Module):
-    """`layers.{i}` Linear stack with ReLU between (sam2_utils.MLP); optional sigmoid on the output."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
-                 sigmoid_output: bool = False, activation: type[nn.Module] = nn.ReLU):
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
-        self.act = activation()
-        self.sigmoid_output = sigmoid_output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = self.act(x)
-        return torch.sigmoid(x) if self.sigmoid_output else x
 
 
 class LayerNorm2d(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 
 from ...kernels import attention
 from .config import D_MODEL, HieraConfig
-from .heads import MLP
+from ..common import MLP
 
 
 def window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int]]:
