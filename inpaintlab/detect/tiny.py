@@ -12,11 +12,11 @@ from .model import YOLOConfig, YOLOv8
 TINY_DETECTOR = "tiny-yolov8n.safetensors"
 
 
-def random_yolo(config: YOLOConfig | None = None, seed: int = 0) -> YOLOv8:
-    """YOLOv8 (default: n, one class) with seeded random weights and BatchNorm statistics (the DFL's fixed 0…15
-    weights kept)."""
+def randomise_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seeded random weights and BatchNorm statistics in place, by state-dict name, for any module keyed like
+    Ultralytics' files (ours or Ultralytics' own): BN is otherwise identity and some biases constants, which would
+    hide a misplaced BN or bias. The DFL's fixed 0…15 weights stay."""
     g = torch.Generator().manual_seed(seed)
-    model = YOLOv8(config or YOLOConfig("n", 1)).eval()
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if "dfl" in name or not t.is_floating_point():
@@ -30,6 +30,11 @@ def random_yolo(config: YOLOConfig | None = None, seed: int = 0) -> YOLOv8:
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.2)
     return model
+
+
+def random_yolo(config: YOLOConfig | None = None, seed: int = 0) -> YOLOv8:
+    """YOLOv8 (default: n, one class) with seeded random weights and BatchNorm statistics (`randomise_`)."""
+    return randomise_(YOLOv8(config or YOLOConfig("n", 1)).eval(), seed)
 
 
 def make_tiny_detector(path: str | Path, *, segment: bool = False, seed: int = 0) -> Path:

@@ -6,6 +6,8 @@ import PIL.Image
 import pytest
 import torch
 
+from inpaintlab.detect.tiny import randomise_
+
 # Importing Ultralytics replaces PIL.Image.open, torch.save and cv2.imread/imwrite/imshow process-wide (its "patches");
 # later tests in the same run must see the originals, so they are put back after every module here.
 _ORIGINALS = ((PIL.Image, "open", PIL.Image.open), (torch, "save", torch.save), (cv2, "imread", cv2.imread),
@@ -38,25 +40,6 @@ def _ultralytics():
     return ultralytics
 
 
-def _randomise(model: torch.nn.Module, seed: int) -> None:
-    """Random weights and BatchNorm statistics (Ultralytics initialises BN to identity and some biases to constants,
-    which would hide a misplaced BN or bias); the DFL's fixed 0…15 weights stay."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if "dfl" in name or not t.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-            elif name.endswith("bn.weight"):
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75)
-            elif t.ndim == 4:
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g) * (1.5 / fan_in) ** 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
-
-
 @pytest.fixture(scope="session")
 def ultralytics_files(tmp_path_factory):
     """{"det": path, "seg": path}: random-weight YOLOv8n (2 classes) saved by Ultralytics' own ``YOLO.save``."""
@@ -73,7 +56,7 @@ def ultralytics_files(tmp_path_factory):
         wrapper.model.args = args
         wrapper.ckpt = {"train_args": dict(args)}  # trained files carry these; Ultralytics reads the task from them
         wrapper.model.names = {0: "face", 1: "hand"}
-        _randomise(wrapper.model, seed)
+        randomise_(wrapper.model, seed)  # Ultralytics' own model, drawn as our tiny files are
         paths[kind] = out / f"random_yolov8n{'-seg' if kind == 'seg' else ''}.pt"
         wrapper.save(paths[kind])
     return paths
