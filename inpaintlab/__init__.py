@@ -2,11 +2,17 @@
 
     pipe = inpaintlab.load("model.safetensors")
     result = pipe.inpaint(image, mask, "prompt", masked_content="fill")
+
+The pipeline (and torch) is imported on first use of `load`, `Pipeline`, `Result` or `Technique`: `import inpaintlab`,
+the settings registry, `inpaintlab info` and `inpaintlab --version` need no torch.
 """
+from ._lazy import lazy_package
 from ._version import __version__
 from .errors import (CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError,
                      WriteError)
-from .pipeline import Pipeline, Result, Technique, load
+from . import settings  # noqa: E402,F401,I001 - the whole registry (every rows module, in order) before anything else
+
+lazy_package(__name__, {"Pipeline": ".pipeline", "Result": ".pipeline", "Technique": ".pipeline", "load": ".pipeline"})
 
 __all__ = ["CheckpointError", "FileError", "InfotextError", "InpaintlabError", "MissingFileError", "Pipeline", "Result",
            "SettingsError", "Technique", "WriteError", "__version__", "load"]

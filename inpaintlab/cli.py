@@ -77,7 +77,7 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
 
 def _add_script_args(parser: argparse.ArgumentParser) -> None:
     """A1111's img2img scripts that run through img2img (inpaintlab.scripts), by their UI names."""
-    from .scripts import CURVES
+    from .names import CURVES
 
     g = parser.add_argument_group("img2img scripts")
     g.add_argument("--script", choices=("SD upscale", "Loopback"), help="run an A1111 img2img script")

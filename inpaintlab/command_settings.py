@@ -11,9 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from . import settings as registry
-from .checkpoint import legacy_model_hash
 from .frontend import CommandError
 from .infotext import parse_infotext, read_png_infotext
+
+
+def legacy_model_hash(path: str | Path) -> str:
+    """A1111's short model hash of a file (`inpaintlab.checkpoint.legacy_model_hash`, imported when needed: the
+    checkpoint package imports torch, which `--help` and `info` do without)."""
+    from .checkpoint import legacy_model_hash as short_hash
+
+    return short_hash(path)
 
 
 def paste_lora_names(prompt: str, fields: dict[str, str], lora_dir: str | None) -> str:

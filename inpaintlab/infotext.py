@@ -243,7 +243,7 @@ def replay_noise(settings: dict[str, Any], origin: dict[str, str]) -> tuple[dict
     default for an absent `RNG` key) becomes "NV" where CUDA is absent, with a one-line note saying so."""
     if settings.get("rng_source") != "GPU":
         return settings, None
-    from .samplers.rng import replay_rng_source
+    from .cuda_check import replay_rng_source
 
     source, note = replay_rng_source("GPU", stored=origin.get("rng_source") == "RNG")
     return {**settings, "rng_source": source}, note

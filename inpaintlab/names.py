@@ -1,5 +1,6 @@
-"""A1111's names for the choices settings take: samplers, schedules, mask modes, masked content, inpaint areas and
-ControlNet preprocessors and control modes, in one module that needs no torch (the settings table and the infotext
+"""A1111's names for the choices settings take: samplers, schedules, mask modes, masked content, inpaint areas,
+ControlNet preprocessors and control modes, emphasis modes, the extensions' choices and the img2img scripts' curves,
+in one module that needs no torch (the settings table and the infotext
 reader use only the names); the modules that implement each choice import their names from here.
 """
 from __future__ import annotations
@@ -120,3 +121,27 @@ MASKED_CONTENT = ("fill", "original", "latent_noise", "latent_nothing")
 # ControlNet (inpaintlab.controlnet)
 PREPROCESSORS = ("inpaint_only", "inpaint_global_harmonious", "inpaint_only+lama")
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+# The pure-image preprocessors (inpaintlab.controlnet.preprocessors, which checks it agrees): name -> the UI label
+# the infotext writes.
+PURE_PREPROCESSORS = {
+    "none": "none", "invert": "invert (from white bg & black line)", "canny": "canny", "tile_resample": "tile_resample",
+    "threshold": "threshold", "blur_gaussian": "blur_gaussian",
+    "lineart_standard": "lineart_standard (from white bg & black line)", "scribble_xdog": "scribble_xdog",
+    "recolor_luminance": "recolor_luminance", "recolor_intensity": "recolor_intensity",
+}
+
+# Prompt emphasis (inpaintlab.clip.conditioning)
+EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
+
+# sd-dynamic-thresholding (inpaintlab.guidance.dynamic_thresholding)
+SCALE_MODES = ("Constant", "Linear Down", "Cosine Down", "Half Cosine Down", "Linear Up", "Cosine Up",
+               "Half Cosine Up", "Power Up", "Power Down", "Linear Repeating", "Cosine Repeating", "Sawtooth")
+STARTPOINTS = ("MEAN", "ZERO")
+MEASURES = ("AD", "STD")
+
+# ADetailer's mask options (inpaintlab.adetailer.masks)
+FILTER_METHODS = ("Area", "Confidence")
+MERGE_MODES = ("None", "Merge", "Merge and Invert")
+
+# Loopback's denoising strength curves (inpaintlab.scripts)
+CURVES = ("Aggressive", "Linear", "Lazy")

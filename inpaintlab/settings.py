@@ -11,9 +11,12 @@
 * sweep specs (`inpaintlab.study.spec`) accept any row that `inpaint` takes as a base setting or an axis, and validate
   every cell before loading anything.
 
-Adding a setting = one `register(Setting(...))` call (here, or in the technique's module under
-`inpaintlab/techniques/`, imported by `inpaintlab`), plus the keyword in the pipeline function (or `keyword=False` for
-a technique's row taken through `**settings`) and the infotext key it writes. The test suite checks that every
+Adding a setting = one `register(Setting(...))` call (here, or in a rows module: `inpaintlab/techniques/rows.py`,
+`inpaintlab/guidance/rows.py`, ...), plus the keyword in the pipeline function (or `keyword=False` for a technique's
+row taken through `**settings`) and the infotext key it writes. A rows module imports neither torch, numpy nor PIL
+(only this module, `inpaintlab.names`, `inpaintlab.errors`, the standard library and other such modules), so that
+`inpaintlab info`, `--version` and `--help` stay quick; this module imports every one named in `ROWS_MODULES`, in
+that order (the order of the rows: CLI help, sweep names, infotext reading). The test suite checks that every
 row's default equals the pipeline keyword's default and that a non-default `example` survives infotext write → read.
 
 Infotext keys that inpaintlab reads without a row (model names and hashes, version) are in `INFOTEXT_KEYS`; a feature
@@ -393,7 +396,7 @@ CROSS_CHECKS["sampler and scheduler"] = _sampler_and_scheduler
 
 
 def _gpu_noise_needs_cuda(s: dict[str, Any]) -> str | None:
-    from .samplers.rng import gpu_source_problem
+    from .cuda_check import gpu_source_problem
 
     return gpu_source_problem(s.get("rng_source"))
 
@@ -416,3 +419,26 @@ for _letter in "XYZ":
 register_infotext_key("Eta DDIM")  # read into `eta` (see _eta_ddim)
 INFOTEXT_CHECKS["prompt tags"] = lambda fields: prompt_problems(fields.get("Prompt", "")) + prompt_problems(
     fields.get("Negative prompt", ""))
+
+
+# --- the rows modules -------------------------------------------------------------------------------------------------
+
+# Every module that registers rows, imported here in this order after the rows above: the registry's order is this
+# order (CLI help, sweep names, infotext reading; tests/test_rows_order.py pins it). Each is torch-, numpy- and
+# PIL-free at import (tests/test_light_imports.py checks). A new rows module (`rows.py` or `<thing>_rows.py`) is
+# added at the end of this tuple, and to that test's list.
+ROWS_MODULES = (
+    "inpaintlab.techniques.rows",
+    "inpaintlab.adetailer.rows",
+    "inpaintlab.guidance.rows",
+)
+
+
+def _load_rows_modules() -> None:
+    import importlib
+
+    for module in ROWS_MODULES:
+        importlib.import_module(module)
+
+
+_load_rows_modules()

@@ -5,24 +5,16 @@
                                                       ADetailerUnit("hand_yolov8n.pt")])])
 
 `detail_image(pipe, image, units, seed=..., prompt=...)` runs the same passes on any image; `sam_detector(sam_file,
-points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector.
+points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector. Its settings rows are in
+`rows` (no torch: the settings registry loads it with itself); everything else is imported on first use.
 """
-from .masks import Prediction, pred_preprocessing
-from .sam import sam_detector
-from .unit import ADETAILER_VERSION, ADetailerUnit, unit_infotext, units_from_infotext
+from .._lazy import lazy_package
 
-_TECHNIQUE = ("ADetailer", "detail_image", "mask_prompts", "pass_settings", "resolve_detector")
-
-
-def __getattr__(name: str):
-    # The technique imports the pipeline, which imports the settings that register this package's rows: loaded on
-    # first use so that `inpaintlab.settings` can import `adetailer.rows` while it initialises.
-    if name in _TECHNIQUE:
-        from . import technique
-
-        return getattr(technique, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+lazy_package(__name__, {
+    "ADETAILER_VERSION": ".unit", "ADetailerUnit": ".unit", "unit_infotext": ".unit", "units_from_infotext": ".unit",
+    "Prediction": ".masks", "pred_preprocessing": ".masks", "sam_detector": ".sam",
+    **dict.fromkeys(("ADetailer", "detail_image", "mask_prompts", "pass_settings", "resolve_detector"), ".technique"),
+})
 
 __all__ = ["ADETAILER_VERSION", "ADetailerUnit", "Prediction", "pred_preprocessing", "sam_detector", "unit_infotext",
-           "units_from_infotext", *_TECHNIQUE]
+           "units_from_infotext", "ADetailer", "detail_image", "mask_prompts", "pass_settings", "resolve_detector"]

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from ..names import FILTER_METHODS, MERGE_MODES  # noqa: F401 (ADetailer's choices)
+
 SORT_ORDERS = ("None", "Position (left to right)", "Position (center to edge)", "Area (large to small)")
-FILTER_METHODS = ("Area", "Confidence")
-MERGE_MODES = ("None", "Merge", "Merge and Invert")
 
 
 @dataclasses.dataclass

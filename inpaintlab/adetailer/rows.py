@@ -12,7 +12,7 @@ import json
 from typing import Any, Callable
 
 from ..settings import ALL, INFOTEXT_READERS, Setting, register, register_infotext_key
-from .masks import FILTER_METHODS, MERGE_MODES
+from ..names import FILTER_METHODS, MERGE_MODES
 from .unit import ADetailerUnit, KEYS, suffix, tab_keys, unit_from_infotext
 
 HELP = {
@@ -151,4 +151,4 @@ def register_rows() -> None:
     register_infotext_key("ADetailer version")
 
 
-register_rows()  # when the technique is imported (inpaintlab.techniques imports it with the built-ins)
+register_rows()  # with the registry (inpaintlab.settings.ROWS_MODULES)

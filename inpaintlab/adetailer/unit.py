@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .masks import FILTER_METHODS, MERGE_MODES
+from ..names import FILTER_METHODS, MERGE_MODES
 
 ADETAILER_VERSION = "25.3.0"
 SAME_SAMPLER = "Use same sampler"

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import torch
 
+from ..names import EMPHASIS_MODES  # noqa: F401 (A1111's emphasis modes)
 from .prompts import BREAK_WEIGHT, parse_prompt_attention
 from .tokenizer import BOS, COMMA, EOS, Tokenizer
 
 logger = logging.getLogger(__name__)
 
 CHUNK_LENGTH = 75  # prompt tokens per chunk; with BOS and EOS the encoder sees 77
-EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 EMBEDDING_PLACEHOLDER = 0  # id written where embedding vectors go; its own embedding is overwritten
 _EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
 _IMAGE_SUFFIXES = (".png", ".webp", ".jxl", ".avif")

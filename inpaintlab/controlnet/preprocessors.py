@@ -14,6 +14,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..names import PURE_PREPROCESSORS
+
 
 def hwc3(x: np.ndarray) -> np.ndarray:
     """Gray -> 3 channels; RGBA -> RGB composited over white (the extension's HWC3)."""
@@ -143,6 +145,8 @@ PREPROCESSORS: dict[str, Preprocessor] = {
     "recolor_intensity": Preprocessor(_recolor(cv2.COLOR_BGR2HSV, 2), "recolor_intensity", 1.0),
 }
 LABELS = {p.label: name for name, p in PREPROCESSORS.items()}
+if {name: p.label for name, p in PREPROCESSORS.items()} != PURE_PREPROCESSORS:  # the settings rows use the names table
+    raise RuntimeError("inpaintlab.names.PURE_PREPROCESSORS disagrees with controlnet.preprocessors.PREPROCESSORS")
 
 # Preprocessors that need an annotator network (by name and label stem): only a ready hint ("none") replaces them.
 NETWORK_PREPROCESSORS = (

@@ -3,9 +3,14 @@
     detector = load_detector("face_yolov8n.pt")
     found = detect(detector, image, conf=0.3)      # boxes, scores, classes, masks
 """
-from .loader import Detector, DetectorError, config_from_state_dict, load_detector
-from .model import YOLOConfig, YOLOv8
-from .predict import Detections, detect, letterbox, letterbox_geometry
+from .._lazy import lazy_package
+
+# Imported on first use: the command line's parser needs none of them.
+lazy_package(__name__, {
+    "Detector": ".loader", "DetectorError": ".loader", "config_from_state_dict": ".loader", "load_detector": ".loader",
+    "YOLOConfig": ".model", "YOLOv8": ".model",
+    **dict.fromkeys(("Detections", "detect", "letterbox", "letterbox_geometry"), ".predict"),
+})
 
 __all__ = ["Detections", "Detector", "DetectorError", "YOLOConfig", "YOLOv8", "config_from_state_dict", "detect",
            "letterbox", "letterbox_geometry", "load_detector"]

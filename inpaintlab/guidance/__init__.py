@@ -2,14 +2,20 @@
 
 freeu (sd-webui-freeu), dynamic_thresholding (sd-dynamic-thresholding), pag (PAG and SEG, sd-webui-incantations),
 cfg_rescale (CFG_Rescale_webui, neutral-prompt), cfg_rules (A1111's NGMS, Skip Early CFG, pad conds), tome (token
-merging with tomesd's semantics and A1111's arguments).
+merging with tomesd's semantics and A1111's arguments). Their settings rows are in `rows` (no torch: the settings
+registry loads it with itself); everything else is imported on first use.
 """
-from .cfg_rescale import cfg_rescale, cfg_rescale_mean
-from .cfg_rules import combine_cond_only, pad_conds, uncond_skip
-from .dynamic_thresholding import DynamicThresholding, interpret_scale
-from .freeu import FreeUSettings, FreeUStage, filter_skip, freeu_concat, schedule_ratio
-from .pag import PerturbedAttention, SmoothedEnergy, pag_combine, seg_blur
-from .tome import TokenMerging, bipartite_merge, token_merging_ratio
+from .._lazy import lazy_package
+
+lazy_package(__name__, {
+    "cfg_rescale": ".cfg_rescale", "cfg_rescale_mean": ".cfg_rescale",
+    "combine_cond_only": ".cfg_rules", "pad_conds": ".cfg_rules", "uncond_skip": ".cfg_rules",
+    "DynamicThresholding": ".dynamic_thresholding", "interpret_scale": ".dynamic_thresholding",
+    "FreeUSettings": ".freeu", "FreeUStage": ".freeu", "filter_skip": ".freeu", "freeu_concat": ".freeu",
+    "schedule_ratio": ".freeu",
+    "PerturbedAttention": ".pag", "SmoothedEnergy": ".pag", "pag_combine": ".pag", "seg_blur": ".pag",
+    "TokenMerging": ".tome", "bipartite_merge": ".tome", "token_merging_ratio": ".tome",
+})
 
 __all__ = ["DynamicThresholding", "FreeUSettings", "FreeUStage", "PerturbedAttention", "SmoothedEnergy",
            "TokenMerging", "bipartite_merge", "cfg_rescale", "cfg_rescale_mean", "combine_cond_only", "filter_skip",

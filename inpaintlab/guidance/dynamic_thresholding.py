@@ -14,12 +14,10 @@ from typing import Sequence
 
 import torch
 
-SCALE_MODES = ("Constant", "Linear Down", "Cosine Down", "Half Cosine Down", "Linear Up", "Cosine Up",
-               "Half Cosine Up", "Power Up", "Power Down", "Linear Repeating", "Cosine Repeating", "Sawtooth")
+from ..names import MEASURES, SCALE_MODES, STARTPOINTS  # noqa: F401 (the extension's choices)
+
 # Modes whose shape uses the scheduler value (its key is written only for these).
 SCHEDULER_VALUE_MODES = ("Power Up", "Power Down", "Linear Repeating", "Cosine Repeating", "Sawtooth")
-STARTPOINTS = ("MEAN", "ZERO")
-MEASURES = ("AD", "STD")
 
 
 def interpret_scale(scale: float, mode: str, minimum: float, call: int, total_calls: int,

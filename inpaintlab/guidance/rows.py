@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..clip.conditioning import EMPHASIS_MODES
+from ..names import EMPHASIS_MODES, MEASURES, SCALE_MODES, STARTPOINTS
 from ..settings import Setting, register, register_infotext_key
-from .dynamic_thresholding import MEASURES, SCALE_MODES, STARTPOINTS
 
 
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
@@ -114,3 +113,6 @@ def register_rows() -> None:
     # Written with the rows above; their presence is implied by the rows' values.
     for key in ("PAG Active", "SEG Active"):
         register_infotext_key(key)
+
+
+register_rows()  # with the registry (inpaintlab.settings.ROWS_MODULES)

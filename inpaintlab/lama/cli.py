@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 HELP = "remove the masked area with LaMa (Inpaint Anything's Cleaner)"
 
 
@@ -33,6 +31,7 @@ def add_clean_parser(commands, add_common=None) -> argparse.ArgumentParser:
 
 def run_clean(args, open_image=None, prepare_out_dir=None, resolve_device=None) -> Path:
     """Run `clean` for parsed arguments; returns the written PNG's path. Errors are ValueError / OSError one-liners."""
+    import numpy as np
     from PIL import Image
 
     from ..files import prepare_out_dir as _prepare, write_atomic

@@ -22,6 +22,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from ..cuda_check import gpu_source_problem, replay_rng_source  # noqa: F401 (torch-free, for `info`)
 from .philox import PhiloxGenerator
 
 _SEED_LIMIT = 2 ** 64  # torch.Generator.manual_seed accepts 0 .. 2**64 - 1; the NV key is a uint64
@@ -102,29 +103,6 @@ def _check_seed(seed: object, what: str) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
         raise ValueError(f"each {what} must be an int in [0, 2**64), got {seed!r} (resolve -1 first)")
     return seed
-
-
-def gpu_source_problem(source: str) -> Optional[str]:
-    """Why the noise source cannot be used here (the "GPU" source without CUDA), or None."""
-    if source == "GPU" and not torch.cuda.is_available():
-        return ("rng_source 'GPU' draws with torch's CUDA generator, but CUDA is not available; use 'NV' (A1111's "
-                "emulation of CUDA noise, e.g. --rng-source NV) or 'CPU'")
-    return None
-
-
-def replay_rng_source(source: str, stored: bool) -> tuple[str, Optional[str]]:
-    """The noise source to replay an infotext with, and a one-line note when it is not the one asked for.
-
-    A1111's default source, "GPU", is torch's CUDA generator: an infotext without an `RNG` key (nearly every image
-    made on an NVIDIA card) asks for it. Where CUDA is absent the replay uses "NV", A1111's emulation of that
-    generator, which draws the same numbers on any device. `stored`: the infotext holds `RNG: GPU` (else the key was
-    absent and "GPU" is A1111's default for it).
-    """
-    if source != "GPU" or torch.cuda.is_available():
-        return source, None
-    why = 'its "RNG: GPU"' if stored else 'no "RNG" key, so A1111\'s default "GPU"'
-    return "NV", (f"noise: the infotext asks for CUDA's generator ({why}) and CUDA is not available here; using NV, "
-                  "A1111's emulation of CUDA's noise, which gives the same noise (--rng-source CPU or NV to choose)")
 
 
 class ImageRNG:

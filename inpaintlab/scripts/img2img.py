@@ -21,11 +21,10 @@ from PIL import Image
 
 from ..errors import InpaintlabError
 from ..infotext import FIXED_KEYS, _PAIR, format_value
+from ..names import CURVES
 from ..result import Result
 from ..upscalers import Tiling, UpscalerModel, upscale
 from ..upscalers.tiling import _crop, combine_grid, grid_positions
-
-CURVES = ("Aggressive", "Linear", "Lazy")
 
 
 class ScriptError(InpaintlabError):

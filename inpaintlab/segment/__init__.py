@@ -9,13 +9,17 @@
     predictor.set_image(image)
     masks, iou, low_res = predictor.predict(points=[[120, 80]], labels=[1])
 """
-from .common import SegmentError
-from .generator import generate_masks, inpaint_anything_params
-from .load import detect_family, load, read_segment_file
-from .masks import (add_mask, auto_resize, colormap504, erode_mask, expand_mask, feather_mask, invert_mask,
-                    mask_from_prompt, pad_image, restrict_to_region, segment_map, select, sort_masks, trim_mask)
-from .predictor import Predictor
-from .tiny import build_tiny_sam, make_tiny_sam
+from .._lazy import lazy_package
+
+# Imported on first use: the command line's parser (`cli`) needs none of the networks.
+lazy_package(__name__, {
+    "SegmentError": ".common", "generate_masks": ".generator", "inpaint_anything_params": ".generator",
+    "detect_family": ".load", "load": ".load", "read_segment_file": ".load", "Predictor": ".predictor",
+    "build_tiny_sam": ".tiny", "make_tiny_sam": ".tiny",
+    **dict.fromkeys(("add_mask", "auto_resize", "colormap504", "erode_mask", "expand_mask", "feather_mask", "invert_mask",
+                     "mask_from_prompt", "pad_image", "restrict_to_region", "segment_map", "select", "sort_masks",
+                     "trim_mask"), ".masks"),
+})
 
 __all__ = ["Predictor", "SegmentError", "add_mask", "auto_resize", "build_tiny_sam", "colormap504", "detect_family",
            "erode_mask", "expand_mask", "feather_mask", "generate_masks", "inpaint_anything_params", "invert_mask",

@@ -1,40 +1,45 @@
 """Command-line pieces for segmentation: `inpaintlab segment`, `inpaintlab mask`, and the inpaint command's
-`--mask-points` / `--mask-box` with `--sam` (masks made by SAM instead of a mask file)."""
+`--mask-points` / `--mask-box` with `--sam` (masks made by SAM instead of a mask file).
+
+The parsers need no torch (`inpaintlab --help` and `info` stay quick); the commands import the networks when they run.
+"""
 from __future__ import annotations
 
 import argparse
 import io
 import json
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from typing import Any
 
 from ..files import prepare_out_dir, write_atomic, write_text_atomic
-from .common import SegmentError
-from .generator import DEFAULTS, generate_masks, inpaint_anything_params
-from .load import load
-from .masks import (erode_mask, expand_mask, feather_mask, invert_mask, mask_from_prompt, segment_map, select,
-                    sort_masks)
-from .predictor import Predictor, as_rgb
 
 COMMANDS = ("segment", "mask")
 
 
-def parse_points(text: str | None) -> np.ndarray | None:
-    """"x,y x,y ..." (spaces or semicolons between points) -> [N, 2] floats."""
+def _error(message: str) -> Exception:
+    from .common import SegmentError
+
+    return SegmentError(message)
+
+
+def parse_points(text: str | None) -> Any:
+    """"x,y x,y ..." (spaces or semicolons between points) -> [N, 2] floats (a numpy array), or None."""
+    import numpy as np
+
     if not text:
         return None
     try:
         pts = [[float(v) for v in p.split(",")] for p in text.replace(";", " ").split()]
     except ValueError:
-        raise SegmentError(f"points must look like 'x,y x,y', got {text!r}") from None
+        raise _error(f"points must look like 'x,y x,y', got {text!r}") from None
     if any(len(p) != 2 for p in pts):
-        raise SegmentError(f"points must look like 'x,y x,y', got {text!r}")
+        raise _error(f"points must look like 'x,y x,y', got {text!r}")
     return np.array(pts)
 
 
-def parse_box(text: str | None) -> np.ndarray | None:
+def parse_box(text: str | None) -> Any:
+    import numpy as np
+
     if not text:
         return None
     try:
@@ -42,16 +47,18 @@ def parse_box(text: str | None) -> np.ndarray | None:
     except ValueError:
         box = []
     if len(box) != 4:
-        raise SegmentError(f"a box is 'x0,y0,x1,y1', got {text!r}")
+        raise _error(f"a box is 'x0,y0,x1,y1', got {text!r}")
     return np.array(box)
 
 
-def _labels(text: str | None, n: int) -> np.ndarray:
+def _labels(text: str | None, n: int) -> Any:
+    import numpy as np
+
     if not text:
         return np.ones(n, dtype=int)
     labels = [int(v) for v in text.replace(",", " ").split()]
     if len(labels) != n:
-        raise SegmentError(f"{n} points and {len(labels)} labels: give one label (1 or 0) per point")
+        raise _error(f"{n} points and {len(labels)} labels: give one label (1 or 0) per point")
     return np.array(labels)
 
 
@@ -110,7 +117,9 @@ def add_inpaint_mask_args(parser: argparse.ArgumentParser, group) -> None:
     _add_sam_args(parser, False)
 
 
-def _png(image: np.ndarray):
+def _png(image: Any):
+    from PIL import Image
+
     def write(handle):
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="PNG")
@@ -118,16 +127,25 @@ def _png(image: np.ndarray):
     return write
 
 
-def prompt_mask(sam: str, image, points=None, labels=None, box=None, device: str = "cpu") -> np.ndarray:
+def prompt_mask(sam: str, image, points=None, labels=None, box=None, device: str = "cpu") -> Any:
+    from .load import load
+    from .masks import mask_from_prompt
+    from .predictor import Predictor
+
     predictor = Predictor(load(sam, device=device))
     predictor.set_image(image)
     return mask_from_prompt(predictor, points, labels, box)
 
 
-def mask_from_args(args, image: Image.Image) -> Image.Image:
-    """The inpaint command's SAM mask (an "L" image, white = repaint) from --mask-points / --mask-box."""
+def mask_from_args(args, image: Any) -> Any:
+    """The inpaint command's SAM mask (an "L" PIL image, white = repaint) from --mask-points / --mask-box."""
+    from PIL import Image
+
+    from .masks import expand_mask
+    from .predictor import as_rgb
+
     if not args.sam:
-        raise SegmentError("--mask-points / --mask-box need --sam FILE")
+        raise _error("--mask-points / --mask-box need --sam FILE")
     points = parse_points(args.mask_points)
     labels = _labels(args.mask_labels, len(points)) if points is not None else None
     mask = prompt_mask(args.sam, as_rgb(image), points, labels, parse_box(args.mask_box), args.sam_device)
@@ -136,13 +154,16 @@ def mask_from_args(args, image: Image.Image) -> Image.Image:
     return Image.fromarray(mask)
 
 
-def _open_rgb(path: str) -> np.ndarray:
+def _open_rgb(path: str) -> Any:
     from ..cli import open_image
+    from .predictor import as_rgb
 
     return as_rgb(open_image(path))
 
 
-def _generate(args, image: np.ndarray, model) -> list[dict]:
+def _generate(args, image: Any, model) -> list[dict]:
+    from .generator import DEFAULTS, generate_masks, inpaint_anything_params
+
     params = {**DEFAULTS, **inpaint_anything_params(model.family, getattr(args, "anime", False))}
     for name in DEFAULTS:
         value = getattr(args, name, None)
@@ -155,6 +176,13 @@ def _generate(args, image: np.ndarray, model) -> list[dict]:
 
 def run(args) -> int:
     """Run `segment` or `mask`; errors are SegmentError (one line)."""
+    import numpy as np
+    from PIL import Image
+
+    from .load import load
+    from .masks import erode_mask, expand_mask, feather_mask, invert_mask, mask_from_prompt, segment_map, select, sort_masks
+    from .predictor import Predictor
+
     image = _open_rgb(args.image)
     model = load(args.sam, device=args.sam_device)
     if args.command == "segment":
@@ -173,7 +201,7 @@ def run(args) -> int:
     points, box = parse_points(args.points), parse_box(args.box)
     chosen = [x for x in (points is not None or box is not None, bool(args.sketch or args.select)) if x]
     if len(chosen) != 1:
-        raise SegmentError("give --points/--box (SAM prompt) or --sketch/--select (pick segments), one of the two")
+        raise _error("give --points/--box (SAM prompt) or --sketch/--select (pick segments), one of the two")
     if points is not None or box is not None:
         predictor = Predictor(model)
         predictor.set_image(image)
@@ -193,7 +221,7 @@ def run(args) -> int:
         mask = invert_mask(mask)
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
-        raise SegmentError(f"{out.parent}: folder does not exist")
+        raise _error(f"{out.parent}: folder does not exist")
     write_atomic(out, _png(mask))
     print(f"wrote {out}")
     return 0

@@ -9,42 +9,18 @@
 * `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
 * from `inpaintlab.guidance` (their rows in `guidance.rows`): FreeU, token merging, SEG (UNet level), NGMS / Skip
   Early CFG, PAG, dynamic thresholding, CFG rescale (CFG level).
+
+Their settings rows are in `rows` (no torch: the registry loads it); `builtins.builtin` picks a job's techniques.
+This package imports each on first use, so that the registry can load `rows` without torch.
 """
-from __future__ import annotations
+from .._lazy import lazy_package
 
-from ..guidance.cfg_techniques import PAG, CFGRescale, DynamicThresholdingTechnique, SkipUncond
-from ..guidance.rows import register_rows
-from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
-from ..pipeline.job import Job
-from ..pipeline.technique import Technique
-# Imported in the order their settings rows appear in the registry (CLI help, sweep names).
-from .soft import SoftInpainting  # noqa: I001
-from .differential import DifferentialDiffusion
-from .controlnet import ControlNet
-from .lora import Networks
-from .blend import BinaryBlend
-from .noise_multiplier import NoiseMultiplier
-from .extra_noise import ExtraNoise
-from .hires import HiresFix
-from ..adetailer.technique import ADetailer
-
-register_rows()
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
-           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
-
-
-def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
-    """The built-in techniques this job uses; a default one only where no other technique takes its slot."""
-    found: list[Technique] = []
-    for cls in BUILTIN:
-        technique = cls.for_job(job)
-        if technique is None:
-            continue
-        if getattr(technique, "default", False) and any(t.slot == technique.slot for t in [*found, *outside]):
-            continue
-        found.append(technique)
-    return found
-
+lazy_package(__name__, {
+    "ADetailer": "inpaintlab.adetailer.technique", "BUILTIN": ".builtins", "BinaryBlend": ".blend",
+    "ControlNet": ".controlnet", "DifferentialDiffusion": ".differential", "ExtraNoise": ".extra_noise",
+    "HiresFix": ".hires", "Networks": ".lora", "NoiseMultiplier": ".noise_multiplier", "SoftInpainting": ".soft",
+    "builtin": ".builtins",
+})
 
 __all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
            "NoiseMultiplier", "SoftInpainting", "builtin"]

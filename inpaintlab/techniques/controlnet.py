@@ -4,7 +4,7 @@ inpaint_only pastes its image back before the uint8 truncation. The networks and
 `inpaintlab.controlnet`."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 
@@ -15,65 +15,8 @@ from ..pipeline.job import Job
 from ..pipeline.latents import posterior_generator
 from ..pipeline.technique import Technique
 from ..prepare import flatten
-from ..settings import CROSS_CHECKS, Setting, register
-from ..settings import between as _between
 
-# --- ControlNet (sd-webui-controlnet's unit 0; more units from Python with `controlnets=[ControlNetUnit(...)]`) ------
-
-def _controlnet_field(field: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        from ..controlnet.unit import parse_unit_infotext
-
-        return parse_unit_infotext(text)[field]
-    return parse
-
-
-def _controlnet_model(value: Any) -> str | None:
-    from pathlib import Path
-
-    from ..controlnet import ControlNet as ControlNetModel
-
-    if isinstance(value, (str, Path, ControlNetModel)):
-        return None
-    return "must be a ControlNet file path or a loaded ControlNet"
-
-
-def _guidance_window(s: dict[str, Any]) -> str | None:
-    start, end = s.get("guidance_start", 0.0), s.get("guidance_end", 1.0)
-    return None if start <= end else f"guidance_start {start} is after guidance_end {end}"
-
-
-def _register_controlnet_rows() -> None:
-    from ..controlnet.inject import CONTROL_MODES
-    from ..controlnet.preprocess import PREPROCESSORS
-    from ..controlnet.preprocessors import PREPROCESSORS as PURE
-
-    unit0 = "ControlNet 0"
-    for row in (
-        # The infotext names the model (`name [hash]`); read back, the name is looked up as <name>.safetensors in the
-        # working directory unless --controlnet gives the file.
-        Setting("controlnet", object, None, "ControlNet model file, e.g. control_v11p_sd15_inpaint.safetensors",
-                infotext=unit0, parse=_controlnet_field("model"), check=_controlnet_model),
-        Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor (inpaint ones, 'none' with a "
-                "ready hint image, or a pure-image one)", infotext=unit0, choices=PREPROCESSORS + tuple(PURE),
-                aliases={"inpaint": "inpaint_global_harmonious", **{p.label: n for n, p in PURE.items()}},
-                parse=_controlnet_field("preprocessor")),
-        Setting("control_weight", float, 1.0, "ControlNet weight, 0-2", infotext=unit0, check=_between(0, 2),
-                parse=_controlnet_field("weight")),
-        Setting("control_mode", str, "Balanced", "ControlNet control mode", infotext=unit0, choices=CONTROL_MODES,
-                aliases={"prompt": CONTROL_MODES[1], "controlnet": CONTROL_MODES[2]},
-                parse=_controlnet_field("control_mode")),
-        Setting("guidance_start", float, 0.0, "ControlNet starting control step, a fraction of the steps run",
-                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_start")),
-        Setting("guidance_end", float, 1.0, "ControlNet ending control step, a fraction of the steps run",
-                infotext=unit0, check=_between(0, 1), parse=_controlnet_field("guidance_end")),
-    ):
-        register(row)
-    CROSS_CHECKS["ControlNet guidance window"] = _guidance_window
-
-
-_register_controlnet_rows()
-
+# The rows of unit 0's settings are in techniques/rows.py.
 
 # The single-unit keywords of `Pipeline.txt2img` / `inpaint` -> ControlNetUnit fields.
 UNIT_KEYWORDS = {"controlnet_preprocessor": "preprocessor", "control_weight": "weight", "control_mode": "control_mode",

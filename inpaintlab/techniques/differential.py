@@ -1,29 +1,14 @@
 """Differential Diffusion (Levin & Fried 2023) with the blurred mask as change map: per step, pixels whose change is
 below the step's threshold restart from the original noised to the current sigma (`samplers.DifferentialBlend`).
-Not an A1111 feature; its infotext key `Differential diffusion: True` is inpaintlab's own."""
+Not an A1111 feature; its infotext key `Differential diffusion: True` is inpaintlab's own. Its row and the check
+that it is not combined with soft inpainting are in `techniques/rows.py`."""
 from __future__ import annotations
-
-from typing import Any
 
 from ..pipeline.composite import overlay_composite
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique, TechniqueError
 from ..result import Result
 from ..samplers import DifferentialBlend
-from ..settings import CROSS_CHECKS, INPAINT, Setting, register
-
-register(Setting("differential_diffusion", bool, False, "Differential Diffusion with the blurred mask as change map "
-                 "(1 = change fully; not an A1111 feature)", INPAINT, infotext="Differential diffusion"))
-
-
-def _one_blend(s: dict[str, Any]) -> str | None:
-    if s.get("soft_inpainting") and s.get("differential_diffusion"):
-        return "soft_inpainting and differential_diffusion are two different blends; choose one"
-    return None
-
-
-CROSS_CHECKS["one blend"] = _one_blend  # checked with the settings, before the slots are
-
 
 class DifferentialDiffusion(Technique):
     name = "Differential Diffusion"

@@ -6,16 +6,7 @@ from __future__ import annotations
 
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from ..settings import ALL, SETTINGS, Setting, register
-
-EXTRA_NOISE = Setting("img2img_extra_noise", float, 0.0,
-                      "img2img, inpaint and the hires pass: add the initial noise once more, times this (A1111's "
-                      "'Extra noise multiplier for img2img and hires fix')", ALL, infotext="Extra noise",
-                      check=lambda v: None if 0.0 <= v <= 1.0 else f"must be in [0, 1], got {v}", example=0.2,
-                      keyword=False)
-if EXTRA_NOISE.name not in SETTINGS:
-    register(EXTRA_NOISE)
-
+from .rows import EXTRA_NOISE  # noqa: F401 (its row)
 
 class ExtraNoise(Technique):
     name = "extra noise"

@@ -10,12 +10,8 @@ from ..networks import ActiveNetwork, NetworkError, NetworkLibrary, lora_tags, p
 from ..pipeline.conditioning import strip_comments
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from ..settings import register_extra_network, register_infotext_key
 
-# `<lora:…>` / `<lyco:…>` tags and the `Lora hashes` they write are applied here.
-register_extra_network("lora")
-register_extra_network("lyco")
-register_infotext_key("Lora hashes")
+# `<lora:…>` / `<lyco:…>` tags and the `Lora hashes` they write are applied here (registered in techniques/rows.py).
 
 
 class NetworksMixin:

@@ -5,18 +5,7 @@ from __future__ import annotations
 
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from ..settings import IMAGE, SETTINGS, Setting, register
-
-
-def _range(v: float) -> str | None:
-    return None if 0.0 <= v <= 1.5 else f"must be in [0, 1.5] (A1111's slider), got {v}"
-
-
-NOISE_MULTIPLIER = Setting("initial_noise_multiplier", float, 1.0,
-                           "img2img/inpaint: multiply the initial noise by this (A1111's 'Noise multiplier for img2img')",
-                           IMAGE, infotext="Noise multiplier", check=_range, example=0.85, keyword=False)
-if NOISE_MULTIPLIER.name not in SETTINGS:
-    register(NOISE_MULTIPLIER)
+from .rows import NOISE_MULTIPLIER  # noqa: F401 (its row)
 
 
 class NoiseMultiplier(Technique):

@@ -10,33 +10,9 @@ from ..pipeline.technique import Technique
 from ..prepare import flatten
 from ..result import Result
 from ..samplers import SoftInpaintBlend
-from ..settings import INPAINT, Setting, register
-from ..settings import between as _between
+from .rows import SOFT_SETTING_NAMES
 
-# Soft inpainting (A1111's built-in extension): its six sliders, labels and ranges as A1111 writes and limits them.
-_SOFT = "soft inpainting: "
-for _row in (
-    Setting("soft_inpainting", bool, False, "A1111's soft inpainting: unrounded masks, a per-step soft blend and a "
-            "composite from how far each latent pixel moved (use a large mask blur)", INPAINT,
-            infotext="Soft inpainting enabled", example=True),
-    Setting("schedule_bias", float, 1.0, _SOFT + "schedule bias, the power of sigma in the mask exponent (0-8)",
-            INPAINT, infotext="Soft inpainting schedule bias", check=_between(0, 8), example=1.5),
-    Setting("preservation_strength", float, 0.5, _SOFT + "preservation strength, the scale of the mask exponent (0-8)",
-            INPAINT, infotext="Soft inpainting preservation strength", check=_between(0, 8), example=0.75),
-    Setting("transition_contrast_boost", float, 4.0, _SOFT + "transition contrast boost, the power of the magnitude "
-            "mean (1-32)", INPAINT, infotext="Soft inpainting transition contrast boost", check=_between(1, 32),
-            example=8.0),
-    Setting("mask_influence", float, 0.0, _SOFT + "mask influence on the difference threshold (0-1)", INPAINT,
-            infotext="Soft inpainting mask influence", check=_between(0, 1), example=0.25),
-    Setting("difference_threshold", float, 0.5, _SOFT + "latent change at which the original is half opaque (0-8)",
-            INPAINT, infotext="Soft inpainting difference threshold", check=_between(0, 8), example=1.0),
-    Setting("difference_contrast", float, 2.0, _SOFT + "sharpness of the composite's transition (0-8)", INPAINT,
-            infotext="Soft inpainting difference contrast", check=_between(0, 8), example=3.0),
-):
-    register(_row)
-
-SETTING_NAMES = ("schedule_bias", "preservation_strength", "transition_contrast_boost", "mask_influence",
-                 "difference_threshold", "difference_contrast")
+SETTING_NAMES = SOFT_SETTING_NAMES  # the sliders' rows (techniques/rows.py)
 
 
 class SoftInpainting(Technique):

@@ -3,7 +3,7 @@
 "Scale by S" is `Upscaler.upscale(img, S)` (so the size is floored to multiples of 8); "Scale to W×H" upscales by
 `max(W/w, H/h)` (the same flooring) and, with `--crop`, pastes the result centred on a black W×H canvas. The PNG carries A1111's
 Extras keys in its `postprocessing` text: `Postprocess upscale by` (or `Postprocess upscale to`) and
-`Postprocess upscaler`.
+`Postprocess upscaler`. The parser needs no torch (`inpaintlab --help`); the networks are imported when it runs.
 """
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from PIL import Image, ImageOps, PngImagePlugin
 
 from ..files import prepare_out_dir, write_atomic
 from .errors import UpscalerError
-from .names import UpscalerDir
-from .scale import BUILTIN, Tiling, upscale
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -49,6 +47,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def resolve_upscaler(name: str, folder: str | None, device: str):
+    from .names import UpscalerDir
+    from .scale import BUILTIN
+
     if name in BUILTIN:
         return name
     path = Path(name)
@@ -64,6 +65,7 @@ def resolve_upscaler(name: str, folder: str | None, device: str):
 
 def run(args) -> Path:
     from ..cli import resolve_device
+    from .scale import Tiling, upscale
 
     if args.scale is not None and not args.scale > 0:
         raise UpscalerError(f"--scale {args.scale}: must be positive")
