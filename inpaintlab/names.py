@@ -121,14 +121,6 @@ MASKED_CONTENT = ("fill", "original", "latent_noise", "latent_nothing")
 # ControlNet (inpaintlab.controlnet)
 PREPROCESSORS = ("inpaint_only", "inpaint_global_harmonious", "inpaint_only+lama")
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
-# The pure-image preprocessors (inpaintlab.controlnet.preprocessors, which checks it agrees): name -> the UI label
-# the infotext writes.
-PURE_PREPROCESSORS = {
-    "none": "none", "invert": "invert (from white bg & black line)", "canny": "canny", "tile_resample": "tile_resample",
-    "threshold": "threshold", "blur_gaussian": "blur_gaussian",
-    "lineart_standard": "lineart_standard (from white bg & black line)", "scribble_xdog": "scribble_xdog",
-    "recolor_luminance": "recolor_luminance", "recolor_intensity": "recolor_intensity",
-}
 
 # Prompt emphasis (inpaintlab.clip.conditioning)
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")

@@ -1,9 +1,15 @@
-"""SD1.x ControlNet (sd-webui-controlnet semantics): the network, its injection into the UNet, inpaint preprocessors."""
-from .inject import CONTROL_MODES, ControlInput, ControlledUNet, active_steps, control_scales, guidance_active
-from .load import load_controlnet
-from .model import ControlNet, ControlNetConfig
-from .preprocess import PREPROCESSORS
-from .unit import ControlNetUnit
+"""SD1.x ControlNet (sd-webui-controlnet semantics): the network, its injection into the UNet, inpaint preprocessors.
+
+`unit_infotext` (a unit's infotext read back, and the names it uses) needs no torch; the rest is imported on first use.
+"""
+from .._lazy import lazy_package
+
+lazy_package(__name__, {
+    **dict.fromkeys(("CONTROL_MODES", "ControlInput", "ControlledUNet", "active_steps", "control_scales",
+                     "guidance_active"), ".inject"),
+    "load_controlnet": ".load", "ControlNet": ".model", "ControlNetConfig": ".model", "PREPROCESSORS": ".preprocess",
+    "ControlNetUnit": ".unit",
+})
 
 __all__ = ["CONTROL_MODES", "PREPROCESSORS", "ControlInput", "ControlNet", "ControlNetConfig", "ControlNetUnit",
            "ControlledUNet", "active_steps", "control_scales", "guidance_active", "load_controlnet"]

@@ -18,19 +18,8 @@ from ..samplers.schedules import SD1_LINEAR_END, SD1_LINEAR_START, SD1_TIMESTEPS
 from .model import ControlNet
 
 from ..names import CONTROL_MODES  # noqa: E402,F401
-_MODE_ALIASES = {"balanced": 0, "prompt": 1, "my prompt is more important": 1, "controlnet": 2,
-                 "controlnet is more important": 2}
+from .unit_infotext import check_control_mode  # noqa: E402 (torch-free, for `inpaintlab info`)
 SOFT_INJECTION_DECAY = 0.825
-
-
-def check_control_mode(mode: str | int) -> str:
-    """The extension's label for a control mode given as label, short alias (balanced/prompt/controlnet) or 0-2."""
-    if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode < len(CONTROL_MODES):
-        return CONTROL_MODES[mode]
-    if isinstance(mode, str) and mode.strip().lower() in _MODE_ALIASES:
-        return CONTROL_MODES[_MODE_ALIASES[mode.strip().lower()]]
-    raise ValueError(f"unknown control mode {mode!r}; expected one of {', '.join(CONTROL_MODES)} "
-                     f"(or balanced / prompt / controlnet)")
 
 
 def control_scales(weight: float, mode: str | int, n: int = 13) -> list[float]:

@@ -17,9 +17,7 @@ from PIL import Image, ImageOps
 from ..masking import blur_mask
 
 from ..names import PREPROCESSORS  # noqa: E402,F401
-# The extension's internal module names, written to the infotext's "Module:" field.
-MODULE_NAMES = {"inpaint_only": "inpaint_only", "inpaint_global_harmonious": "inpaint",
-                "inpaint_only+lama": "inpaint_only+lama"}
+from .unit_infotext import MODULE_NAMES  # noqa: F401 (the extension's module names, written to the infotext's "Module:")
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 # A1111's img2img resize mode -> the unit's resize mode when the unit takes A1111's image (3 = latent upscale).
 A1111_RESIZE_MODES = {0: "Just Resize", 1: "Crop and Resize", 2: "Resize and Fill", 3: "Just Resize"}

@@ -14,7 +14,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..names import PURE_PREPROCESSORS
+from .unit_infotext import LABELS, NETWORK_PREPROCESSORS, NOT_REPRODUCED, SLIDERS, resolve  # noqa: F401
 
 
 def hwc3(x: np.ndarray) -> np.ndarray:
@@ -132,47 +132,20 @@ class Preprocessor:
     resolution: bool = True
 
 
-PREPROCESSORS: dict[str, Preprocessor] = {
-    "none": Preprocessor(_none, "none", resolution=False),
-    "invert": Preprocessor(_invert, "invert (from white bg & black line)", resolution=False),
-    "canny": Preprocessor(_canny, "canny", 100.0, 200.0),
-    "tile_resample": Preprocessor(_tile_resample, "tile_resample", 1.0),
-    "threshold": Preprocessor(_threshold, "threshold", 127.0),
-    "blur_gaussian": Preprocessor(_blur_gaussian, "blur_gaussian", 9.0),
-    "lineart_standard": Preprocessor(_lineart_standard, "lineart_standard (from white bg & black line)"),
-    "scribble_xdog": Preprocessor(_scribble_xdog, "scribble_xdog", 32.0),
-    "recolor_luminance": Preprocessor(_recolor(cv2.COLOR_BGR2LAB, 0), "recolor_luminance", 1.0),
-    "recolor_intensity": Preprocessor(_recolor(cv2.COLOR_BGR2HSV, 2), "recolor_intensity", 1.0),
+_FUNCTIONS = {
+    "none": _none,
+    "invert": _invert,
+    "canny": _canny,
+    "tile_resample": _tile_resample,
+    "threshold": _threshold,
+    "blur_gaussian": _blur_gaussian,
+    "lineart_standard": _lineart_standard,
+    "scribble_xdog": _scribble_xdog,
+    "recolor_luminance": _recolor(cv2.COLOR_BGR2LAB, 0),
+    "recolor_intensity": _recolor(cv2.COLOR_BGR2HSV, 2),
 }
-LABELS = {p.label: name for name, p in PREPROCESSORS.items()}
-if {name: p.label for name, p in PREPROCESSORS.items()} != PURE_PREPROCESSORS:  # the settings rows use the names table
-    raise RuntimeError("inpaintlab.names.PURE_PREPROCESSORS disagrees with controlnet.preprocessors.PREPROCESSORS")
-
-# Preprocessors that need an annotator network (by name and label stem): only a ready hint ("none") replaces them.
-NETWORK_PREPROCESSORS = (
-    "openpose", "dw_openpose", "animal_openpose", "densepose", "softedge", "pidinet", "scribble_pidinet",
-    "scribble_hed", "t2ia_sketch_pidi", "lineart", "lineart_coarse", "lineart_realistic", "lineart_anime", "depth",
-    "normal", "mlsd", "seg", "mediapipe_face", "reference", "ip-adapter", "clip_vision", "instant_id", "revision",
-)
-# Network-free ones not reproduced (yet): their maps depend on details not pinned down here.
-NOT_REPRODUCED = ("shuffle", "t2ia_color_grid", "tile_colorfix", "tile_colorfix+sharp")
-
-
-def resolve(name: str) -> str:
-    """A preprocessor name or the UI label the infotext carries -> its name; a clear error otherwise."""
-    if name in PREPROCESSORS:
-        return name
-    if name in LABELS:
-        return LABELS[name]
-    stem = name.split(" ")[0]
-    if stem in NOT_REPRODUCED:
-        raise ValueError(f"ControlNet preprocessor {name!r} is not reproduced by inpaintlab: give its result as the "
-                         f"unit's image with preprocessor 'none'")
-    if any(stem == n or stem.startswith(n + "_") for n in NETWORK_PREPROCESSORS):
-        raise ValueError(f"ControlNet preprocessor {name!r} needs an annotator network, which inpaintlab does not "
-                         f"include: run the preprocessor elsewhere and give its result as the unit's image with "
-                         f"preprocessor 'none'")
-    raise ValueError(f"unknown ControlNet preprocessor {name!r}; pure-image ones: {', '.join(PREPROCESSORS)}")
+PREPROCESSORS: dict[str, Preprocessor] = {name: Preprocessor(function, **dataclasses.asdict(SLIDERS[name]))
+                                         for name, function in _FUNCTIONS.items()}
 
 
 def run_preprocessor(name: str, image: np.ndarray, resolution: int = 512, threshold_a: float | None = None,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from . import preprocessors as pure
 from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers
 from .load import load_controlnet
 from .model import ControlNet
+from .unit_infotext import parse_unit_infotext  # noqa: F401 (torch-free, for `inpaintlab info`)
 
 log = logging.getLogger(__name__)
 
@@ -138,48 +138,6 @@ def unit_infotext(unit: ControlNetUnit, module: str, model: ControlNet, resize_m
         f"Guidance Start: {float(unit.guidance_start)}", f"Guidance End: {float(unit.guidance_end)}",
         f"Pixel Perfect: {bool(unit.pixel_perfect)}", f"Control Mode: {unit.control_mode}",
     ])
-
-
-_FIELD = re.compile(r"\s*([^:,]+):\s*([^,]*)")
-_MODULES = {v: k for k, v in pp.MODULE_NAMES.items()}
-
-
-_RESIZE_ALIASES = {"Inner Fit (Scale to Fit)": "Crop and Resize", "Scale to Fit (Inner Fit)": "Crop and Resize",
-                   "Outer Fit (Shrink to Fit)": "Resize and Fill", "Envelope (Outer Fit)": "Resize and Fill"}
-
-
-def _number(fields: dict[str, str], key: str) -> float | None:
-    if key not in fields or fields[key] in ("", "-1"):
-        return None
-    return float(fields[key])
-
-
-def parse_unit_infotext(text: str) -> dict[str, Any]:
-    """A `ControlNet {i}` value (current or 2023-08..2024-05 format) -> {model (name), model_hash, preprocessor,
-    weight, resize_mode, guidance_start, guidance_end, control_mode, processor_res, threshold_a, threshold_b,
-    pixel_perfect}. Raises ValueError naming a module inpaintlab cannot run (annotator networks)."""
-    fields = {k.strip(): v.strip() for k, v in _FIELD.findall(text)}
-    module = fields.get("Module", "")
-    preprocessor = _MODULES[module] if module in _MODULES else pure.resolve(module)
-    match = re.match(r"^(.*?)\s*\[([0-9a-fA-F]+)\]$", fields.get("Model", ""))
-    model, model_hash = (match.group(1), match.group(2)) if match else (fields.get("Model", ""), None)
-    resize_mode = fields.get("Resize Mode", "Crop and Resize")
-    res = _number(fields, "Processor Res")
-    extra: dict[str, Any] = {}
-    if preprocessor not in _MODULES.values():
-        p = pure.PREPROCESSORS[preprocessor]
-        extra = {"processor_res": int(res) if res is not None and p.resolution and res >= 64 else 512,
-                 "threshold_a": _number(fields, "Threshold A") if p.threshold_a is not None else None,
-                 "threshold_b": _number(fields, "Threshold B") if p.threshold_b is not None else None,
-                 "pixel_perfect": fields.get("Pixel Perfect", "False") == "True"}
-    return {
-        "model": model, "model_hash": model_hash, "preprocessor": preprocessor,
-        "weight": float(fields.get("Weight", 1.0)), **extra,
-        "resize_mode": _RESIZE_ALIASES.get(resize_mode, resize_mode),
-        "guidance_start": float(fields.get("Guidance Start", 0.0)),
-        "guidance_end": float(fields.get("Guidance End", 1.0)),
-        "control_mode": check_control_mode(fields.get("Control Mode", "Balanced")),
-    }
 
 
 def controlnet_path(model: str | Path) -> Path:

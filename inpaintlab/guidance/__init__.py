@@ -11,7 +11,7 @@ lazy_package(__name__, {
     "cfg_rescale": ".cfg_rescale", "cfg_rescale_mean": ".cfg_rescale",
     "combine_cond_only": ".cfg_rules", "pad_conds": ".cfg_rules", "uncond_skip": ".cfg_rules",
     "DynamicThresholding": ".dynamic_thresholding", "interpret_scale": ".dynamic_thresholding",
-    "FreeUSettings": ".freeu", "FreeUStage": ".freeu", "filter_skip": ".freeu", "freeu_concat": ".freeu",
+    "FreeUSettings": ".freeu_settings", "FreeUStage": ".freeu_settings", "filter_skip": ".freeu", "freeu_concat": ".freeu",
     "schedule_ratio": ".freeu",
     "PerturbedAttention": ".pag", "SmoothedEnergy": ".pag", "pag_combine": ".pag", "seg_blur": ".pag",
     "TokenMerging": ".tome", "bipartite_merge": ".tome", "token_merging_ratio": ".tome",

@@ -14,7 +14,7 @@ def _between(low: float, high: float) -> Callable[[Any], str | None]:
 
 
 def _freeu_stages(text: str) -> str | None:
-    from .freeu import FreeUSettings
+    from .freeu_settings import FreeUSettings
 
     if not text:
         return None

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..names import CONTROL_MODES, PREPROCESSORS, PURE_PREPROCESSORS
+from ..controlnet.unit_infotext import LABELS as PURE_LABELS
+from ..controlnet.unit_infotext import SLIDERS as PURE_PREPROCESSORS
+from ..controlnet.unit_infotext import parse_unit_infotext
+from ..names import CONTROL_MODES, PREPROCESSORS
 from ..settings import (ALL, CROSS_CHECKS, IMAGE, INPAINT, Setting, register, register_extra_network,
                         register_infotext_key)
 from ..settings import between as _between
@@ -57,8 +60,6 @@ def _one_blend(s: dict[str, Any]) -> str | None:
 
 def _controlnet_field(field: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
-        from ..controlnet.unit import parse_unit_infotext
-
         return parse_unit_infotext(text)[field]
     return parse
 
@@ -86,7 +87,7 @@ CONTROLNET_ROWS = (
             infotext=_UNIT0, parse=_controlnet_field("model"), check=_controlnet_model),
     Setting("controlnet_preprocessor", str, "inpaint_only", "ControlNet preprocessor (inpaint ones, 'none' with a "
             "ready hint image, or a pure-image one)", infotext=_UNIT0, choices=PREPROCESSORS + tuple(PURE_PREPROCESSORS),
-            aliases={"inpaint": "inpaint_global_harmonious", **{label: n for n, label in PURE_PREPROCESSORS.items()}},
+            aliases={"inpaint": "inpaint_global_harmonious", **PURE_LABELS},
             parse=_controlnet_field("preprocessor")),
     Setting("control_weight", float, 1.0, "ControlNet weight, 0-2", infotext=_UNIT0, check=_between(0, 2),
             parse=_controlnet_field("weight")),
