@@ -28,7 +28,6 @@ from ..result import Result
 from ..samplers import SAMPLER_CONFIGS, DiscreteSchedule, resolve_sampler, sampler_options
 from .. import settings as registry
 from ..settings import validated
-from ..techniques import builtin
 from ..techniques.lora import NetworksMixin
 from .conditioning import ConditioningMixin, conditioning
 from .finish import finish
@@ -58,6 +57,9 @@ def _settings(command: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def run(job: Job, techniques: list[Technique]) -> Result:
     """Run one job through the stages; `techniques`: the caller's, after the built-in ones."""
+    # Here, not at import: each built-in technique imports this package, and may be the first module imported.
+    from ..techniques.builtins import builtin
+
     s = job.settings
     job.sampler, job.schedule_label = resolve_sampler(s["sampler"], s["scheduler"])
     job.sampler_config = SAMPLER_CONFIGS[job.sampler]
