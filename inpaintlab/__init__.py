@@ -10,7 +10,9 @@ from ._lazy import lazy_package
 from ._version import __version__
 from .errors import (CheckpointError, FileError, InfotextError, InpaintlabError, MissingFileError, SettingsError,
                      WriteError)
-from . import settings  # noqa: E402,F401,I001 - the whole registry (every rows module, in order) before anything else
+# The whole registry first (settings imports every rows module, in order), so that a rows module imported on its own
+# cannot be half-imported when the registry loads it, which would change the rows' order.
+from . import settings  # noqa: F401
 
 lazy_package(__name__, {"Pipeline": ".pipeline", "Result": ".pipeline", "Technique": ".pipeline", "load": ".pipeline"})
 

@@ -8,6 +8,7 @@ from ..pipeline.job import Job
 from ..pipeline.technique import Technique
 from .rows import EXTRA_NOISE  # noqa: F401 (its row)
 
+
 class ExtraNoise(Technique):
     name = "extra noise"
     order = 40
