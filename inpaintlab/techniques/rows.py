@@ -19,7 +19,7 @@ from ..settings import between as _between
 
 # --- soft inpainting (techniques/soft.py) -----------------------------------------------------------------------------
 
-# Soft inpainting (A1111's built-in extension): its six sliders, labels and ranges as A1111 writes and limits them.
+# A1111's built-in extension: its switch and six sliders, labels and ranges as A1111 writes and limits them.
 _SOFT = "soft inpainting: "
 SOFT_ROWS = (
     Setting("soft_inpainting", bool, False, "A1111's soft inpainting: unrounded masks, a per-step soft blend and a "
@@ -53,7 +53,6 @@ def _one_blend(s: dict[str, Any]) -> str | None:
     if s.get("soft_inpainting") and s.get("differential_diffusion"):
         return "soft_inpainting and differential_diffusion are two different blends; choose one"
     return None
-
 
 
 # --- ControlNet (sd-webui-controlnet's unit 0; more units from Python with `controlnets=[ControlNetUnit(...)]`) ------
