@@ -90,7 +90,7 @@ def to_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     res_blocks = _count(sd, r"down_blocks\.0\.resnets\.(\d+)\.")
     hint_blocks = _count(sd, r"controlnet_cond_embedding\.blocks\.(\d+)\.")
     if res_blocks < 1:
-        raise ValueError("diffusers ControlNet without down_blocks.0.resnets.*")
+        raise ValueError("diffusers-format ControlNet without down_blocks.0.resnets.*")
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         m = _PARAM.fullmatch(key)

@@ -141,7 +141,7 @@ class ControlInput:
 
 
 class ControlledUNet:
-    """UNet call with ControlNet units: `(x, t, context, y=None, cond_mark=None) -> eps`, a drop-in for the UNet
+    """UNet call with ControlNet units: `(x, t, context, cond_mark=None, y=None) -> eps`, a drop-in for the UNet
     inside `EpsDenoiser` (y: SDXL's ADM vector, handed to the UNet and to every SDXL ControlNet alike).
 
     sampling_steps: the steps the sampler actually runs (A1111: `steps` for txt2img, `t_enc + 1` for img2img).
@@ -190,8 +190,8 @@ class ControlledUNet:
             total = control if total is None else [a + b for a, b in zip(total, control)]
         return total
 
-    def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None = None,
-                 cond_mark: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                 cond_mark: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])
