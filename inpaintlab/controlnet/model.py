@@ -69,8 +69,8 @@ class ControlNetConfig:
                 raise ValueError("diffusers-format ControlNet (controlnet_cond_embedding.*): rename its keys with "
                                  "controlnet.diffusers_layout.to_original first")
             if any(k.startswith("lora_controlnet") for k in sd):
-                raise ValueError("control-LoRA files (lora_controlnet) are not supported; only full SD1.x and SDXL "
-                                 "ControlNets")
+                raise ValueError("control-LoRA weights (lora_controlnet): merge them with the UNet first "
+                                 "(controlnet.control_lora.merge_control_lora)")
             if any(k.startswith("model.diffusion_model.") for k in sd):
                 raise ValueError("this is a Stable Diffusion checkpoint, not a ControlNet (no input_hint_block)")
             raise ValueError(f"not a ControlNet: no {HINT_KEY!r}")

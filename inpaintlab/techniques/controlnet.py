@@ -135,7 +135,7 @@ class ControlNet(Technique):
         dtype = next(pipe.unet.parameters()).dtype
 
         def load(model):
-            loaded = get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels)
+            loaded = get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels, unet=pipe.unet)
             check_family(loaded, pipe.config.family)
             return loaded
 
