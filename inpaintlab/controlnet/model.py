@@ -82,6 +82,11 @@ class ControlNetConfig:
             raise ValueError("ControlNet Union (control_add_embedding / task_embedding) is not supported")
         if not any(k.endswith(".attn2.to_k.weight") for k in sd):
             raise ValueError("ControlNet without attention layers (SDXL 'small' ControlNets) is not supported")
+        for key in sd:
+            if key.endswith(".proj_in.weight") and not any(
+                    k.startswith(key[: -len("proj_in.weight")] + "transformer_blocks.") for k in sd):
+                raise ValueError(f"spatial transformer without blocks at {key[: -len('.proj_in.weight')]!r} (SDXL "
+                                 "'mid' ControlNets) is not supported")
         # The encoder has the UNet's layout and names; UNetConfig reads everything it needs from it except the
         # output conv, which a ControlNet lacks, so a stand-in for that one key is supplied.
         width = sd["input_blocks.0.0.weight"].shape[0] if "input_blocks.0.0.weight" in sd else 0

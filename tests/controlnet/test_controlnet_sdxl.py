@@ -6,6 +6,7 @@ keys and shapes of diffusers' ControlNetModel renamed by our table equal ours.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -178,3 +179,22 @@ def test_full_size_sdxl_keys_match_diffusers_renamed():
     assert inferred.unet == xl and inferred.family == "sdxl" and inferred.num_outputs == 10
     assert tuple(ours["label_emb.0.0.weight"].shape) == (1280, 2816)
     assert tuple(ours["input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight"].shape) == (1280, 2048)
+
+
+def test_other_sdxl_kinds_are_refused_by_name():
+    with torch.device("meta"):
+        sd = ControlNet(ControlNetConfig(unet=TINY_XL)).state_dict()
+    cases = [
+        ({k: v for k, v in sd.items() if not re.match(r"(input_blocks\.\d+|middle_block)\.1\.", k)},
+         "without attention layers \\(SDXL 'small'"),
+        ({k: v for k, v in sd.items() if not k.startswith("input_blocks.4.1.transformer_blocks.")},
+         "spatial transformer without blocks at 'input_blocks.4.1' \\(SDXL 'mid'"),
+        ({**sd, "task_embedding": torch.zeros(8, 320)}, "ControlNet Union"),
+        ({**sd, "difference": torch.zeros(1)}, "'diff' ControlNets"),
+    ]
+    for state, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ControlNetConfig.from_state_dict(state)
+    with pytest.raises(ValueError, match="unexpected key 'down_blocks.0.wobble' for a diffusers-format ControlNet"):
+        to_original({"controlnet_cond_embedding.conv_in.weight": torch.zeros(1),
+                     "down_blocks.0.resnets.0.norm1.weight": torch.zeros(1), "down_blocks.0.wobble.weight": torch.zeros(1)})
