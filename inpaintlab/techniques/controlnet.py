@@ -9,9 +9,9 @@ from typing import Any, Callable
 from PIL import Image
 
 from ..checkpoint import FAMILY_LABELS
-from ..errors import SettingsError
 from ..controlnet.inject import ControlledUNet
 from ..controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
+from ..errors import SettingsError
 from ..pipeline.job import Job
 from ..pipeline.latents import posterior_generator
 from ..pipeline.technique import Technique
