@@ -104,7 +104,7 @@ def test_colorfix_eps_float64(sharpness, weight):
     w = min(weight, 1.0)
     ref = e * w + e64 * (1 - w)
     err = np.abs(got.double().numpy() - ref).max()
-    assert err < 2e-5, err  # float32 schedule buffers and sums against float64
+    assert err < 5e-6, err  # float32 schedule buffers and sums against float64 (measured 3e-7..6e-7)
     assert np.abs(ref - e64).max() > 0.1  # the correction is not a no-op here
 
 
