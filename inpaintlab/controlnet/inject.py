@@ -2,7 +2,8 @@
 
 `ControlledUNet` takes the UNet's place inside `EpsDenoiser`: per call it runs each active unit's ControlNet on the
 UNet input, scales its residuals by weight and control mode, sums the units and hands the sum to the UNet; for
-`inpaint_only` units it then replaces the x0 implied by the UNet output outside the mask by the hint's latent. It sits
+`tile_colorfix` units it then pulls the low frequencies of the implied x0 towards the hint's latent, and for
+`inpaint_only` units it replaces the implied x0 outside the mask by the hint's latent. It sits
 below CFG, the per-step blend and soft inpainting, so those layers compose with it unchanged; CFG tells it which rows
 are cond (`cond_mark`), and the sampler callback tells it the step (`step_callback`).
 """
