@@ -18,7 +18,7 @@ from inpaintlab.scripts import (ScriptError, ScriptMasks, matched_noise, outpain
                                 poor_mans_outpainting)
 from inpaintlab.upscalers.tiling import combine_grid
 
-FAST = dict(steps=2, cfg_scale=5.0, sampler="Euler")
+FAST = dict(steps=1, cfg_scale=5.0, sampler="Euler")
 
 
 @pytest.fixture(scope="module")
@@ -173,13 +173,13 @@ def test_cli_outpainting(pipe, tiny_checkpoint, tmp_path, capsys):
 
     picture(96, 64, 7).save(tmp_path / "in.png")
     assert main(["img2img", "--model", str(tiny_checkpoint), "--image", str(tmp_path / "in.png"), "--prompt", "sky",
-                 "--steps", "2", "--sampler", "Euler", "--seed", "3", "--device", "cpu", "--no-progress",
+                 "--steps", "1", "--sampler", "Euler", "--seed", "3", "--device", "cpu", "--no-progress",
                  "--script", "Poor man's outpainting", "--pixels", "16", "--mask-blur", "2", "--direction", "left",
                  "--masked-content", "latent nothing", "--width", "64", "--height", "64",
                  "--out", str(tmp_path / "out")]) == 0
     (png,) = (tmp_path / "out").glob("0*.png")
     direct = poor_mans_outpainting(pipe, picture(96, 64, 7), "sky", pixels=16, mask_blur=2, direction="left",
-                                   inpainting_fill="latent nothing", width=64, height=64, seed=3, steps=2,
+                                   inpainting_fill="latent nothing", width=64, height=64, seed=3, steps=1,
                                    sampler="Euler")
     assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), np.asarray(direct.images[0]))
     assert Image.open(png).text["parameters"] == direct.infotext
