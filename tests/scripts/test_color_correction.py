@@ -140,3 +140,18 @@ def test_pipeline_color_correction_before_the_overlay(pipe):
     other = Image.fromarray(picture(16, 16, 8, 0, 90))
     own = pipe.img2img(image, "a cat", seed=4, techniques=[ColorCorrection(other)], **FAST)
     assert np.array_equal(np.asarray(own.images[0]), ref_correct(np.asarray(other), np.asarray(raw.images[0])))
+
+
+def test_loopback_corrects_towards_the_original(pipe):
+    from inpaintlab.scripts import loopback
+
+    image = Image.fromarray(picture(32, 32, 9))
+    res = loopback(pipe, image, "a tree", loops=2, final_denoising_strength=0.4, denoising_strength=0.6, seed=7,
+                   color_correction=True, **FAST)
+    raw0 = pipe.img2img(image, "a tree", denoising_strength=0.6, seed=7, **FAST)
+    loop0 = ref_correct(np.asarray(image), np.asarray(raw0.images[0]))
+    raw1 = pipe.img2img(Image.fromarray(loop0), "a tree", denoising_strength=0.4, seed=8, **FAST)
+    loop1 = ref_correct(np.asarray(image), np.asarray(raw1.images[0]))     # the original's colours, not loop 0's
+    assert np.array_equal(np.asarray(res.images[0]), loop0)
+    assert np.array_equal(np.asarray(res.images[1]), loop1)
+    assert not np.array_equal(loop1, ref_correct(loop0, np.asarray(raw1.images[0])))
