@@ -25,8 +25,8 @@ from ..infotext import FIXED_KEYS, _PAIR, format_value
 from ..result import Result
 from ..upscalers import Tiling, UpscalerModel, upscale
 from ..upscalers.tiling import _crop, combine_grid, grid_positions
+from .rows import CURVES
 
-CURVES = ("Aggressive", "Linear", "Lazy")
 
 
 class ScriptError(InpaintlabError):

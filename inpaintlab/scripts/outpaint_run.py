@@ -28,8 +28,7 @@ from ..result import Result
 from ..upscalers.tiling import combine_grid, grid_positions
 from .img2img import ScriptError, _fixed_seed
 from .outpainting import DIRECTIONS, expansion, matched_noise
-
-FILL_CHOICES = ("fill", "original", "latent_noise", "latent_nothing")  # A1111's "Masked content" radio, by index
+from .rows import FILL_CHOICES
 
 
 class ScriptMasks(Technique):
