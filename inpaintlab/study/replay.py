@@ -23,7 +23,7 @@ from PIL import Image
 from .. import settings as registry
 from ..files import prepare_out_dir
 from ..grid import make_grid
-from ..infotext import parse_infotext, read_png_infotext, read_settings, save_png
+from ..infotext import parse_infotext, read_png_infotext, read_settings, replay_noise, save_png
 from .models import ModelDir
 from .xyz import CHECKPOINT, VAE, Axis, XYZError, cells, grid_axes
 
@@ -94,7 +94,10 @@ def replay_grid(pipe, png: str | Path, out: str | Path, image: Image.Image | Non
     command = "txt2img" if image is None else ("inpaint" if mask is not None else "img2img")
     names = set(registry.for_command(command)) | {"prompt", "negative_prompt"}
     _check_axes(axes, fields, names, command)
-    stored, _ = read_settings(fields)
+    stored, origin = read_settings(fields)
+    stored, note = replay_noise(stored, origin)  # A1111's default "GPU" noise without CUDA: NV, said in one line
+    if note:
+        log.warning("%s", note)
     base = {k: v for k, v in stored.items() if k in names}
     cell_list = cells(base, axes)
     files = _resolve_models(axes, models, loader)
