@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--model", help="with --from-png: the checkpoint")
     sweep.add_argument("--models-dir", help="with --from-png: folder where the grid's checkpoint and VAE names (its "
                                             "Model, Checkpoint name / VAE axes) are looked up (A1111's models/ works)")
+    sweep.add_argument("--vary-seeds", metavar="XYZ", help="with --from-png: the axes A1111's \"Vary seeds for X/Y/Z\" "
+                                                           "was ticked for (not recorded in the grid), e.g. XY")
     sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
     sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
     sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")

@@ -41,6 +41,6 @@ def replay_grid_command(args) -> int:
 
     pipe = _load(base, None, options) if args.model else None
     for path in replay_grid(pipe, args.from_png, args.out, image, mask, progress=not args.no_progress, models=models,
-                            loader=loader):
+                            loader=loader, vary_seeds=args.vary_seeds or ""):
         print(f"wrote {path}")
     return 0

@@ -4,8 +4,8 @@ The grid's infotext is that of its first cell plus `Script: X/Y/Z plot` and the 
 base settings are read from it as `--from-png` reads any infotext; every cell applies its x, y and z values to them
 in that order and runs (txt2img, or img2img / inpaint when an init image, and a mask, are given: A1111's PNG does not
 hold them). Each cell is saved with its own infotext, and one labelled grid per z value with the first cell's
-infotext and the grid keys, so A1111's PNG Info (and this command) reads it back. "Vary seeds" offsets cannot be
-recovered from a grid and are not applied.
+infotext and the grid keys, so A1111's PNG Info (and this command) reads it back. "Vary seeds" is not recorded in a
+grid: the caller names the axes it was ticked for (`vary_seeds`).
 
 "Checkpoint name" and "VAE" axes need a `ModelDir` (the folder the names are looked up in) and a `loader`
 (checkpoint path or None for the base model, VAE path or None) -> pipeline; every name is resolved before the first
@@ -25,6 +25,7 @@ from ..files import prepare_out_dir
 from ..grid import make_grid
 from ..infotext import parse_infotext, read_png_infotext, read_settings, replay_noise, save_png
 from .models import ModelDir
+from . import xyz
 from .xyz import CHECKPOINT, VAE, Axis, XYZError, cells, grid_axes
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,11 @@ def _resolve_models(axes: list[tuple[str, Axis]], models: ModelDir | None,
 
 def replay_grid(pipe, png: str | Path, out: str | Path, image: Image.Image | None = None,
                 mask: Image.Image | None = None, progress: bool = False, *, models: ModelDir | None = None,
-                loader: Loader | None = None) -> list[Path]:
+                loader: Loader | None = None, vary_seeds: str = "") -> list[Path]:
     """Run every cell of the grid in `png` with `pipe` (cells of other checkpoints / VAEs with `loader`'s
     pipelines, their names looked up in `models`; `pipe` None: `loader(None, None)` gives the base model); returns
-    the written cell and grid paths."""
+    the written cell and grid paths. `vary_seeds`: the letters of the axes A1111's "Vary seeds for X/Y/Z" was
+    ticked for (the grid does not record it)."""
     text = read_png_infotext(png)
     fields = parse_infotext(text)
     axes = grid_axes(fields)
@@ -100,6 +102,8 @@ def replay_grid(pipe, png: str | Path, out: str | Path, image: Image.Image | Non
         log.warning("%s", note)
     base = {k: v for k, v in stored.items() if k in names}
     cell_list = cells(base, axes)
+    if vary_seeds:
+        cell_list = xyz.vary_seeds(cell_list, axes, vary_seeds)
     files = _resolve_models(axes, models, loader)
 
     def model_key(settings: dict[str, Any]) -> tuple[Path | None, Path | None]:

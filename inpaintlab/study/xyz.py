@@ -241,6 +241,28 @@ def cells(base: Mapping[str, Any], axes: list[tuple[str, Axis]]) -> list[tuple[t
     return sorted(out, key=lambda c: c[0][::-1])
 
 
+def vary_seeds(cell_list: list[tuple[tuple[int, ...], dict[str, Any]]], axes: list[tuple[str, Axis]],
+               letters: str) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+    """A1111's "Vary seeds for X/Y/Z" on the cells of `cells` (not recorded in a grid's infotext, so the caller says
+    which `letters` were ticked): `seed += ix`, `+= iy · xdim`, `+= iz · xdim · ydim`, with `xdim` = the number of X
+    values if X varies, else 1 (likewise `ydim`)."""
+    letters = letters.upper()
+    bad = set(letters) - set("XYZ")
+    if bad:
+        raise XYZError(f"vary seeds: {''.join(sorted(bad))!r} is not an axis letter (X, Y, Z)")
+    sizes = {letter: len(axis.values) for letter, axis in axes}
+    order = [letter for letter, _ in axes]
+    xdim = sizes.get("X", 1) if "X" in letters else 1
+    ydim = sizes.get("Y", 1) if "Y" in letters else 1
+    steps = {"X": 1, "Y": xdim, "Z": xdim * ydim}
+    out = []
+    for index, settings in cell_list:
+        pos = dict(zip(order, index))
+        offset = sum(pos.get(letter, 0) * steps[letter] for letter in "XYZ" if letter in letters)
+        out.append((index, {**settings, "seed": settings["seed"] + offset} if offset else settings))
+    return out
+
+
 def _format_values(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 

@@ -13,7 +13,7 @@ from inpaintlab.checkpoint.read import file_sha256, legacy_model_hash
 from inpaintlab.errors import FileError
 from inpaintlab.study.models import ModelDir
 from inpaintlab.study.xyz import (AXIS_TYPES, CHECKPOINT, REFUSED_AXES, SETTING_TO_LABEL, VAE, XYZError, apply_value,
-                                  cells, grid_axes, grid_infotext, reorder_prompt)
+                                  cells, grid_axes, grid_infotext, reorder_prompt, vary_seeds)
 
 # A1111 v1.10.1 xyz_grid labels -> the setting they set (spec §4.5)
 MAPPED = {"Hires steps": "hr_second_pass_steps", "Hires sampler": "hr_sampler", "Hires upscaler": "hr_upscaler",
@@ -121,3 +121,29 @@ def test_model_dir_resolves_a1111_names(models, caplog):
         d.vae("other.pt")
     with pytest.raises(FileError, match="models folder not found"):
         ModelDir(root / "missing")
+
+
+def test_vary_seeds_offsets_as_a1111():
+    axes = grid_axes(_grid(**{"X Type": "CFG Scale", "X Values": "3, 5, 7", "Y Type": "Steps", "Y Values": "2, 4",
+                              "Z Type": "Eta", "Z Values": "0, 1"}))
+    base = cells({"seed": 100}, axes)
+    for letters in ("X", "Y", "Z", "XY", "XZ", "YZ", "xyz"):
+        xdim = 3 if "x" in letters.lower() else 1
+        ydim = 2 if "y" in letters.lower() else 1
+        for (index, s), (_, plain) in zip(vary_seeds(base, axes, letters), base):
+            ix, iy, iz = index
+            want = 100 + ("x" in letters.lower()) * ix + ("y" in letters.lower()) * iy * xdim \
+                + ("z" in letters.lower()) * iz * xdim * ydim
+            assert s["seed"] == want and {**s, "seed": 100} == plain
+    with pytest.raises(XYZError, match="'W' is not an axis letter"):
+        vary_seeds(base, axes, "XW")
+
+
+def test_seed_minus_one_without_fixed_values_is_named(caplog):
+    from inpaintlab.study.replay import _check_axes
+
+    fields = _grid(**{"X Type": "Seed", "X Values": "-1, 5", "Y Type": "Initial noise multiplier", "Y Values": "1"})
+    with caplog.at_level(logging.WARNING):
+        _check_axes(grid_axes(fields), fields, {"seed"}, "txt2img")
+    assert "X Values '-1, 5': -1 without Fixed X Values" in caplog.text
+    assert "Y Type 'Initial noise multiplier': initial_noise_multiplier does not apply to txt2img" in caplog.text
