@@ -56,14 +56,15 @@ class FreeU(CallCounter):
 
 class TokenMerging(Technique):
     """A1111's token merging (tomesd 0.1.3 semantics, A1111's arguments): `ratio` in the job's (first) pass,
-    `ratio_hr` in the hires fix's second pass (A1111's `get_token_merging_ratio(for_hr=True)`: the hr option, else the
-    base ratio); `write_hr`: the job runs a hires pass, so `Token merging ratio hr` is written when `ratio_hr` ≠ 0."""
+    `ratio_hr` in the hires fix's second pass (0: `ratio`, as A1111's `get_token_merging_ratio(for_hr=True)` falls
+    back); `write_hr`: the job runs a hires pass, so `Token merging ratio hr` is written when that ratio is not 0."""
 
     name = "token merging"
     order = 35
 
     def __init__(self, ratio: float, ratio_hr: float = 0.0, write_hr: bool = False):
-        self.ratio, self.ratio_hr, self.write_hr = float(ratio), float(ratio_hr), write_hr
+        self.ratio, self.write_hr = float(ratio), write_hr
+        self.ratio_hr = float(ratio_hr) or self.ratio
 
     @classmethod
     def for_job(cls, job: Any) -> "TokenMerging | None":
