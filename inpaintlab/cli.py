@@ -109,7 +109,7 @@ def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
 
 
 def _replay_grid(args) -> int:
-    from .study.grid_command import replay_grid_command
+    from .study.replay import replay_grid_command
 
     return replay_grid_command(args)
 
