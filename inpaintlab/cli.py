@@ -195,15 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
     sweep.add_argument("spec", nargs="?", help="sweep spec file (.json or .toml); see examples/")
-    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
-    sweep.add_argument("--model", help="with --from-png: the checkpoint")
-    sweep.add_argument("--models-dir", help="with --from-png: folder where the grid's checkpoint and VAE names (its "
-                                            "Model, Checkpoint name / VAE axes) are looked up (A1111's models/ works)")
-    sweep.add_argument("--vary-seeds", metavar="XYZ", help="with --from-png: the axes A1111's \"Vary seeds for X/Y/Z\" "
-                                                           "was ticked for (not recorded in the grid), e.g. XY")
-    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
-    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
-    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
+    from .study.replay import add_grid_arguments
+
+    add_grid_arguments(sweep)
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -186,3 +186,16 @@ def replay_grid_command(args) -> int:
                             loader=loader, vary_seeds=args.vary_seeds or ""):
         print(f"wrote {path}")
     return 0
+
+
+def add_grid_arguments(sweep) -> None:
+    """The `sweep` subcommand's --from-png options."""
+    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
+    sweep.add_argument("--model", help="with --from-png: the checkpoint")
+    sweep.add_argument("--models-dir", help="with --from-png: folder where the grid's checkpoint and VAE names (its "
+                                            "Model, Checkpoint name / VAE axes) are looked up (A1111's models/ works)")
+    sweep.add_argument("--vary-seeds", metavar="XYZ", help="with --from-png: the axes A1111's \"Vary seeds for X/Y/Z\" "
+                                                           "was ticked for (not recorded in the grid), e.g. XY")
+    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
+    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
+    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
