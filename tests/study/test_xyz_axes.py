@@ -1,12 +1,14 @@
 """The X/Y/Z axis types added for grid replay: each A1111 label mapped to its setting (or its special action), A1111's
 "Prompt order" permutation rule, the axes inpaintlab refuses (named, with the reason), the seed axes with fixed
-values, and A1111's checkpoint / VAE name lookup (`ModelDir`) on two tiny SD1 checkpoints and a tiny VAE."""
+values, and A1111's checkpoint / VAE name lookup (`ModelDir`) on checkpoint- and VAE-named files (test_grid_models.py
+loads real tiny ones)."""
 from __future__ import annotations
 
 import itertools
 import logging
 import re
 
+import numpy as np
 import pytest
 
 from inpaintlab.checkpoint.read import file_sha256, legacy_model_hash
@@ -91,15 +93,16 @@ def test_checkpoint_and_vae_axes_set_cell_keys():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from inpaintlab.tiny import make_tiny_checkpoint, make_tiny_vae_file
-
+    # ModelDir only lists and hashes files: distinct random bytes past 1 MiB + 64 KiB (the legacy hash's window) do
     root = tmp_path_factory.mktemp("models")
-    for folder in ("Stable-diffusion/sd15", "VAE"):
-        (root / folder).mkdir(parents=True)
-    a = make_tiny_checkpoint(root / "Stable-diffusion" / "sd15" / "tiny-a.safetensors", seed=0)
-    b = make_tiny_checkpoint(root / "Stable-diffusion" / "tiny-b.safetensors", seed=1)
-    v = make_tiny_vae_file(root / "VAE" / "Tiny-VAE.safetensors", seed=2)
-    return root, a, b, v
+    paths = []
+    for i, rel in enumerate(("Stable-diffusion/sd15/tiny-a.safetensors", "Stable-diffusion/tiny-b.safetensors",
+                             "VAE/Tiny-VAE.safetensors")):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(np.random.default_rng(i).bytes(0x110000))
+        paths.append(path)
+    return (root, *paths)
 
 
 def test_model_dir_resolves_a1111_names(models, caplog):
