@@ -135,8 +135,8 @@ def controlnet_unit(unit: ADetailerUnit, controlnets: Mapping[str, Any] | None =
     if model is None:
         path = controlnet_path(file_name(name))
         if not path.is_file():
-            raise TechniqueError(f"ADetailer ControlNet model {name!r}: file not found at {path}; put it there or "
-                                 "pass ADetailer(controlnets={name: file or ControlNet})")
+            raise TechniqueError(f"ADetailer ControlNet model {name!r}: file not found at {path} (a name is looked "
+                                 "up in the working directory; give the file's path)")
         model = path
     module = unit.controlnet_module or "none"  # a model of no known kind: the pass's image is the hint
     if module == "inpaint_only+lama":
@@ -188,8 +188,8 @@ def _find(kind: str, name: str, given: Mapping[str, Any] | None) -> Any:
         return given[name]
     path = Path(file_name(name))
     if not path.is_file():
-        raise TechniqueError(f"ADetailer {kind} {name!r}: file not found at {path}; put it there or pass "
-                             f"ADetailer({kind}s={{name: file}})")
+        raise TechniqueError(f"ADetailer {kind} {name!r}: file not found at {path} (a name is looked up in the "
+                             "working directory; give the file's path)")
     return path
 
 
@@ -213,18 +213,18 @@ def pass_pipeline(pipe: Any, unit: ADetailerUnit, cache: dict, *, checkpoints: M
         if isinstance(found, (str, Path)):
             from ..pipeline.load import load
 
-            vae_file = None if vae is None or own_vae else _find("vae", vae, vaes)
+            vae_file = None if vae is None or own_vae else _find("VAE", vae, vaes)
             out = load(found, vae=vae_file if isinstance(vae_file, (str, Path)) else None, device=pipe.device,
                        dtype=dtype, kernels=kernels, lora_dir=pipe.lora_dir)
             if vae_file is not None and not isinstance(vae_file, (str, Path)):
                 out = _with_vae(out, vae_file, vae)
         else:
-            out = found if vae is None or own_vae else _with_vae(found, _find("vae", vae, vaes), vae)
+            out = found if vae is None or own_vae else _with_vae(found, _find("VAE", vae, vaes), vae)
     elif own_vae:
         raise TechniqueError(f"ADetailer VAE {vae!r} (the checkpoint's own) with a main job on a separate VAE: "
                              "name the checkpoint too (ad_use_checkpoint / ad_checkpoint)")
     else:
-        out = _with_vae(pipe, _find("vae", vae, vaes), vae)
+        out = _with_vae(pipe, _find("VAE", vae, vaes), vae)
     cache[key] = out
     return out
 

@@ -12,7 +12,8 @@ from inpaintlab.adetailer.passes import controlnet_label, controlnet_unit
 from inpaintlab.checkpoint import legacy_model_hash
 from inpaintlab.controlnet import ControlNetUnit
 from inpaintlab.detect.tiny import make_tiny_detector
-from inpaintlab.infotext import parse_infotext, settings_from_infotext
+from inpaintlab.cli import main
+from inpaintlab.infotext import parse_infotext, read_png_infotext, settings_from_infotext
 from inpaintlab.pipeline import TechniqueError
 from inpaintlab.tiny import make_tiny_controlnet
 
@@ -116,6 +117,23 @@ def test_keys_as_adetailer_writes_them_and_replay(pipe, files, monkeypatch):
     assert again.infotext == result.infotext
     plain_tab = pipe.txt2img("a man", **BASE, **{**tab, "ad_controlnet_model": "None"})
     assert not np.array_equal(np.asarray(plain_tab.images[0]), np.asarray(result.images[0]))
+
+
+def test_from_png_finds_the_controlnet_by_name(files, tiny_checkpoint, monkeypatch, tmp_path):
+    monkeypatch.chdir(files["folder"])
+    common = ["--model", str(tiny_checkpoint), "--kernels", "torch", "--no-progress"]
+    assert main(["txt2img", *common, "--prompt", "a man", "--steps", "2", "--sampler", "Euler", "--width", "64",
+                 "--height", "64", "--seed", "5", "--ad-model", files["detector"].name, "--ad-confidence", "0.05",
+                 "--ad-mask-k", "1", "--ad-controlnet-model", str(files["tile"]), "--ad-controlnet-guidance-start",
+                 "0.5", "--out", str(tmp_path / "first")]) == 0
+    text = read_png_infotext(tmp_path / "first" / "00000-5.png")
+    assert f"ADetailer ControlNet model: control_tiny_tile [{legacy_model_hash(files['tile'])}], " \
+           "ADetailer ControlNet guidance start: 0.5, ADetailer version: 25.3.0" in text
+    assert main(["txt2img", *common, "--from-png", str(tmp_path / "first" / "00000-5.png"), "--strict",
+                 "--out", str(tmp_path / "again")]) == 0
+    a = np.asarray(Image.open(tmp_path / "first" / "00000-5.png").convert("RGB"))
+    b = np.asarray(Image.open(tmp_path / "again" / "00000-5.png").convert("RGB"))
+    assert np.array_equal(a, b) and read_png_infotext(tmp_path / "again" / "00000-5.png") == text
 
 
 def test_setup_refuses_before_any_work(pipe, files):
