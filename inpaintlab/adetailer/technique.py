@@ -4,7 +4,10 @@ Follows Bing-su/adetailer 25.3.0 (``AfterDetailerScript``): per output image and
 image, run the mask pipeline (`masks.pred_preprocessing`), then, sequentially per mask, a full A1111 img2img inpaint
 of the current image: masked content "original", "Only masked" with padding 32, mask blur 4, denoising 0.4, seed
 ``image seed + mask index``, the tab's prompt (``[SEP]`` parts per mask, ``[PROMPT]`` = the image's prompt) and its
-separate steps / CFG / sampler / size when ticked. Every other setting comes from the main job.
+separate steps / CFG / sampler / size / noise multiplier / CLIP skip / checkpoint / VAE / ControlNet model when
+set (`passes`). Every other setting comes from the main job. An inpaint job with an all-black mask turns ADetailer
+off (no keys); with "Only masked", detections outside the job's mask are dropped. Not reproduced: MediaPipe
+detectors and "restore face" (both refused with a one-line error).
 """
 from __future__ import annotations
 
