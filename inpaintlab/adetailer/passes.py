@@ -153,10 +153,14 @@ def controlnet_unit(unit: ADetailerUnit, controlnets: Mapping[str, Any] | None =
 def controlnet_label(value: str) -> str:
     """``ADetailer ControlNet model`` as ADetailer writes it: sd-webui-controlnet's list name ``stem [hash8]``
     (A1111's legacy hash) for a file path; a name (already ``name [hash]``, None, Passthrough) unchanged."""
-    path = Path(str(value))
-    if value in ("None", "Passthrough") or _HASH.match(str(value)) or not path.is_file():
+    if value in ("None", "Passthrough") or _HASH.match(str(value)):
         return str(value)
     from ..checkpoint import legacy_model_hash
+    from ..controlnet.unit import controlnet_path
+
+    path = controlnet_path(str(value))  # a path, or a bare name of a file in the working directory
+    if not path.is_file():
+        return str(value)
 
     return f"{path.stem} [{legacy_model_hash(path)}]"
 

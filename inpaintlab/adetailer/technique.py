@@ -273,7 +273,8 @@ class ADetailer(Technique):
         size = (job.width or None, job.height or None) if getattr(job, "width", 0) else None
         only_masked = job.kind == "inpaint" and settings.get("inpaint_area") == "only_masked"
         user_mask = self._main_mask(job, (job.width, job.height)) if only_masked and size else None
-        seg_on = seg_active(getattr(job, "step", 0), int(settings.get("seg_start", 0)),
+        # SEG's hooks keep the on/off state of the main job's last denoiser call, made at step sampling_steps - 1
+        seg_on = seg_active(max(getattr(job, "sampling_steps", 0) - 1, 0), int(settings.get("seg_start", 0)),
                             int(settings.get("seg_end", 150)), float(settings.get("seg_blur_sigma", 0.0) or 0.0))
         forwarded = pass_techniques(list(getattr(job, "outside", []) or []), self.pass_technique_names)
         for i, image in enumerate(result.images):
