@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 import inpaintlab
 from inpaintlab.adetailer import ADetailer, ADetailerUnit, Prediction, detail_image, pass_settings
-from inpaintlab.adetailer.passes import dynamic_denoise_strength, matched_size
+from inpaintlab.adetailer.passes import dynamic_denoise_strength, matched_size, pass_pipeline, pass_techniques
 from inpaintlab.checkpoint import short_hash
 from inpaintlab.infotext import parse_infotext
 from inpaintlab.pipeline import Technique
@@ -51,7 +51,7 @@ def _one_pass(pipe, unit, image, face):
 
 def test_separate_checkpoint_and_vae_for_the_passes_only(pipe, files, tiny_checkpoint, monkeypatch):
     image, face = _picture(), _box((96, 80), (30, 20, 49, 41))
-    before = pipe.inpaint(image, face, "x", **ARGS).images[0]
+    vae, config = pipe.vae, pipe.config
     monkeypatch.chdir(files["folder"])
     title = f"tiny-other.safetensors [{short_hash(files['checkpoint'])}]"  # A1111's checkpoint title, read by name
     out, mask = _one_pass(pipe, ADetailerUnit("face", ad_use_checkpoint=True, ad_checkpoint=title,
@@ -62,11 +62,8 @@ def test_separate_checkpoint_and_vae_for_the_passes_only(pipe, files, tiny_check
                                               ad_inpaint_only_masked_padding=8), image, face)
     with_vae = inpaintlab.load(tiny_checkpoint, vae=files["vae"], kernels="torch")
     assert np.array_equal(np.asarray(out), np.asarray(with_vae.inpaint(image, mask, "a face", **ARGS).images[0]))
-    own, _ = _one_pass(pipe, ADetailerUnit("face", ad_use_vae=True, ad_vae="None", ad_inpaint_only_masked_padding=8),
-                       image, face)
-    assert not np.array_equal(np.asarray(own), np.asarray(out))
-    # the main pipeline is untouched
-    assert np.array_equal(np.asarray(pipe.inpaint(image, face, "x", **ARGS).images[0]), np.asarray(before))
+    assert pass_pipeline(pipe, ADetailerUnit(ad_use_vae=True, ad_vae="None"), {}) is pipe  # the checkpoint's own
+    assert pipe.vae is vae and pipe.config == config  # the main pipeline is untouched
     job = types.SimpleNamespace(kind="txt2img", mask=None, settings={}, extra={})
     ADetailer(ADetailerUnit(ad_use_checkpoint=True, ad_checkpoint=str(files["checkpoint"]), ad_use_vae=True,
                             ad_vae=str(files["vae"]))).setup(job)
@@ -203,11 +200,10 @@ def test_callers_techniques_in_the_passes(pipe):
     face = _box((64, 64), (20, 20, 30, 30))
     dt, freeu, own = Marker("dynamic thresholding"), Marker("FreeU"), Marker("my technique")
     technique = ADetailer(ADetailerUnit("face"), detectors={"face": lambda im: [face]})
-    pipe.txt2img("a man", steps=1, sampler="Euler", width=64, height=64, seed=2, techniques=[technique, dt, freeu, own])
-    assert dt.kinds == ["txt2img", "inpaint"] and freeu.kinds == own.kinds == ["txt2img"]
-    own2 = Marker("my technique")
-    technique = ADetailer(ADetailerUnit("face"), detectors={"face": lambda im: [face]},
-                          pass_techniques=("my technique",))
     result = pipe.txt2img("a man", steps=1, sampler="Euler", width=64, height=64, seed=2,
-                          techniques=[technique, own2])
-    assert own2.kinds == ["txt2img", "inpaint"] and "ADetailer model" in parse_infotext(result.infotext)
+                          techniques=[technique, dt, freeu, own])
+    assert dt.kinds == ["txt2img", "inpaint"] and freeu.kinds == own.kinds == ["txt2img"]
+    assert "ADetailer model" in parse_infotext(result.infotext)
+    soft, other = Marker("soft inpainting"), Marker("other")
+    assert pass_techniques([technique, dt, soft, freeu, own, other]) == [dt, soft]
+    assert pass_techniques([technique, dt, own, other], ("my technique",)) == [own]  # never ADetailer itself
