@@ -75,12 +75,15 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                             help=registry.cli_help(setting))
 
 
+SCRIPTS = ("SD upscale", "Loopback", "Poor man's outpainting", "Outpainting mk2")
+
+
 def _add_script_args(parser: argparse.ArgumentParser) -> None:
     """A1111's img2img scripts that run through img2img (inpaintlab.scripts), by their UI names."""
-    from .names import CURVES
+    from .scripts.rows import CURVES
 
     g = parser.add_argument_group("img2img scripts")
-    g.add_argument("--script", choices=("SD upscale", "Loopback"), help="run an A1111 img2img script")
+    g.add_argument("--script", choices=SCRIPTS, help="run an A1111 img2img script")
     g.add_argument("--tile-overlap", type=int, default=64, help="SD upscale: Tile overlap (default: 64)")
     g.add_argument("--scale-factor", type=float, default=2.0, help="SD upscale: Scale Factor (default: 2)")
     g.add_argument("--upscaler", default="None",
@@ -92,11 +95,33 @@ def _add_script_args(parser: argparse.ArgumentParser) -> None:
                    help="Loopback: Final denoising strength (default: 0.5)")
     g.add_argument("--denoising-curve", choices=CURVES, default="Linear",
                    help="Loopback: Denoising strength curve (default: Linear)")
+    g.add_argument("--pixels", type=int, default=128, help="outpainting: Pixels to expand (default: 128)")
+    g.add_argument("--mask-blur", type=int, default=None,
+                   help="outpainting: Mask blur (default: 4 for Poor man's outpainting, 8 for Outpainting mk2)")
+    g.add_argument("--masked-content", default="fill",
+                   help="Poor man's outpainting: Masked content, fill/original/latent noise/latent nothing "
+                        "(default: fill)")
+    g.add_argument("--direction", default="left,right,up,down",
+                   help="outpainting: Outpainting direction, comma-separated (default: left,right,up,down)")
+    g.add_argument("--noise-q", type=float, default=1.0,
+                   help="Outpainting mk2: Fall-off exponent (lower=higher detail) (default: 1)")
+    g.add_argument("--color-variation", type=float, default=0.05,
+                   help="Outpainting mk2: Color variation (default: 0.05)")
 
 
 def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
     from . import scripts
 
+    if args.script == "Poor man's outpainting":
+        return scripts.poor_mans_outpainting(pipe, image, prompt, negative, pixels=args.pixels,
+                                             mask_blur=4 if args.mask_blur is None else args.mask_blur,
+                                             inpainting_fill=args.masked_content, direction=args.direction,
+                                             **settings)
+    if args.script == "Outpainting mk2":
+        return scripts.outpainting_mk2(pipe, image, prompt, negative, pixels=args.pixels,
+                                       mask_blur=8 if args.mask_blur is None else args.mask_blur,
+                                       direction=args.direction, noise_q=args.noise_q,
+                                       color_variation=args.color_variation, **settings)
     if args.script == "Loopback":
         return scripts.loopback(pipe, image, prompt, negative, loops=args.loops,
                                 final_denoising_strength=args.final_denoising_strength,
@@ -109,23 +134,9 @@ def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
 
 
 def _replay_grid(args) -> int:
-    from .study.replay import replay_grid
+    from .study.replay import replay_grid_command
 
-    if not args.model:
-        raise CommandError("sweep --from-png needs --model")
-    if args.mask and not args.image:
-        raise CommandError("--mask needs --image")
-    image = open_image(args.image) if args.image else None
-    mask = open_image(args.mask) if args.mask else None
-    from .frontend import _load
-
-    options = _model_options(argparse.Namespace(device=args.device, kernels="auto", model=args.model, vae=None,
-                                                embeddings_dir=None, lora_dir=None, dtype="float32",
-                                                allow_pickle=False))
-    pipe = _load(args.model, None, options)
-    for path in replay_grid(pipe, args.from_png, args.out, image, mask, progress=not args.no_progress):
-        print(f"wrote {path}")
-    return 0
+    return replay_grid_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,11 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
     sweep.add_argument("spec", nargs="?", help="sweep spec file (.json or .toml); see examples/")
-    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
-    sweep.add_argument("--model", help="with --from-png: the checkpoint")
-    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
-    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
-    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
+    from .study.replay import add_grid_arguments
+
+    add_grid_arguments(sweep)
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -1,7 +1,7 @@
 """A1111's names for the choices settings take: samplers, schedules, mask modes, masked content, inpaint areas,
-ControlNet preprocessors and control modes, emphasis modes, the extensions' choices and the img2img scripts' curves,
-in one module that needs no torch (the settings table and the infotext
-reader use only the names); the modules that implement each choice import their names from here.
+ControlNet preprocessors and control modes, emphasis modes and sd-dynamic-thresholding's choices, in one module that
+needs no torch (the settings table and the infotext reader use only the names); the modules that implement each
+choice import their names from here.
 """
 from __future__ import annotations
 
@@ -130,10 +130,3 @@ SCALE_MODES = ("Constant", "Linear Down", "Cosine Down", "Half Cosine Down", "Li
                "Half Cosine Up", "Power Up", "Power Down", "Linear Repeating", "Cosine Repeating", "Sawtooth")
 STARTPOINTS = ("MEAN", "ZERO")
 MEASURES = ("AD", "STD")
-
-# ADetailer's mask options (inpaintlab.adetailer.masks)
-FILTER_METHODS = ("Area", "Confidence")
-MERGE_MODES = ("None", "Merge", "Merge and Invert")
-
-# Loopback's denoising strength curves (inpaintlab.scripts)
-CURVES = ("Aggressive", "Linear", "Lazy")

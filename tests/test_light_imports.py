@@ -29,6 +29,15 @@ PICTURES = {
                       "Weight: 0.8, Resize Mode: Crop and Resize, Processor Res: 512, Threshold A: 100.0, Threshold B: "
                       "200.0, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: Balanced\"",
     "openpose.png": f"p\n{BASE}, ControlNet 0: \"Module: openpose_full, Model: control_v11p_sd15_openpose [cab727d4]\"",
+    # the preprocessors whose maps need numpy and cv2 (shuffle, colour grid) or the VAE (tile_colorfix): read only
+    "colorfix.png": f"p\n{BASE}, ControlNet 0: \"Module: tile_colorfix+sharp, Model: control_v11f1e_sd15_tile "
+                    "[a371b31b], Weight: 0.9, Resize Mode: Crop and Resize, Processor Res: 512, Threshold A: 12.0, "
+                    "Threshold B: 1.5, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: "
+                    "My prompt is more important\"",
+    "shuffle.png": f"p\n{BASE}, ControlNet 0: \"Module: shuffle, Model: control_v11e_sd15_shuffle [526bfdae], "
+                   "Weight: 1.0, Processor Res: 640, Threshold A: 0.5, Threshold B: 0.5, Pixel Perfect: True\"",
+    "color_grid.png": f"p\n{BASE}, ControlNet 0: \"Module: t2ia_color_grid, Model: t2iadapter_color [743b5c62], "
+                      "Processor Res: 768\"",
     "adetailer.png": f"p\n{BASE}, ADetailer model: face_yolov8n.pt, ADetailer confidence: 0.3, "
                      "ADetailer model 2nd: hand_yolov8n.pt, ADetailer version: 25.3.0",
     "hires.png": f"p\n{BASE}, Denoising strength: 0.7, Hires upscale: 2, Hires resize: 1024x768, Hires upscaler: Latent",
@@ -167,4 +176,4 @@ print(cfg_rescale.__module__)
 @pytest.mark.parametrize("first", ["inpaintlab.techniques.lora", "inpaintlab.guidance.cfg_techniques"])
 def test_a_technique_module_may_be_imported_first(first):
     """No import cycle through the lazy namespaces (each technique imports the pipeline, which runs them all)."""
-    assert _run(f"import {first}, inpaintlab.techniques.builtins as b; print(len(b.BUILTIN))").strip() == "16"
+    assert _run(f"import {first}, inpaintlab.techniques.builtins as b; print(len(b.BUILTIN))").strip() == "17"

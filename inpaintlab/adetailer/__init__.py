@@ -5,8 +5,11 @@
                                                       ADetailerUnit("hand_yolov8n.pt")])])
 
 `detail_image(pipe, image, units, seed=..., prompt=...)` runs the same passes on any image; `sam_detector(sam_file,
-points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector. Its settings rows are in
-`rows` (no torch: the settings registry loads it with itself); everything else is imported on first use.
+points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector. A tab's ControlNet model,
+checkpoint and VAE are files (or ``name [hash]`` as A1111 writes them, looked up in the working directory).
+
+Its settings rows are in `rows` (no torch: the settings registry loads it with itself); everything else is imported on
+first use (the technique imports the pipeline; the mask pipeline and SAM need numpy and PIL).
 """
 from .._lazy import lazy_package
 

@@ -1,4 +1,5 @@
-"""SD1.x ControlNet (sd-webui-controlnet semantics): the network, its injection into the UNet, inpaint preprocessors.
+"""SD1.x and SDXL ControlNets (sd-webui-controlnet semantics): the network (original and diffusers layouts,
+control-LoRA), its injection into the UNet, the preprocessors.
 
 `unit_infotext` (a unit's infotext read back, and the names it uses) needs no torch; the rest is imported on first use.
 """

@@ -149,51 +149,80 @@ def controlnet_path(model: str | Path) -> Path:
     return path
 
 
+def _cropped_channels(image: Image.Image, crop: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+    """The extension's "Only masked" crop of the job's image: each channel as an L image, cropped to A1111's crop
+    region and resized to the processing size with A1111's resize mode 2 (Lanczos)."""
+    from ..masking import resize_image
+
+    return np.stack([np.asarray(resize_image(2, Image.fromarray(np.asarray(image)[:, :, i]).crop(crop), width,
+                                             height).convert("L")) for i in range(np.asarray(image).shape[2])], axis=2)
+
+
 def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init: Image.Image | None, width: int,
-                      height: int, a1111_resize_mode: int, index: int) -> ControlInput:
-    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), Pixel Perfect, the
-    preprocessor at the processing resolution, `detectmap_proc` on the uint8 map, hint / 255."""
+                      height: int, a1111_resize_mode: int, index: int, seed: int | None = None,
+                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      crop: tuple[int, int, int, int] | None = None) -> ControlInput:
+    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), the "Only masked" crop of the
+    job's image (`crop`), Pixel Perfect, the preprocessor at the processing resolution (seed: the numpy seed, see
+    `preprocessors.numpy_seed`), `detectmap_proc` on the uint8 map, hint / 255; tile_colorfix also encodes the hint
+    (`encode`)."""
     source = unit.image if unit.image is not None else init
     if source is None:
         raise ValueError(f"ControlNet unit {index} has no image: pass the unit's image for txt2img")
     resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                        else pp.A1111_RESIZE_MODES[a1111_resize_mode])
     rgb = pure.hwc3(np.asarray(source.convert("RGBA") if source.mode in ("RGBA", "LA", "P") else source.convert("RGB")))
+    if unit.image is None and crop is not None:  # try_crop_image_with_a1111_mask: the job's image, "Only masked"
+        rgb = _cropped_channels(Image.fromarray(rgb), crop, width, height)
     h, w = height // 8 * 8, width // 8 * 8
     res = pure.pixel_perfect_resolution(rgb.shape[:2], (h, w), resize_mode) if unit.pixel_perfect \
         else unit.processor_res
-    detected = pure.run_preprocessor(module, rgb, res, unit.threshold_a, unit.threshold_b)
+    detected = pure.run_preprocessor(module, rgb, res, unit.threshold_a, unit.threshold_b, seed=seed)
     rgba = np.concatenate([detected, np.zeros_like(detected[:, :, :1])], axis=2)
     hint = pp.detectmap(rgba, width, height, resize_mode, inpaint=False)[:, :, :3]
     hint = torch.from_numpy(np.ascontiguousarray(hint)).permute(2, 0, 1)[None] / 255.0
     device = next(model.parameters()).device
-    return ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
-                        unit.guidance_end)
+    ci = ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
+                      unit.guidance_end)
+    p = pure.PREPROCESSORS[module]
+    if p.colorfix:
+        if encode is None:
+            raise ValueError(f"{module} needs the VAE to encode its hint (pass `encode`)")
+        a = p.threshold_a if unit.threshold_a is None else unit.threshold_a
+        b = None if p.threshold_b is None else (p.threshold_b if unit.threshold_b is None else unit.threshold_b)
+        ci.colorfix, ci.colorfix_latent = (int(a), b), encode(hint * 2 - 1)
+    return ci
 
 
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
-              kernels: str) -> ControlNet:
+              kernels: str, unet: torch.nn.Module | None = None) -> ControlNet:
+    """The loaded ControlNet of a unit: files are read once per (path, device, dtype, kernels), except control-LoRA
+    files, which are merged with `unet`'s weights as they are at every job (as the extension binds to the live UNet,
+    so a LoRA merged into it counts)."""
     if isinstance(model, ControlNet):
         return model
     path = controlnet_path(model)
     key = (str(path.resolve()), str(device), dtype, kernels)
-    if key not in cache:
-        loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
-        loaded.legacy_hash = legacy_model_hash(path)
+    if key in cache:
+        return cache[key]
+    loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels, unet=unet)
+    loaded.legacy_hash = legacy_model_hash(path)
+    if not loaded.control_lora:
         cache[key] = loaded
-    return cache[key]
+    return loaded
 
 
 def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encode: Callable[[torch.Tensor], torch.Tensor],
                   load: Callable[[ControlNet | str | Path], ControlNet], unet_channels: int,
                   init: Image.Image | None = None, mask: Image.Image | None = None, mask_blur: int = 0,
                   invert: bool = False, crop: tuple[int, int, int, int] | None = None,
-                  a1111_resize_mode: int = 0) -> PreparedUnits:
+                  a1111_resize_mode: int = 0, seed: int | None = None) -> PreparedUnits:
     """Build every unit's hint and per-call inputs for one job at width x height.
 
     encode: [1,3,H,W] in [-1,1] -> VAE latent (posterior sample x scale factor). init / mask: the job's init image
     and its A1111 mask (None for txt2img / img2img); mask_blur / invert / crop: the job's mask blur, mask mode and
-    "Only masked" crop box. With an A1111 mask (the inpaint tab), inpaint_only falls back to
+    "Only masked" crop box. seed: the numpy seed of shuffle's flow field (`preprocessors.numpy_seed`), given
+    afresh to each unit as the extension reseeds numpy per unit. With an A1111 mask (the inpaint tab), inpaint_only falls back to
     inpaint_global_harmonious, as the extension does; inpaint_only+lama is kept.
     """
     inputs, paste, lama_latent, infotext = [], [], None, {}
@@ -205,7 +234,8 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
                         "inpaint_global_harmonious", i)
             module = "inpaint_global_harmonious"
         if module not in pp.PREPROCESSORS:  # a ControlNet of another kind: "none" or a pure-image preprocessor
-            inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i))
+            inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i, seed,
+                                            encode, crop=crop if mask is not None else None))
             resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                                else pp.A1111_RESIZE_MODES[a1111_resize_mode])
             infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)

@@ -20,12 +20,15 @@ MODULE_NAMES = {"inpaint_only": "inpaint_only", "inpaint_global_harmonious": "in
 class Sliders:
     """A pure-image preprocessor's UI label (the infotext's `Module`) and its sliders as the extension shows them
     (``None``: hidden, written as 0.5) with their defaults; ``resolution`` False: the resolution slider is hidden
-    (written as 0.5)."""
+    (written as 0.5). ``colorfix``: the map is the image itself, and the unit also pulls the low frequencies of every
+    x0 prediction towards the hint's latent (`inject.colorfix_eps`; Threshold A: the blur radius, Threshold B with
+    ``+sharp``: the sharpness)."""
 
     label: str
     threshold_a: float | None = None
     threshold_b: float | None = None
     resolution: bool = True
+    colorfix: bool = False
 
 
 # The pure-image preprocessors (`preprocessors.PREPROCESSORS` adds their functions).
@@ -40,6 +43,10 @@ SLIDERS = {
     "scribble_xdog": Sliders("scribble_xdog", 32.0),
     "recolor_luminance": Sliders("recolor_luminance", 1.0),
     "recolor_intensity": Sliders("recolor_intensity", 1.0),
+    "shuffle": Sliders("shuffle"),
+    "color": Sliders("t2ia_color_grid"),
+    "tile_colorfix": Sliders("tile_colorfix", 8.0, colorfix=True),
+    "tile_colorfix+sharp": Sliders("tile_colorfix+sharp", 8.0, 1.0, colorfix=True),
 }
 LABELS = {s.label: name for name, s in SLIDERS.items()}
 
@@ -49,8 +56,6 @@ NETWORK_PREPROCESSORS = (
     "scribble_hed", "t2ia_sketch_pidi", "lineart", "lineart_coarse", "lineart_realistic", "lineart_anime", "depth",
     "normal", "mlsd", "seg", "mediapipe_face", "reference", "ip-adapter", "clip_vision", "instant_id", "revision",
 )
-# Network-free ones not reproduced (yet): their maps depend on details not pinned down here.
-NOT_REPRODUCED = ("shuffle", "t2ia_color_grid", "tile_colorfix", "tile_colorfix+sharp")
 
 
 def resolve(name: str) -> str:
@@ -60,9 +65,6 @@ def resolve(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
     stem = name.split(" ")[0]
-    if stem in NOT_REPRODUCED:
-        raise ValueError(f"ControlNet preprocessor {name!r} is not reproduced by inpaintlab: give its result as the "
-                         f"unit's image with preprocessor 'none'")
     if any(stem == n or stem.startswith(n + "_") for n in NETWORK_PREPROCESSORS):
         raise ValueError(f"ControlNet preprocessor {name!r} needs an annotator network, which inpaintlab does not "
                          f"include: run the preprocessor elsewhere and give its result as the unit's image with "

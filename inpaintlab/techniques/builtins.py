@@ -8,6 +8,7 @@ from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
 from .blend import BinaryBlend
+from .color_correction import ColorCorrection
 from .controlnet import ControlNet
 from .differential import DifferentialDiffusion
 from .extra_noise import ExtraNoise
@@ -16,8 +17,9 @@ from .lora import Networks
 from .noise_multiplier import NoiseMultiplier
 from .soft import SoftInpainting
 
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
-           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, FreeU, TokenMerging, SEG,
+           SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend,
+           ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:

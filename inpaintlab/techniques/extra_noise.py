@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from .rows import EXTRA_NOISE  # noqa: F401 (its row)
+from .noise_rows import EXTRA_NOISE  # noqa: F401 (its row)
 
 
 class ExtraNoise(Technique):

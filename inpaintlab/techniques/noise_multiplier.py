@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
-from .rows import NOISE_MULTIPLIER  # noqa: F401 (its row)
+from .noise_rows import NOISE_MULTIPLIER  # noqa: F401 (its row)
 
 
 class NoiseMultiplier(Technique):
