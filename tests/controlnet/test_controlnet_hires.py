@@ -237,3 +237,14 @@ def test_cli_hires_controlnet_from_png_replay(tmp_path, tiny_checkpoint, tiny_co
     a, b = Image.open(png), Image.open(again)
     assert a.size == (48, 48) and np.array_equal(np.asarray(a), np.asarray(b))
     assert a.text["parameters"] == b.text["parameters"]
+
+
+def test_one_sided_hires_resize_takes_the_second_pass_size(pipe, tiny_controlnet, picture):
+    """`Hires resize: 48x0`: the extension's target would have a 0 side (it reads hr_resize_y as given); the hint is
+    made at the second pass's real size instead."""
+    unit = ControlNetUnit(tiny_controlnet, preprocessor="none", image=picture, weight=0.5)
+    kw = dict(FIRST, steps=2, enable_hr=True, hr_resize_x=48, hr_resize_y=0, hr_second_pass_steps=1)
+    result = pipe.txt2img("a red house", controlnets=[unit], **kw)
+    plain = pipe.txt2img("a red house", **kw)
+    assert result.images[0].size == (48, 48) and not torch.equal(result.samples, plain.samples)
+    assert "Hires resize: 48x0" in result.infotext
