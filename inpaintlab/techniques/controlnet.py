@@ -1,7 +1,8 @@
 """ControlNet units (sd-webui-controlnet semantics): the units' hints are prepared with the job's image and mask,
 the ControlNets act where the UNet is called, inpaint_only+lama mixes its latent into every noise draw, and
-inpaint_only pastes its image back before the uint8 truncation. The networks and preprocessors are in
-`inpaintlab.controlnet`."""
+inpaint_only pastes its image back before the uint8 truncation. With hires fix every unit also gets its hint at the
+second pass's size (`hires_size`), the pass's wrapper counts its own steps, and each UNet call picks its hints by
+size. The networks and preprocessors are in `inpaintlab.controlnet`."""
 from __future__ import annotations
 
 from typing import Any, Callable
