@@ -248,3 +248,28 @@ def test_one_sided_hires_resize_takes_the_second_pass_size(pipe, tiny_controlnet
     plain = pipe.txt2img("a red house", **kw)
     assert result.images[0].size == (48, 48) and not torch.equal(result.samples, plain.samples)
     assert "Hires resize: 48x0" in result.infotext
+
+
+def test_nine_channel_hires_takes_the_hires_hint_conditioning(tiny_inpainting_checkpoint, tiny_controlnet, picture):
+    """A 9-channel UNet's conditioning is the unit's (latent mask, masked-hint latent) in both passes, each at its
+    pass's size: every second-pass UNet call sees the hires hint's conditioning."""
+    pipe9 = inpaintlab.load(tiny_inpainting_checkpoint, kernels="torch")
+    mask = Image.new("L", picture.size)
+    ImageDraw.Draw(mask).rectangle((14, 10, 37, 29), fill=255)
+    seen = []
+    unet_forward = pipe9.unet.forward
+
+    def spy(x, *args, **kwargs):
+        seen.append(x[:1, 4:].clone())
+        return unet_forward(x, *args, **kwargs)
+
+    pipe9.unet.forward = spy
+    kw = dict(FIRST, steps=2, enable_hr=True, hr_scale=1.5, hr_second_pass_steps=2)
+    result = pipe9.txt2img("a cat", controlnets=[ControlNetUnit(tiny_controlnet, image=picture, mask=mask)], **kw)
+    hint4 = pp.make_hint(pp.combine_image_and_mask(picture, mask), 48, 48)
+    masked = pipe9.encode_image((hint4[:, :3] * 2 - 1) * (1 - (hint4[:, 3:4] > 0.5).float()),
+                                torch.Generator().manual_seed(FIRST["seed"]))
+    expected = torch.cat([pp.inpaint_model_mask(hint4), masked], dim=1)
+    second = [c for c in seen if c.shape[-1] == 6]
+    assert result.images[0].size == (48, 48) and len(second) == 2
+    assert all(torch.equal(c, expected) for c in second)
