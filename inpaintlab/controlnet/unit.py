@@ -247,16 +247,21 @@ def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init
 
 
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
-              kernels: str) -> ControlNet:
+              kernels: str, unet: torch.nn.Module | None = None) -> ControlNet:
+    """The loaded ControlNet of a unit: files are read once per (path, device, dtype, kernels), except control-LoRA
+    files, which are merged with `unet`'s weights as they are at every job (as the extension binds to the live UNet,
+    so a LoRA merged into it counts)."""
     if isinstance(model, ControlNet):
         return model
     path = controlnet_path(model)
     key = (str(path.resolve()), str(device), dtype, kernels)
-    if key not in cache:
-        loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
-        loaded.legacy_hash = legacy_model_hash(path)
+    if key in cache:
+        return cache[key]
+    loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels, unet=unet)
+    loaded.legacy_hash = legacy_model_hash(path)
+    if not loaded.control_lora:
         cache[key] = loaded
-    return cache[key]
+    return loaded
 
 
 def _inpaint_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, hint4: torch.Tensor,
