@@ -76,7 +76,8 @@ __all__ = [
     "CLIP_OLD_PREFIX", "CLIP_POSITION_IDS", "CLIP_PREFIX", "CLIP_PREFIXES", "FAMILIES", "FAMILY_LABELS",
     "IGNORED_KEYS", "IGNORED_PREFIXES", "OPENCLIP_IGNORED", "PICKLE_SUFFIXES", "SAFETENSORS_SUFFIXES",
     "SCALE_FACTOR", "SCHEDULE_BUFFERS", "SD2_TEXT_PREFIX", "SDXL_CLIP_G_PREFIX", "SDXL_CLIP_L_PREFIX",
-    "SDXL_IGNORED_KEYS", "SDXL_REFINER_CLIP_G_PREFIX", "SDXL_SCALE_FACTOR", "UNET_PREFIX", "VAE_FILE_PREFIXES", "VAE_PREFIX", "CheckpointError",
+    "SDXL_IGNORED_KEYS",
+    "SDXL_REFINER_CLIP_G_PREFIX", "SDXL_SCALE_FACTOR", "UNET_PREFIX", "VAE_FILE_PREFIXES", "VAE_PREFIX", "CheckpointError",
     "Components", "Models", "check_architecture", "detect_family", "existing_file", "file_sha256", "is_v_prediction",
     "legacy_model_hash", "load_component", "load_models", "read_state_dict", "read_vae", "short_hash", "split_state_dict"
 ]

@@ -3,6 +3,7 @@
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
 * `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
 * `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
+* `inpaintlab.refiner.technique.Refiner`: A1111's refiner (refiner_checkpoint, refiner_switch_at);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
@@ -26,10 +27,11 @@ from .blend import BinaryBlend
 from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
 from .hires import HiresFix
+from ..refiner.technique import Refiner
 from ..adetailer.technique import ADetailer
 
 register_rows()
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, Refiner, FreeU, TokenMerging, SEG, SkipUncond, PAG,
            DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
 
 
@@ -47,4 +49,4 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
 
 
 __all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
-           "NoiseMultiplier", "SoftInpainting", "builtin"]
+           "NoiseMultiplier", "Refiner", "SoftInpainting", "builtin"]

@@ -6,7 +6,8 @@ with a fresh ImageRNG of the new shape and the same seeds, and sampled again as 
 Settings are A1111's API fields: enable_hr, hr_scale, hr_resize_x/y, hr_upscaler, hr_second_pass_steps, hr_prompt,
 hr_negative_prompt, hr_sampler, hr_scheduler, Forge's hr_cfg (0 = the first pass's CFG scale) and
 `denoising_strength`; `upscaler_dir` resolves model upscaler names. The infotext keeps the first pass's `Size`.
-Not yet: 9-channel (inpainting) models, a hires checkpoint, the refiner.
+The refiner (`inpaintlab.refiner`) runs in the pass(es) `hires_fix_refiner_pass` names (`job.hr_pass` tells them
+apart). Not yet: 9-channel (inpainting) models, a hires checkpoint.
 """
 from __future__ import annotations
 
@@ -99,16 +100,18 @@ class HiresFix(Technique):
         if self.upscaler in hf.LATENT_MODES:
             latent = hf.upscale_latent(samples, self.upscaler, target)
         else:
-            with torch.inference_mode():
-                decoded = torch.cat([pipe._decode_one(z).float() for z in samples])
+            with torch.inference_mode():  # the first pass's model decodes (a refiner's VAE after its switch)
+                decoded = torch.cat([(job.loaded or pipe)._decode_one(z).float() for z in samples])
             pixels = hf.upscale_decoded(decoded, target, self.upscaler)
             generator = torch.Generator("cpu").manual_seed(job.seeds[-1])  # as the pipeline's posterior draws
             latent = hf.crop_latent(pipe.encode_image(pipe.to_vae_input(pixels), generator), target)
+        job.loaded = None  # A1111 reloads the main model for the second pass (after the first pass's decode)
         steps, total = hf.second_pass_steps(s["steps"], s["hr_second_pass_steps"], s["denoising_strength"])
         if total == 0:
             return latent  # denoising strength 0: A1111's schedule [0] returns the upscaled latent
         first = dict(s), job.sampler, job.schedule_label, job.sampler_config, job.sampler_options, job.sampler_params
         first_size, kind = (job.width, job.height), job.kind
+        job.hr_pass = True
         try:
             s["steps"] = total
             s["prompt"] = s["hr_prompt"] or s["prompt"]
@@ -137,3 +140,4 @@ class HiresFix(Technique):
             s.update(first[0])
             job.sampler, job.schedule_label, job.sampler_config, job.sampler_options, job.sampler_params = first[1:]
             (job.width, job.height), job.kind, job.t_enc, job.extra_noise = first_size, kind, None, 0.0
+            job.hr_pass = False
