@@ -333,10 +333,10 @@ TINY_LORAS = {"tiny-detail.safetensors": "sd1", "tiny-xl-detail.safetensors": "s
 
 def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
-    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), a tiny
-    SDXL refiner (`refiner.tiny.TINY_REFINER_FILES`), then a
+    SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), then a
     SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`) and a tiny SAM v1 file
-    (`TINY_SAM_FILE`), in `folder`, and tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`).
+    (`TINY_SAM_FILE`), in `folder`, tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`), the tiny
+    detector, and a tiny SDXL refiner (`refiner.tiny.TINY_REFINER_FILES`).
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
@@ -347,11 +347,10 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     (folder / "lora").mkdir(parents=True, exist_ok=True)
     return [make_tiny_checkpoint(plain, seed=seed), make_tiny_checkpoint(inpainting, inpainting=True, seed=seed),
             make_tiny_vae_file(vae, seed=seed), make_tiny_controlnet(controlnet, seed=seed)] \
-        + write_tiny_family_files(folder, seed=seed) + write_tiny_refiner_files(folder, seed=seed) \
-        + write_tiny_tool_files(folder, seed=seed) \
+        + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed) \
         + [make_tiny_sam(folder / TINY_SAM_FILE, seed=seed)] \
         + [make_tiny_lora(folder / "lora" / name, family, seed=seed) for name, family in TINY_LORAS.items()] \
-        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
+        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)] + write_tiny_refiner_files(folder, seed=seed)
 
 
 def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:

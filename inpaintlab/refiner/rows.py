@@ -3,7 +3,8 @@
 A1111's API fields `refiner_checkpoint` / `refiner_switch_at`, and its options `refiner_switch_by_sample_steps` and
 `hires_fix_refiner_pass`, with the infotext keys A1111 writes when the switch happens (`Refiner`, `Refiner switch
 at`, `Refiner switch by sampling steps`, `Hires refiner`). Rows for txt2img, img2img and inpaint; `Hires refiner`
-for txt2img's hires fix only.
+for txt2img's hires fix only. The keys are written only when a switch happens, so the rows carry no `example` for
+the registry's write -> read test; `tests/refiner` replays them end to end.
 """
 from __future__ import annotations
 
@@ -54,12 +55,12 @@ ROWS = (
             "or in the working directory) that takes over sampling at refiner_switch_at; from Python also a loaded "
             "Pipeline", ALL, infotext="Refiner", parse=refiner_name, check=_check_refiner, keyword=False),
     Setting("refiner_switch_at", float, 0.8, "refiner: fraction of the way (by timestep) at which the refiner takes "
-            "over", ALL, infotext="Refiner switch at", check=_switch_at, keyword=False, example=0.5),
+            "over", ALL, infotext="Refiner switch at", check=_switch_at, keyword=False),
     Setting("refiner_switch_by_sample_steps", bool, False, "refiner: switch by the fraction of sampling steps done "
             "(A1111 before v1.8.0) instead of by timestep", ALL, infotext="Refiner switch by sampling steps",
-            infotext_default=_old_refiner_timeline, keyword=False, example=True),
+            infotext_default=_old_refiner_timeline, keyword=False),
     Setting("hires_fix_refiner_pass", str, "second pass", "hires fix: the pass(es) the refiner runs in", ("txt2img",),
-            infotext="Hires refiner", choices=HIRES_PASSES, keyword=False, example="both passes"),
+            infotext="Hires refiner", choices=HIRES_PASSES, keyword=False),
 )
 for _row in ROWS:
     if _row.name not in SETTINGS:
