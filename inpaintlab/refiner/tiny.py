@@ -21,7 +21,7 @@ from ..unet import UNetConfig, UNetModel
 from ..vae import AutoencoderKL
 from .conditioning import REFINER_SIZE_FEATURES
 
-TINY_REFINER_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=1,
+TINY_REFINER_UNET = UNetConfig(model_channels=64, channel_mult=(1, 2, 2, 2), num_res_blocks=1,
                                attention_resolutions=(4, 2), num_head_channels=64, use_linear_in_transformer=True,
                                transformer_depth=1, context_dim=TINY_OPENCLIP.width,
                                adm_in_channels=TINY_OPENCLIP.projection_dim + REFINER_SIZE_FEATURES)
