@@ -2,7 +2,8 @@
 whether to hand over to the refiner checkpoint; from that call on the refiner's UNet runs with conditioning recomputed
 by the refiner, while the latent, the sigma schedule, the step counter and the sampler's own state carry on.
 
-The switch rule (spec §3.1), with `sigma` the call's noise level (timestep for DDIM, PLMS, UniPC):
+The switch rule (A1111 `sd_samplers_common.apply_refiner`), with `sigma` the call's noise level (the timestep for
+DDIM, PLMS and UniPC):
 
     by timestep (default):  t = argmin_i |table_i - max(sigma)|   (the current model's 1000 sigmas; LCM's 50-level
                                                                    table for LCM; DDIM/PLMS/UniPC: t = int(max(t)))

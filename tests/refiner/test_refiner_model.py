@@ -25,7 +25,7 @@ diffusers = pytest.importorskip("diffusers")
 single_file_utils = pytest.importorskip("diffusers.loaders.single_file_utils")
 
 REL_TOL = 1e-5
-# sd_xl_refiner.yaml's UNet (spec §3.5)
+# sd_xl_refiner.yaml's UNet
 REFINER_UNET = UNetConfig(model_channels=384, channel_mult=(1, 2, 4, 4), num_res_blocks=2, attention_resolutions=(4, 2),
                           transformer_depth=4, num_head_channels=64, use_linear_in_transformer=True, context_dim=1280,
                           adm_in_channels=2560)

@@ -1,4 +1,4 @@
-"""The refiner switch against the spec's formulas (spec §3.1), step by step.
+"""The refiner switch against A1111's rule (`apply_refiner`), re-derived by hand, step by step.
 
 * by timestep: a combined run equals, to the bit, k-diffusion's own sampler driven by a hand-written denoiser that
   runs the base model's CFG until the first call whose sigma maps (float64 argmin over the 1000-entry table) to
