@@ -79,9 +79,6 @@ class Refiner(Technique):
         self.by_steps = bool(s.get("refiner_switch_by_sample_steps", False))
         self.hires_pass = s.get("hires_fix_refiner_pass", "second pass") if s.get("enable_hr") else None
 
-    def key(self) -> str:
-        return f"Refiner({self.title!r}, {self.switch_at!r})" if hasattr(self, "title") else super().key()
-
     # --- the switch ------------------------------------------------------------------------------------------------
 
     def ratio(self, job: Job, sigma: torch.Tensor, calls: int) -> torch.Tensor | float:
