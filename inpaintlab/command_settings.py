@@ -124,8 +124,7 @@ def check_refiner(args, settings: dict[str, Any]) -> None:
     if not isinstance(value, (str, Path)):
         return
     from .errors import MissingFileError
-    from .refiner.files import find_refiner
-    from .refiner.rows import refiner_name
+    from .refiner.rows import find_refiner, refiner_name
 
     name = refiner_name(str(value))
     if name is None:

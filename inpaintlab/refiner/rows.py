@@ -5,13 +5,20 @@ A1111's API fields `refiner_checkpoint` / `refiner_switch_at`, and its options `
 at`, `Refiner switch by sampling steps`, `Hires refiner`). Rows for txt2img, img2img and inpaint; `Hires refiner`
 for txt2img's hires fix only. The keys are written only when a switch happens, so the rows carry no `example` for
 the registry's write -> read test; `tests/refiner` replays them end to end.
+
+`find_refiner` finds the file a name refers to, so the command line checks it before loading anything: A1111 names a
+checkpoint by its file stem (`Refiner: sd_xl_refiner_1.0 [7440042bbd]` reads back as `sd_xl_refiner_1.0`); the path
+as given is tried, then `<name>.safetensors` (or `.ckpt`) in the working directory and the search folders (the main
+checkpoint's folder, when the command line knows it).
 """
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
+from ..errors import MissingFileError
 from ..settings import ALL, SETTINGS, Setting, register
 
 OFF = ("", "none")  # A1111: an empty checkpoint name, "None" or "none" means no refiner
@@ -65,3 +72,22 @@ ROWS = (
 for _row in ROWS:
     if _row.name not in SETTINGS:
         register(_row)
+
+
+SUFFIXES = (".safetensors", ".ckpt")
+
+
+def find_refiner(name: str | os.PathLike, folders: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """The refiner file `name` refers to, or MissingFileError (one line naming it and where it was looked for)."""
+    given = Path(name)
+    candidates = [given]
+    for folder in (Path("."), *map(Path, folders)):
+        base = given if given.is_absolute() else folder / given
+        candidates += [base] + ([base.with_name(base.name + s) for s in SUFFIXES] if given.suffix not in SUFFIXES
+                                else [])
+    for path in dict.fromkeys(candidates):
+        if path.is_file():
+            return path
+    where = ", ".join(str(f) for f in dict.fromkeys([Path("."), *map(Path, folders)]))
+    raise MissingFileError(f"refiner checkpoint {str(name)!r}: file not found (looked for it and for "
+                           f"{given.name}{SUFFIXES[0]} in {where}); pass --refiner-checkpoint FILE")

@@ -34,8 +34,7 @@ from ..pipeline.sample import cfg_denoiser, model_denoiser
 from ..pipeline.technique import Technique
 from ..samplers import schedule_for, total_steps
 from . import rows  # noqa: F401  (registers the settings rows)
-from .files import find_refiner
-from .rows import refiner_name
+from .rows import find_refiner, refiner_name
 
 # The CFG layer's per-run state: kept when the refiner's conds and model move in.
 _RUN_STATE = ("calls", "last_uncond")
