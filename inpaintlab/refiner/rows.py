@@ -1,4 +1,5 @@
-"""The refiner's settings rows (torch-free: only `inpaintlab.settings` and the standard library are imported).
+"""The refiner's settings rows (torch-free: only `inpaintlab.settings`, `inpaintlab.errors` and the
+standard library are imported).
 
 A1111's API fields `refiner_checkpoint` / `refiner_switch_at`, and its options `refiner_switch_by_sample_steps` and
 `hires_fix_refiner_pass`, with the infotext keys A1111 writes when the switch happens (`Refiner`, `Refiner switch

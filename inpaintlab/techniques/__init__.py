@@ -5,6 +5,7 @@
 * `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
 * `inpaintlab.refiner.technique.Refiner`: A1111's refiner (refiner_checkpoint, refiner_switch_at);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
+* `color_correction.ColorCorrection`: A1111's img2img colour correction (`color_correction`, row in `color_rows`);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
 * `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
@@ -26,13 +27,15 @@ from .lora import Networks
 from .blend import BinaryBlend
 from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
+from .color_correction import ColorCorrection
 from .hires import HiresFix
 from ..refiner.technique import Refiner
 from ..adetailer.technique import ADetailer
 
 register_rows()
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, Refiner, FreeU, TokenMerging, SEG, SkipUncond, PAG,
-           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, Refiner, FreeU, TokenMerging,
+           SEG, SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion,
+           BinaryBlend, ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -48,5 +51,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
-           "NoiseMultiplier", "Refiner", "SoftInpainting", "builtin"]
+__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ColorCorrection", "ControlNet", "DifferentialDiffusion", "ExtraNoise",
+           "HiresFix", "Networks", "NoiseMultiplier", "Refiner", "SoftInpainting", "builtin"]
