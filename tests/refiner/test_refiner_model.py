@@ -3,7 +3,8 @@
 CLIPTextModelWithProjection through diffusers' OpenCLIP converter), on a tiny random refiner in the real file layout:
 text embedding, pooled embedding, add_time_ids / the ADM vector, and the UNet output. Full-size layout on `meta`.
 
-Tolerance: max|diff| <= 1e-5 * max|reference| (fp32; measured: text 0 to 4e-7 relative, UNet about 1e-7).
+Tolerance: max|diff| <= 1e-5 * max|reference| (fp32; measured on this CPU: crossattn 3.6e-7, pooled 5.5e-7, the size and
+aesthetic embedding 0 (bit-identical), UNet 1.7e-6, all relative).
 """
 from __future__ import annotations
 
