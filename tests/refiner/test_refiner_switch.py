@@ -74,16 +74,13 @@ def test_combined_run_is_base_then_refiner_by_hand(kdiff, base, refiner, sampler
     assert 0 < state["at"] < state["calls"], "the switch must fall inside the run for the test to mean anything"
     assert torch.equal(result.samples, expected)
     assert f"Refiner: tiny-refiner [{refiner.config.model_hash}], Refiner switch at: {switch_at}," in result.infotexts[0]
-    if sampler == "Euler":  # and the refiner made a difference
-        plain = base.txt2img(PROMPT, NEGATIVE, width=32, height=32, **{**settings, "refiner_checkpoint": None})
-        assert not torch.equal(plain.samples, result.samples) and "Refiner" not in plain.infotexts[0]
 
 
 @pytest.mark.parametrize("sampler, switch_at", [("Heun", 0.4)])
 def test_switch_by_sampling_steps(kdiff, base, refiner, sampler, switch_at):
-    result = base.txt2img(PROMPT, NEGATIVE, width=32, height=32, steps=6, sampler=sampler, cfg_scale=CFG, seed=4,
+    result = base.txt2img(PROMPT, NEGATIVE, width=32, height=32, steps=4, sampler=sampler, cfg_scale=CFG, seed=4,
                           refiner_checkpoint=refiner, refiner_switch_at=switch_at, refiner_switch_by_sample_steps=True)
-    total = 6 * (2 if sampler == "Heun" else 1)  # A1111's total_steps: second-order samplers count both calls
+    total = 4 * (2 if sampler == "Heun" else 1)  # A1111's total_steps: second-order samplers count both calls
     denoise, state = by_hand(base, refiner, switch_at, by_steps_total=total)
     with torch.inference_mode():
         expected = getattr(kdiff.sampling, SAMPLERS[sampler])(denoise, result.start_latent.clone(), result.sigmas,
