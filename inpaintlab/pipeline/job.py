@@ -73,7 +73,6 @@ class Job:
     sampling_steps: int = 0                  # callbacks per run (the step counter's range)
     step: int = 0                            # the current sampling step, from 0
     samples: torch.Tensor | None = None
-    hr_pass: bool = False                    # the hires fix's second pass is sampling (A1111 `p.is_hr_pass`)
     loaded: Pipeline | None = None           # the model in use when it is not `pipe` (a refiner after its switch):
                                              # its VAE decodes, as A1111 decodes with whatever model is loaded
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # scratch space for techniques, by name

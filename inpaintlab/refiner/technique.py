@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..guidance.unet_techniques import HIRES_PASS
 from ..pipeline.conditioning import conditioning
 from ..pipeline.job import Job
 from ..pipeline.latents import posterior_generator
@@ -106,10 +107,11 @@ class Refiner(Technique):
 
     def allowed(self, job: Job) -> bool:
         """The hires fix's pass rule (`hires_fix_refiner_pass`); always true without hires fix."""
+        hr_pass = bool(job.state.get(HIRES_PASS))  # set by the hires fix while its second pass samples
         if self.hires_pass == "first pass":
-            return not job.hr_pass
+            return not hr_pass
         if self.hires_pass == "second pass":
-            return job.hr_pass
+            return hr_pass
         return True
 
     def switch(self, job: Job, layer: Any) -> None:

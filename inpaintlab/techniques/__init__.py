@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..guidance.cfg_techniques import PAG, CFGRescale, DynamicThresholdingTechnique, SkipUncond
 from ..guidance.rows import register_rows
+from ..guidance import tome_rows  # noqa: F401  (token_merging_ratio_hr)
 from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
