@@ -65,3 +65,12 @@ def test_reading_refiner_keys_as_a1111():
     assert settings_from_infotext(text.replace("sd_xl_refiner_1.0 [7440042bbd]", "None"))["refiner_checkpoint"] is None
     plain = settings_from_infotext("a cat\nSteps: 20, Sampler: Euler, Seed: 1, Size: 512x512, Version: v1.7.0-300")
     assert plain["refiner_switch_by_sample_steps"] is False
+
+
+def test_refiner_switch_at_is_an_x_y_z_axis():
+    from inpaintlab.study.xyz import XYZError, axis_from_fields
+
+    axis = axis_from_fields({"X Type": "Refiner switch at", "X Values": "0.5, 0.7-0.9 [2]"}, "X")
+    assert (axis.type.setting, axis.values) == ("refiner_switch_at", (0.5, 0.7, 0.9))
+    with pytest.raises(XYZError, match="Refiner checkpoint.*refiner per cell"):
+        axis_from_fields({"Y Type": "Refiner checkpoint", "Y Values": "a, b"}, "Y")
