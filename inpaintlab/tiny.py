@@ -128,6 +128,20 @@ def make_tiny_controlnet(path: str | Path, *, seed: int = 0, dtype: torch.dtype 
     return _save({CONTROLNET_PREFIX + k: _stored(v, dtype) for k, v in model.state_dict().items()}, path)
 
 
+def build_tiny_sdxl_controlnet(*, seed: int = 0, kernels: str = "torch") -> ControlNet:
+    """An SDXL ControlNet for the tiny SDXL checkpoints' UNet: its encoder (4 input channels, `label_emb`, Linear
+    projections) with SDXL's hint encoder widths; `make_tiny_sdxl_controlnet` saves it."""
+    config = ControlNetConfig(unet=dataclasses.replace(TINY_SDXL_UNET, in_channels=4))
+    return _build(ControlNet, config, seed, "controlnet", kernels)
+
+
+def make_tiny_sdxl_controlnet(path: str | Path, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the tiny SDXL ControlNet in the original (sgm) layout, every key under `control_model.`."""
+    path = _check_suffix(path)
+    model = build_tiny_sdxl_controlnet(seed=seed)
+    return _save({CONTROLNET_PREFIX + k: _stored(v, dtype) for k, v in model.state_dict().items()}, path)
+
+
 def _schedule_alphas_cumprod() -> torch.Tensor:
     # SD1 "scaled_linear" schedule (linear_start 0.00085, linear_end 0.012, 1000 steps), stored as ldm does.
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2

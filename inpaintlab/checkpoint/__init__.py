@@ -63,6 +63,7 @@ from .load import (  # noqa: F401 (_check_fit: tested directly)
     is_v_prediction,
     load_component,
     load_models,
+    load_vae_file,
 )
 from .read import (
     existing_file,
@@ -79,5 +80,6 @@ __all__ = [
     "SDXL_IGNORED_KEYS",
     "SDXL_REFINER_CLIP_G_PREFIX", "SDXL_SCALE_FACTOR", "UNET_PREFIX", "VAE_FILE_PREFIXES", "VAE_PREFIX", "CheckpointError",
     "Components", "Models", "check_architecture", "detect_family", "existing_file", "file_sha256", "is_v_prediction",
-    "legacy_model_hash", "load_component", "load_models", "read_state_dict", "read_vae", "short_hash", "split_state_dict"
+    "legacy_model_hash", "load_component", "load_models", "load_vae_file", "read_state_dict", "read_vae", "short_hash",
+    "split_state_dict"
 ]

@@ -164,6 +164,19 @@ def load_models(path: str | Path, vae: str | Path | None = None, *, device: str 
     )
 
 
+def load_vae_file(path: str | Path, *, scale_factor: float = SCALE_FACTOR, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32, kernels: str = "auto", allow_pickle: bool = False) -> nn.Module:
+    """A standalone VAE file (A1111's "SD VAE") as an `AutoencoderKL`, loaded strictly, in eval mode: what
+    `load_models(path, vae=...)` puts beside a checkpoint, for swapping the VAE of a loaded pipeline."""
+    from ..kernels import check_backend
+    from ..vae import AutoencoderKL, VAEConfig
+
+    check_backend(kernels)
+    sd = read_vae(path, allow_pickle=allow_pickle)
+    config = _infer(lambda d: VAEConfig.from_state_dict(d, scale_factor=scale_factor), sd, "vae")
+    return _build_and_load(AutoencoderKL, config, sd, "vae", "", torch.device(device), dtype, kernels)
+
+
 def _load_text_encoders(parts: Components, device: torch.device, dtype: torch.dtype,
                         kernels: str) -> tuple[nn.Module, nn.Module | None]:
     from ..clip.model import CLIPTextConfig, CLIPTextTransformer

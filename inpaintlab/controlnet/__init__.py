@@ -1,4 +1,5 @@
-"""SD1.x ControlNet (sd-webui-controlnet semantics): the network, its injection into the UNet, inpaint preprocessors."""
+"""SD1.x and SDXL ControlNets (sd-webui-controlnet semantics): the network (original and diffusers layouts,
+control-LoRA), its injection into the UNet, the preprocessors."""
 from .inject import CONTROL_MODES, ControlInput, ControlledUNet, active_steps, control_scales, guidance_active
 from .load import load_controlnet
 from .model import ControlNet, ControlNetConfig

@@ -34,16 +34,23 @@ def check_control_mode(mode: str | int) -> str:
                      f"(or balanced / prompt / controlnet)")
 
 
-def control_scales(weight: float, mode: str | int, n: int = 13) -> list[float]:
+# The extension computes SD1's 13 soft scales for every ControlNet and, for SDXL, keeps the first 10 (its residual
+# count): the last 3 exponents are dropped, so SDXL's middle block gets 0.825 ** 3, not 1.
+SDXL_DROPPED_SCALES = 3
+
+
+def control_scales(weight: float, mode: str | int, n: int = 13, sdxl: bool = False) -> list[float]:
     """Per-residual scales, input blocks first, middle block last.
 
     Balanced: `weight` everywhere. Both other modes: `weight * 0.825 ** (n - 1 - i)` (0.0994 .. 1 times the weight
-    for SD1's 13 residuals; the extension writes 12 - i, SD1's n - 1).
+    for SD1's 13 residuals; the extension writes 12 - i, SD1's n - 1); for an SDXL ControlNet
+    `weight * 0.825 ** (n + 2 - i)` (the extension's 12 - i over SDXL's 10 residuals: 0.0994 .. 0.5615).
     """
     mode = check_control_mode(mode)
     if mode == "Balanced":
         return [float(weight)] * n
-    return [weight * (SOFT_INJECTION_DECAY ** float(n - 1 - i)) for i in range(n)]
+    top = n - 1 + (SDXL_DROPPED_SCALES if sdxl else 0)
+    return [weight * (SOFT_INJECTION_DECAY ** float(top - i)) for i in range(n)]
 
 
 def guidance_active(sampling_step: int, sampling_steps: int, start: float, end: float) -> bool:
@@ -169,8 +176,8 @@ class ControlInput:
 
 
 class ControlledUNet:
-    """UNet call with ControlNet units: `(x, t, context, cond_mark=None) -> eps`, a drop-in for the UNet inside
-    `EpsDenoiser`.
+    """UNet call with ControlNet units: `(x, t, context, cond_mark=None, y=None) -> eps`, a drop-in for the UNet
+    inside `EpsDenoiser` (y: SDXL's ADM vector, handed to the UNet and to every SDXL ControlNet alike).
 
     sampling_steps: the steps the sampler actually runs (A1111: `steps` for txt2img, `t_enc + 1` for img2img).
     Wire `step_callback` into the sampler's callback so the guidance window sees A1111's step counter; without it
@@ -199,7 +206,7 @@ class ControlledUNet:
         return guidance_active(self.sampling_step, self.sampling_steps, unit.guidance_start, unit.guidance_end)
 
     def controls(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                 cond_mark: torch.Tensor | None = None) -> list[torch.Tensor] | None:
+                 cond_mark: torch.Tensor | None = None, y: torch.Tensor | None = None) -> list[torch.Tensor] | None:
         """Summed, scaled residuals of the active units for UNet input x, or None when no unit acts."""
         total: list[torch.Tensor] | None = None
         for unit in self.units:
@@ -207,27 +214,31 @@ class ControlledUNet:
                 continue
             cn_in = unit.model.config.unet.in_channels
             x_cn = x[:, :cn_in] if x.shape[1] != cn_in else x  # a 9-channel UNet's ControlNet sees the noisy latent
-            control = unit.model(x_cn, unit.hint.to(x.device), timesteps, context)
+            sdxl = unit.model.config.family == "sdxl"
+            control = unit.model(x_cn, unit.hint.to(x.device), timesteps, context, y if sdxl else None)
             if unit.control_mode == "ControlNet is more important":
                 mark = torch.ones(x.shape[0]) if cond_mark is None else cond_mark
                 mark = mark.to(device=x.device, dtype=control[0].dtype).reshape(-1, 1, 1, 1)
                 control = [c * mark for c in control]
-            scales = control_scales(unit.weight, unit.control_mode, len(control))
+            scales = control_scales(unit.weight, unit.control_mode, len(control), sdxl=sdxl)
             control = [c * s for c, s in zip(control, scales)]
             total = control if total is None else [a + b for a, b in zip(total, control)]
         return total
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                 cond_mark: torch.Tensor | None = None) -> torch.Tensor:
+                 cond_mark: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])
-        control = self.controls(x, timesteps, context, cond_mark)
+        control = self.controls(x, timesteps, context, cond_mark, y)
         for unit in self.units:
             if unit.inpaint_cond is not None and x.shape[1] == 9:
                 cond = unit.inpaint_cond.to(device=x.device, dtype=x.dtype)
                 x = torch.cat([x[:, :4], cond.expand(x.shape[0], -1, -1, -1)], dim=1)
-        eps = self.unet(x, timesteps, context) if control is None else self.unet(x, timesteps, context, control=control)
+        extra = {} if y is None else {"y": y}  # SD1 UNets (and their wrappers) take no y
+        if control is not None:
+            extra["control"] = control
+        eps = self.unet(x, timesteps, context, **extra)
         for unit in self.units:  # the extension's order: every colorfix unit, then every inpaint_only restore
             if unit.colorfix is not None:
                 eps = colorfix_eps(x[:, :4], timesteps, eps, unit.colorfix_latent.to(eps), unit.colorfix[0],

@@ -191,18 +191,31 @@ def controlnet_path(model: str | Path) -> Path:
     return path
 
 
+def _cropped_channels(image: Image.Image, crop: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+    """The extension's "Only masked" crop of the job's image: each channel as an L image, cropped to A1111's crop
+    region and resized to the processing size with A1111's resize mode 2 (Lanczos)."""
+    from ..masking import resize_image
+
+    return np.stack([np.asarray(resize_image(2, Image.fromarray(np.asarray(image)[:, :, i]).crop(crop), width,
+                                             height).convert("L")) for i in range(np.asarray(image).shape[2])], axis=2)
+
+
 def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init: Image.Image | None, width: int,
                       height: int, a1111_resize_mode: int, index: int, seed: int | None = None,
-                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ControlInput:
-    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), Pixel Perfect, the
-    preprocessor at the processing resolution (seed: the numpy seed, see `preprocessors.numpy_seed`),
-    `detectmap_proc` on the uint8 map, hint / 255; tile_colorfix also encodes the hint (`encode`)."""
+                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      crop: tuple[int, int, int, int] | None = None) -> ControlInput:
+    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), the "Only masked" crop of the
+    job's image (`crop`), Pixel Perfect, the preprocessor at the processing resolution (seed: the numpy seed, see
+    `preprocessors.numpy_seed`), `detectmap_proc` on the uint8 map, hint / 255; tile_colorfix also encodes the hint
+    (`encode`)."""
     source = unit.image if unit.image is not None else init
     if source is None:
         raise ValueError(f"ControlNet unit {index} has no image: pass the unit's image for txt2img")
     resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                        else pp.A1111_RESIZE_MODES[a1111_resize_mode])
     rgb = pure.hwc3(np.asarray(source.convert("RGBA") if source.mode in ("RGBA", "LA", "P") else source.convert("RGB")))
+    if unit.image is None and crop is not None:  # try_crop_image_with_a1111_mask: the job's image, "Only masked"
+        rgb = _cropped_channels(Image.fromarray(rgb), crop, width, height)
     h, w = height // 8 * 8, width // 8 * 8
     res = pure.pixel_perfect_resolution(rgb.shape[:2], (h, w), resize_mode) if unit.pixel_perfect \
         else unit.processor_res
@@ -224,16 +237,21 @@ def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init
 
 
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
-              kernels: str) -> ControlNet:
+              kernels: str, unet: torch.nn.Module | None = None) -> ControlNet:
+    """The loaded ControlNet of a unit: files are read once per (path, device, dtype, kernels), except control-LoRA
+    files, which are merged with `unet`'s weights as they are at every job (as the extension binds to the live UNet,
+    so a LoRA merged into it counts)."""
     if isinstance(model, ControlNet):
         return model
     path = controlnet_path(model)
     key = (str(path.resolve()), str(device), dtype, kernels)
-    if key not in cache:
-        loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
-        loaded.legacy_hash = legacy_model_hash(path)
+    if key in cache:
+        return cache[key]
+    loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels, unet=unet)
+    loaded.legacy_hash = legacy_model_hash(path)
+    if not loaded.control_lora:
         cache[key] = loaded
-    return cache[key]
+    return loaded
 
 
 def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encode: Callable[[torch.Tensor], torch.Tensor],
@@ -259,7 +277,7 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
             module = "inpaint_global_harmonious"
         if module not in pp.PREPROCESSORS:  # a ControlNet of another kind: "none" or a pure-image preprocessor
             inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i, seed,
-                                            encode))
+                                            encode, crop=crop if mask is not None else None))
             resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                                else pp.A1111_RESIZE_MODES[a1111_resize_mode])
             infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)

@@ -36,6 +36,7 @@ class Job:
     progress: bool = False
     # set before `setup`
     techniques: list[Technique] = dataclasses.field(default_factory=list)
+    outside: list[Technique] = dataclasses.field(default_factory=list)  # the caller's own, in their order
     hooks: Hooks | None = None
     sampler: str = ""                        # A1111's sampler name and schedule label after alias resolution
     schedule_label: str = ""

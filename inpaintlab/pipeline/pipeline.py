@@ -65,6 +65,7 @@ def run(job: Job, techniques: list[Technique]) -> Result:
     bad = [t for t in outside if not isinstance(t, Technique)]
     if bad:
         raise TypeError(f"techniques must be inpaintlab.pipeline.Technique objects, got {type(bad[0]).__name__}")
+    job.outside = outside
     job.techniques = order_techniques(builtin(job, outside), outside)
     hooks = job.hooks = Hooks(job.techniques)
     hooks.call("setup", job)

@@ -12,6 +12,7 @@ from ..checkpoint import FAMILY_LABELS
 from ..controlnet.inject import ControlledUNet
 from ..controlnet.preprocessors import numpy_seed
 from ..controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
+from ..errors import SettingsError
 from ..pipeline.job import Job
 from ..pipeline.latents import posterior_generator
 from ..pipeline.technique import Technique
@@ -77,6 +78,16 @@ def _register_controlnet_rows() -> None:
 _register_controlnet_rows()
 
 
+def check_family(model: Any, family: str) -> None:
+    """A ControlNet acts only with a checkpoint of its own family (SD1 ControlNets with SD 1.x, SDXL ones with SDXL):
+    SettingsError naming both otherwise."""
+    own = model.config.family
+    if own != family:
+        name = getattr(model, "name", None) or "controlnet"
+        raise SettingsError(f"ControlNet {name!r} is an {FAMILY_LABELS[own]} ControlNet and cannot be used with this "
+                            f"{FAMILY_LABELS[family]} checkpoint")
+
+
 # The single-unit keywords of `Pipeline.txt2img` / `inpaint` -> ControlNetUnit fields.
 UNIT_KEYWORDS = {"controlnet_preprocessor": "preprocessor", "control_weight": "weight", "control_mode": "control_mode",
                  "guidance_start": "guidance_start", "guidance_end": "guidance_end", "controlnet_image": "image",
@@ -129,13 +140,12 @@ class ControlNet(Technique):
     def latents(self, job: Job) -> None:
         """Prepare the units (after masked content: their keys follow "Masked content" in the infotext)."""
         pipe, s = job.pipe, job.settings
-        if pipe.config.family != "sd1":
-            raise ValueError(f"ControlNet units need an SD 1.x checkpoint; this one is "
-                             f"{FAMILY_LABELS[pipe.config.family]}")
         dtype = next(pipe.unet.parameters()).dtype
 
         def load(model):
-            return get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels)
+            loaded = get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels, unet=pipe.unet)
+            check_family(loaded, pipe.config.family)
+            return loaded
 
         def encode(x):
             # A1111 samples these posteriors from its global generator; see posterior_generator for our choice.
