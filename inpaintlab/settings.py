@@ -435,6 +435,7 @@ ROWS_MODULES = (
     "inpaintlab.techniques.noise_rows",
     "inpaintlab.techniques.color_rows",
     "inpaintlab.techniques.hires_rows",
+    "inpaintlab.refiner.rows",
     "inpaintlab.adetailer.rows",
     "inpaintlab.guidance.rows",
 )

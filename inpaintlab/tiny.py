@@ -349,10 +349,13 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
     SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), then a
     SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`) and a tiny SAM v1 file
-    (`TINY_SAM_FILE`), in `folder`, and tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`).
+    (`TINY_SAM_FILE`), in `folder`, tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`), the tiny
+    detector, and a tiny SDXL refiner (`refiner.tiny.TINY_REFINER_FILES`).
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
+    from .refiner.tiny import write_tiny_refiner_files
+
     folder = Path(folder)
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     (folder / "lora").mkdir(parents=True, exist_ok=True)
@@ -361,7 +364,7 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
         + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed) \
         + [make_tiny_sam(folder / TINY_SAM_FILE, seed=seed)] \
         + [make_tiny_lora(folder / "lora" / name, family, seed=seed) for name, family in TINY_LORAS.items()] \
-        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
+        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)] + write_tiny_refiner_files(folder, seed=seed)
 
 
 def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:

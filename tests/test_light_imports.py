@@ -44,6 +44,7 @@ PICTURES = {
     "guidance.png": f"p\n{BASE}, FreeU Stages: \"[{{\\\"backbone_factor\\\": 1.1}}]\", FreeU Schedule: \"0.0, 1.0, 0.0\", "
                     "Dynamic thresholding enabled: True, Mimic scale: 5, PAG Scale: 3, SEG Blur Sigma: 11, "
                     "CFG Rescale: 0.5, NGMS: 2, Token merging ratio: 0.5",
+    "refiner.png": f"p\n{BASE}, Refiner: sd_xl_refiner_1.0 [7440042bbd], Refiner switch at: 0.8",
     "soft.png": f"p\n{BASE}, Denoising strength: 0.8, Mask blur: 16, Soft inpainting enabled: True, "
                 "Soft inpainting schedule bias: 1.5, Noise multiplier: 0.9, Extra noise: 0.1",
     "lora_grid.png": f"p <lora:detail:0.5>\n{BASE}, Lora hashes: \"detail: 1a2b3c4d5e6f\", X Type: CFG scale, "
@@ -133,7 +134,7 @@ def test_version_from_the_command_line():
 
 LAZY = ("inpaintlab", "inpaintlab.pipeline", "inpaintlab.techniques", "inpaintlab.adetailer", "inpaintlab.guidance",
         "inpaintlab.controlnet", "inpaintlab.segment", "inpaintlab.upscalers", "inpaintlab.detect", "inpaintlab.lama",
-        "inpaintlab.scripts")
+        "inpaintlab.scripts", "inpaintlab.study")
 
 
 @pytest.mark.parametrize("name", LAZY)
@@ -176,4 +177,4 @@ print(cfg_rescale.__module__)
 @pytest.mark.parametrize("first", ["inpaintlab.techniques.lora", "inpaintlab.guidance.cfg_techniques"])
 def test_a_technique_module_may_be_imported_first(first):
     """No import cycle through the lazy namespaces (each technique imports the pipeline, which runs them all)."""
-    assert _run(f"import {first}, inpaintlab.techniques.builtins as b; print(len(b.BUILTIN))").strip() == "17"
+    assert _run(f"import {first}, inpaintlab.techniques.builtins as b; print(len(b.BUILTIN))").strip() == "18"

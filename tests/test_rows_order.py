@@ -1,6 +1,6 @@
 """The settings registry keeps its order (CLI help, sweep names, infotext reading all follow it) now that the rows live
 in torch-free rows modules which `inpaintlab.settings` loads itself (`ROWS_MODULES`). The lists below were recorded
-from the registry as the technique modules built it by importing each other (main at 54a409c, 143 rows).
+from the registry as the technique modules built it by importing each other (main at c7c4000, 147 rows).
 
 A new rows module adds its rows after these: append it to `settings.ROWS_MODULES`; the rows recorded here keep their
 relative order whatever is added.
@@ -22,21 +22,22 @@ ROWS = [
     "controlnet_threshold_b", "controlnet_pixel_perfect", "controlnet", "controlnet_preprocessor", "control_weight",
     "control_mode", "guidance_start", "guidance_end", "initial_noise_multiplier", "img2img_extra_noise",
     "color_correction", "enable_hr", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_second_pass_steps",
-    "hr_prompt", "hr_negative_prompt", "hr_sampler", "hr_scheduler", "hr_cfg", "upscaler_dir", "ad_model",
-    "ad_model_classes", "ad_tab_enable", "ad_prompt", "ad_negative_prompt", "ad_confidence", "ad_mask_filter_method",
-    "ad_mask_k", "ad_mask_min_ratio", "ad_mask_max_ratio", "ad_x_offset", "ad_y_offset", "ad_dilate_erode",
-    "ad_mask_merge_invert", "ad_mask_blur", "ad_denoising_strength", "ad_inpaint_only_masked",
-    "ad_inpaint_only_masked_padding", "ad_use_inpaint_width_height", "ad_inpaint_width", "ad_inpaint_height",
-    "ad_use_steps", "ad_steps", "ad_use_cfg_scale", "ad_cfg_scale", "ad_use_checkpoint", "ad_checkpoint", "ad_use_vae",
-    "ad_vae", "ad_use_sampler", "ad_sampler", "ad_scheduler", "ad_use_noise_multiplier", "ad_noise_multiplier",
-    "ad_use_clip_skip", "ad_clip_skip", "ad_restore_face", "ad_controlnet_model", "ad_controlnet_module",
-    "ad_controlnet_weight", "ad_controlnet_guidance_start", "ad_controlnet_guidance_end", "ad_more_tabs",
-    "s_min_uncond", "s_min_uncond_all", "skip_early_cond", "token_merging_ratio", "token_merging_ratio_img2img",
-    "emphasis", "pad_cond_uncond", "pad_cond_uncond_v0", "sigma_min", "sigma_max", "rho", "beta_dist_alpha",
-    "beta_dist_beta", "freeu_stages", "freeu_schedule", "freeu_version", "dynamic_thresholding", "mimic_scale",
-    "threshold_percentile", "mimic_mode", "mimic_scale_min", "cfg_mode", "cfg_scale_min", "scheduler_value",
-    "separate_feature_channels", "scaling_startpoint", "variability_measure", "interpolate_phi", "pag_scale",
-    "pag_start", "pag_end", "pag_sanf", "seg_blur_sigma", "seg_start", "seg_end", "cfg_rescale",
+    "hr_prompt", "hr_negative_prompt", "hr_sampler", "hr_scheduler", "hr_cfg", "upscaler_dir", "refiner_checkpoint",
+    "refiner_switch_at", "refiner_switch_by_sample_steps", "hires_fix_refiner_pass", "ad_model", "ad_model_classes",
+    "ad_tab_enable", "ad_prompt", "ad_negative_prompt", "ad_confidence", "ad_mask_filter_method", "ad_mask_k",
+    "ad_mask_min_ratio", "ad_mask_max_ratio", "ad_x_offset", "ad_y_offset", "ad_dilate_erode", "ad_mask_merge_invert",
+    "ad_mask_blur", "ad_denoising_strength", "ad_inpaint_only_masked", "ad_inpaint_only_masked_padding",
+    "ad_use_inpaint_width_height", "ad_inpaint_width", "ad_inpaint_height", "ad_use_steps", "ad_steps",
+    "ad_use_cfg_scale", "ad_cfg_scale", "ad_use_checkpoint", "ad_checkpoint", "ad_use_vae", "ad_vae", "ad_use_sampler",
+    "ad_sampler", "ad_scheduler", "ad_use_noise_multiplier", "ad_noise_multiplier", "ad_use_clip_skip", "ad_clip_skip",
+    "ad_restore_face", "ad_controlnet_model", "ad_controlnet_module", "ad_controlnet_weight",
+    "ad_controlnet_guidance_start", "ad_controlnet_guidance_end", "ad_more_tabs", "s_min_uncond", "s_min_uncond_all",
+    "skip_early_cond", "token_merging_ratio", "token_merging_ratio_img2img", "emphasis", "pad_cond_uncond",
+    "pad_cond_uncond_v0", "sigma_min", "sigma_max", "rho", "beta_dist_alpha", "beta_dist_beta", "freeu_stages",
+    "freeu_schedule", "freeu_version", "dynamic_thresholding", "mimic_scale", "threshold_percentile", "mimic_mode",
+    "mimic_scale_min", "cfg_mode", "cfg_scale_min", "scheduler_value", "separate_feature_channels",
+    "scaling_startpoint", "variability_measure", "interpolate_phi", "pag_scale", "pag_start", "pag_end", "pag_sanf",
+    "seg_blur_sigma", "seg_start", "seg_end", "cfg_rescale",
 ]
 INFOTEXT_KEYS = [
     "Model", "Model hash", "VAE", "VAE hash", "TI hashes", "Version", "Hashes", "Init image hash", "User", "X Type",
@@ -48,7 +49,7 @@ INFOTEXT_READERS = ["ADetailer tabs 2, 3 ...", "CFG Rescale spellings"]
 ROWS_MODULES = (
     "inpaintlab.guidance.tome_rows", "inpaintlab.techniques.rows", "inpaintlab.techniques.controlnet_rows",
     "inpaintlab.techniques.noise_rows", "inpaintlab.techniques.color_rows", "inpaintlab.techniques.hires_rows",
-    "inpaintlab.adetailer.rows", "inpaintlab.guidance.rows",
+    "inpaintlab.refiner.rows", "inpaintlab.adetailer.rows", "inpaintlab.guidance.rows",
 )
 
 # An infotext touching every rows module: the settings it replays come out in registry order.
@@ -60,15 +61,17 @@ TEXT = ("a cat <lora:x:0.5>\nNegative prompt: dog\nSteps: 12, Sampler: DPM++ 2M,
         "ADetailer model: face_yolov8n.pt, ADetailer confidence: 0.4, "
         "FreeU Stages: \"[{\\\"backbone_factor\\\": 1.1}]\", Mimic scale: 5, Dynamic thresholding enabled: True, "
         "PAG Scale: 3, CFG Rescale: 0.5, NGMS: 2, Token merging ratio hr: 0.3, Hires upscale: 2, "
-        "Hires upscaler: Latent, Lora hashes: \"x: 1234\", Version: v1.10.1")
+        "Hires upscaler: Latent, Refiner: sdxl_refiner [7440042bbd], Refiner switch at: 0.8, Lora hashes: \"x: 1234\", "
+        "Version: v1.10.1")
 TEXT_ORDER = [
     "prompt", "negative_prompt", "steps", "sampler", "scheduler", "cfg_scale", "seed", "width", "height", "clip_skip",
     "rng_source", "denoising_strength", "mask_blur", "mask_mode", "masked_content", "inpaint_area", "padding",
     "fill_space", "token_merging_ratio_hr", "soft_inpainting", "schedule_bias", "controlnet_processor_res",
     "controlnet_threshold_a", "controlnet_threshold_b", "controlnet_pixel_perfect", "controlnet",
     "controlnet_preprocessor", "control_weight", "control_mode", "guidance_start", "guidance_end",
-    "initial_noise_multiplier", "img2img_extra_noise", "enable_hr", "hr_scale", "hr_upscaler", "ad_model",
-    "ad_confidence", "s_min_uncond", "freeu_stages", "dynamic_thresholding", "mimic_scale", "pag_scale", "cfg_rescale",
+    "initial_noise_multiplier", "img2img_extra_noise", "enable_hr", "hr_scale", "hr_upscaler", "refiner_checkpoint",
+    "refiner_switch_at", "refiner_switch_by_sample_steps", "ad_model", "ad_confidence", "s_min_uncond", "freeu_stages",
+    "dynamic_thresholding", "mimic_scale", "pag_scale", "cfg_rescale",
 ]
 
 

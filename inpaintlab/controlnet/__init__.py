@@ -7,10 +7,11 @@ from .._lazy import lazy_package
 
 lazy_package(__name__, {
     **dict.fromkeys(("CONTROL_MODES", "ControlInput", "ControlledUNet", "active_steps", "control_scales",
-                     "guidance_active"), ".inject"),
+                     "guidance_active", "hires_soft_injection", "in_hires_pass"), ".inject"),
     "load_controlnet": ".load", "ControlNet": ".model", "ControlNetConfig": ".model", "PREPROCESSORS": ".preprocess",
     "ControlNetUnit": ".unit",
 })
 
 __all__ = ["CONTROL_MODES", "PREPROCESSORS", "ControlInput", "ControlNet", "ControlNetConfig", "ControlNetUnit",
-           "ControlledUNet", "active_steps", "control_scales", "guidance_active", "load_controlnet"]
+           "ControlledUNet", "active_steps", "control_scales", "guidance_active", "hires_soft_injection",
+           "in_hires_pass", "load_controlnet"]

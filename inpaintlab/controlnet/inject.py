@@ -18,7 +18,7 @@ import torch
 from ..samplers.schedules import SD1_LINEAR_END, SD1_LINEAR_START, SD1_TIMESTEPS
 from .model import ControlNet
 
-from ..names import CONTROL_MODES  # noqa: E402,F401
+from ..names import CONTROL_MODES  # noqa: E402
 from .unit_infotext import check_control_mode  # noqa: E402 (torch-free, for `inpaintlab info`)
 SOFT_INJECTION_DECAY = 0.825
 
@@ -40,6 +40,20 @@ def control_scales(weight: float, mode: str | int, n: int = 13, sdxl: bool = Fal
         return [float(weight)] * n
     top = n - 1 + (SDXL_DROPPED_SCALES if sdxl else 0)
     return [weight * (SOFT_INJECTION_DECAY ** float(top - i)) for i in range(n)]
+
+
+def hires_soft_injection(module: str) -> bool:
+    """The extension forces the soft `0.825^(12 - i)` scales in a hires-fix second pass for preprocessors whose name
+    contains "canny" or "mlsd" (whatever the control mode)."""
+    return "canny" in module or "mlsd" in module
+
+
+def in_hires_pass(latent_height: int, hint_height: int, hr_hint_height: int) -> bool:
+    """The extension's test at every UNet call of a hires-fix job: the call belongs to the second pass unless the
+    latent's pixel height is strictly closer to the first pass's hint than to the second's (only heights are
+    compared; with equal sizes, hr_scale 1, every call counts as the second pass)."""
+    h = latent_height * 8
+    return not abs(h - hint_height) < abs(h - hr_hint_height)
 
 
 def guidance_active(sampling_step: int, sampling_steps: int, start: float, end: float) -> bool:
@@ -140,7 +154,8 @@ class ControlInput:
     hint: the ControlNet input [1,3,H,W] (masked pixels -1). x0_origin / restore_mask: the hint's latent and the
     dilated latent mask for inpaint_only (None otherwise). inpaint_cond: [1,5,h,w] that replaces a 9-channel UNet's
     conditioning (latent mask, masked-hint latent), or None. colorfix: (radius, sharpness or None) and
-    colorfix_latent (the hint's latent) for tile_colorfix(+sharp), or None.
+    colorfix_latent (the hint's latent) for tile_colorfix(+sharp), or None. hires_soft: a canny / mlsd unit, whose
+    scales are the soft ones in a hires-fix second pass (`hires_soft_injection`).
     """
 
     model: ControlNet
@@ -154,6 +169,7 @@ class ControlInput:
     inpaint_cond: torch.Tensor | None = None
     colorfix: tuple[int, float | None] | None = None
     colorfix_latent: torch.Tensor | None = None
+    hires_soft: bool = False
 
     def __post_init__(self) -> None:
         self.control_mode = check_control_mode(self.control_mode)
@@ -172,16 +188,25 @@ class ControlledUNet:
     Wire `step_callback` into the sampler's callback so the guidance window sees A1111's step counter; without it
     every call counts as step 0. cond_mark [N] (1 = cond row, 0 = uncond row) comes from `CFGDenoiser`; when absent
     every row counts as cond, as in the extension when its prompt marks are missing.
+
+    hr_units: with hires fix, the same units prepared at the second pass's size (same order). Each call picks the set
+    by the extension's test (`in_hires_pass`); in the second pass canny / mlsd units take the soft scales and
+    tile_colorfix doubles its blur radius, as the extension does.
     """
 
     accepts_cond_mark = True
 
     def __init__(self, unet: Any, units: Sequence[ControlInput], sampling_steps: int,
-                 schedule: LDMSchedule = SD1_SCHEDULE):
+                 schedule: LDMSchedule = SD1_SCHEDULE, hr_units: Sequence[ControlInput] | None = None):
         if isinstance(sampling_steps, bool) or not isinstance(sampling_steps, int) or sampling_steps < 1:
             raise ValueError(f"sampling_steps must be a positive int, got {sampling_steps!r}")
+        if hr_units is not None and len(hr_units) != len(units):
+            raise ValueError(f"hr_units must pair with units: {len(hr_units)} against {len(units)}")
         self.unet, self.units, self.sampling_steps, self.schedule = unet, list(units), sampling_steps, schedule
+        self.low_units = self.units
+        self.hr_units = None if hr_units is None else list(hr_units)
         self.sampling_step = 0
+        self.hires = False
 
     def __repr__(self) -> str:
         return (f"ControlledUNet(units={len(self.units)}, sampling_steps={self.sampling_steps}, "
@@ -193,6 +218,13 @@ class ControlledUNet:
 
     def active(self, unit: ControlInput) -> bool:
         return guidance_active(self.sampling_step, self.sampling_steps, unit.guidance_start, unit.guidance_end)
+
+    def select(self, x: torch.Tensor) -> None:
+        """Use the first pass's or the second pass's units for a UNet input x (the extension's per-call test)."""
+        if not self.hr_units or not self.low_units:
+            return
+        self.hires = in_hires_pass(x.shape[-2], self.low_units[0].hint.shape[-2], self.hr_units[0].hint.shape[-2])
+        self.units = self.hr_units if self.hires else self.low_units
 
     def controls(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
                  cond_mark: torch.Tensor | None = None, y: torch.Tensor | None = None) -> list[torch.Tensor] | None:
@@ -209,7 +241,9 @@ class ControlledUNet:
                 mark = torch.ones(x.shape[0]) if cond_mark is None else cond_mark
                 mark = mark.to(device=x.device, dtype=control[0].dtype).reshape(-1, 1, 1, 1)
                 control = [c * mark for c in control]
-            scales = control_scales(unit.weight, unit.control_mode, len(control), sdxl=sdxl)
+            soft = self.hires and unit.hires_soft and unit.control_mode == "Balanced"
+            scales = control_scales(unit.weight, CONTROL_MODES[1] if soft else unit.control_mode, len(control),
+                                    sdxl=sdxl)
             control = [c * s for c, s in zip(control, scales)]
             total = control if total is None else [a + b for a, b in zip(total, control)]
         return total
@@ -219,6 +253,7 @@ class ControlledUNet:
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])
+        self.select(x)
         control = self.controls(x, timesteps, context, cond_mark, y)
         for unit in self.units:
             if unit.inpaint_cond is not None and x.shape[1] == 9:
@@ -230,7 +265,8 @@ class ControlledUNet:
         eps = self.unet(x, timesteps, context, **extra)
         for unit in self.units:  # the extension's order: every colorfix unit, then every inpaint_only restore
             if unit.colorfix is not None:
-                eps = colorfix_eps(x[:, :4], timesteps, eps, unit.colorfix_latent.to(eps), unit.colorfix[0],
+                k = unit.colorfix[0] * (2 if self.hires else 1)  # the extension doubles the radius in the hires pass
+                eps = colorfix_eps(x[:, :4], timesteps, eps, unit.colorfix_latent.to(eps), k,
                                    unit.colorfix[1], unit.weight, cond_mark, self.schedule)
         for unit in self.units:
             if unit.x0_origin is not None:

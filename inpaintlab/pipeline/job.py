@@ -74,6 +74,8 @@ class Job:
     sampling_steps: int = 0                  # callbacks per run (the step counter's range)
     step: int = 0                            # the current sampling step, from 0
     samples: torch.Tensor | None = None
+    loaded: Pipeline | None = None           # the model in use when it is not `pipe` (a refiner after its switch):
+                                             # its VAE decodes, as A1111 decodes with whatever model is loaded
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # scratch space for techniques, by name
 
     def __getitem__(self, name: str) -> Any:

@@ -112,8 +112,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
         # A1111 tokenizes SD 2.x prompts with open_clip's tokenizer, SDXL's CLIP-L with transformers' and its bigG
         # with open_clip's.
         if tokenizer is None:
-            tokenizer = {"sd2": OpenCLIPTokenizer, "sdxl": lambda: Tokenizer(html_unescape=False)}.get(
-                config.family, Tokenizer)()
+            tokenizer = {"sd2": OpenCLIPTokenizer, "sdxl": lambda: Tokenizer(html_unescape=False),
+                         "sdxl_refiner": OpenCLIPTokenizer}.get(config.family, Tokenizer)()
         self.tokenizer = tokenizer
         self.tokenizer_2 = OpenCLIPTokenizer() if config.family == "sdxl" else None
         self.embeddings = embeddings or {}

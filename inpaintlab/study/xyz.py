@@ -82,6 +82,7 @@ AXIS_TYPES: dict[str, AxisType] = {a.label: a for a in (
     AxisType("VAE", str, None),
     AxisType("Token merging ratio", float, "token_merging_ratio"),
     AxisType("Token merging ratio high-res", float, "token_merging_ratio_hr"),
+    AxisType("Refiner switch at", float, "refiner_switch_at"),
     AxisType("RNG source", str, "rng_source"),
     AxisType("Size", str, None),
 )}
@@ -94,8 +95,7 @@ REFUSED_AXES = {
     "Face restore": "face restoration (CodeFormer, GFPGAN) is not supported",
     "Always discard next-to-last sigma": "that option is not a setting",
     "SGM noise multiplier": "that option is not a setting",
-    "Refiner checkpoint": "the refiner is not supported",
-    "Refiner switch at": "the refiner is not supported",
+    "Refiner checkpoint": "a refiner per cell is not supported (give the grid's refiner as refiner_checkpoint)",
     "FP8 mode": "FP8 weight storage is not supported",
 }
 SETTING_TO_LABEL = {a.setting: a.label for a in AXIS_TYPES.values() if a.setting}

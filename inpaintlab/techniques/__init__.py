@@ -3,6 +3,7 @@
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
 * `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
 * `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
+* `inpaintlab.refiner.technique.Refiner`: A1111's refiner (refiner_checkpoint, refiner_switch_at);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `color_correction.ColorCorrection`: A1111's img2img colour correction (`color_correction`, row in `color_rows`);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
@@ -21,8 +22,8 @@ lazy_package(__name__, {
     "ADetailer": "inpaintlab.adetailer.technique", "BUILTIN": ".builtins", "BinaryBlend": ".blend",
     "ColorCorrection": ".color_correction", "ControlNet": ".controlnet", "DifferentialDiffusion": ".differential",
     "ExtraNoise": ".extra_noise", "HiresFix": ".hires", "Networks": ".lora", "NoiseMultiplier": ".noise_multiplier",
-    "SoftInpainting": ".soft", "builtin": ".builtins",
+    "Refiner": "inpaintlab.refiner.technique", "SoftInpainting": ".soft", "builtin": ".builtins",
 })
 
 __all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ColorCorrection", "ControlNet", "DifferentialDiffusion", "ExtraNoise",
-           "HiresFix", "Networks", "NoiseMultiplier", "SoftInpainting", "builtin"]
+           "HiresFix", "Networks", "NoiseMultiplier", "Refiner", "SoftInpainting", "builtin"]

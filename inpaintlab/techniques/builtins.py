@@ -7,6 +7,7 @@ from ..guidance.cfg_techniques import PAG, CFGRescale, DynamicThresholdingTechni
 from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
+from ..refiner.technique import Refiner
 from .blend import BinaryBlend
 from .color_correction import ColorCorrection
 from .controlnet import ControlNet
@@ -17,9 +18,9 @@ from .lora import Networks
 from .noise_multiplier import NoiseMultiplier
 from .soft import SoftInpainting
 
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, FreeU, TokenMerging, SEG,
-           SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend,
-           ADetailer)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, Refiner, FreeU, TokenMerging,
+           SEG, SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion,
+           BinaryBlend, ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:

@@ -1,7 +1,8 @@
 """ControlNet units (sd-webui-controlnet semantics): the units' hints are prepared with the job's image and mask,
 the ControlNets act where the UNet is called, inpaint_only+lama mixes its latent into every noise draw, and
-inpaint_only pastes its image back before the uint8 truncation. The networks and preprocessors are in
-`inpaintlab.controlnet`."""
+inpaint_only pastes its image back before the uint8 truncation. With hires fix every unit also gets its hint at the
+second pass's size (`hires_size`), the pass's wrapper counts its own steps, and each UNet call picks its hints by
+size. The networks and preprocessors are in `inpaintlab.controlnet`."""
 from __future__ import annotations
 
 from typing import Any
@@ -64,6 +65,21 @@ def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit
     return [ControlNetUnit(controlnet, **single)]
 
 
+def hires_size(job: Job) -> tuple[int, int] | None:
+    """(width, height) of a hires fix's second pass, or None without one.
+
+    The extension targets `int(height · hr_scale)` (or `hr_resize_x/y`) floored to a multiple of 8, which is the
+    second pass's image size whenever the extension runs; the size used here is always that image's (8 × the
+    cropped latent), so a one-sided `Hires resize` (where the extension's target has a 0 side) and a cover-and-crop
+    resize that floors one latent row differently also work."""
+    s = job.settings
+    if job.kind != "txt2img" or not s.get("enable_hr"):
+        return None
+    from ..hires import target_size
+
+    return target_size(s["width"], s["height"], s["hr_scale"], s["hr_resize_x"], s["hr_resize_y"]).image_size
+
+
 class ControlNet(Technique):
     name = "ControlNet"
     order = 20
@@ -109,7 +125,8 @@ class ControlNet(Technique):
                             invert=s["mask_mode"] == "not_masked", crop=crop, a1111_resize_mode=s["resize_mode"])
         self.prepared = prepare_units(self.units, width=job.width, height=job.height, encode=encode, load=load,
                                       unet_channels=pipe.unet.config.in_channels,
-                                      seed=numpy_seed(job.seeds[0], s.get("subseed", -1)), **job_args)
+                                      seed=numpy_seed(job.seeds[0], s.get("subseed", -1)), hr_size=hires_size(job),
+                                      **job_args)
         job.extra.update(self.prepared.infotext)
 
     def noise(self, job: Job, noise):
@@ -120,7 +137,10 @@ class ControlNet(Technique):
 
     def wrap_unet(self, job: Job, unet):
         # The units act where the UNet is called; the step counter follows the sampler's callback.
-        self.unet = ControlledUNet(unet, self.prepared.inputs, sampling_steps=job.sampling_steps)
+        # With hires fix each sample() builds its own wrapper, so the second pass counts its own steps from 0 (A1111's
+        # launch_sampling resets the counter); every call picks the first or second pass's hints by size.
+        self.unet = ControlledUNet(unet, self.prepared.inputs, sampling_steps=job.sampling_steps,
+                                   hr_units=self.prepared.hr_inputs)
         return self.unet
 
     def on_step(self, job: Job, d: dict) -> None:

@@ -6,8 +6,8 @@ with a fresh ImageRNG of the new shape and the same seeds, and sampled again as 
 Settings are A1111's API fields: enable_hr, hr_scale, hr_resize_x/y, hr_upscaler, hr_second_pass_steps, hr_prompt,
 hr_negative_prompt, hr_sampler, hr_scheduler, Forge's hr_cfg (0 = the first pass's CFG scale) and
 `denoising_strength`; `upscaler_dir` resolves model upscaler names. The infotext keeps the first pass's `Size`.
-9-channel (inpainting) models get A1111's second-pass image conditioning (`hires_image_conditioning`). Not yet: a
-hires checkpoint, the refiner.
+9-channel (inpainting) models get A1111's second-pass image conditioning (`hires_image_conditioning`). The refiner
+(`inpaintlab.refiner`) runs in the pass(es) `hires_fix_refiner_pass` names. Not yet: a hires checkpoint.
 """
 from __future__ import annotations
 
@@ -62,14 +62,15 @@ class HiresFix(Technique):
             image_cond = hires_image_conditioning(pipe, full, None, generator, s["inpainting_mask_weight"])
             latent = hf.crop_latent(full, target)
         else:
-            with torch.inference_mode():
-                decoded = torch.cat([pipe._decode_one(z).float() for z in samples])
+            with torch.inference_mode():  # the first pass's model decodes (a refiner's VAE after its switch)
+                decoded = torch.cat([(job.loaded or pipe)._decode_one(z).float() for z in samples])
             pixels = hf.upscale_decoded(decoded, target, self.upscaler)
             full = pipe.encode_image(pipe.to_vae_input(pixels), generator)
             image_cond = hires_image_conditioning(pipe, full, pixels, generator, s["inpainting_mask_weight"])
             latent = hf.crop_latent(full, target)
         if image_cond is not None:
             image_cond = hf.crop_latent(image_cond, target)
+        job.loaded = None  # A1111 reloads the main model for the second pass (after the first pass's decode)
         steps, total = hf.second_pass_steps(s["steps"], s["hr_second_pass_steps"], s["denoising_strength"])
         if total == 0:
             return latent  # denoising strength 0: A1111's schedule [0] returns the upscaled latent
