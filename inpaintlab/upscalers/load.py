@@ -18,6 +18,7 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, read_state_dict
 from .compact import CompactConfig, SRVGGNetCompact
+from .dat import DAT, DATConfig
 from .errors import UpscalerError
 from .rrdb import RRDBConfig, RRDBNet
 from .swinir import SwinIR, SwinIRConfig
@@ -36,11 +37,13 @@ _ARCHES: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("SwinIR", (("layers.0.residual_group.blocks.0.norm1.weight", "conv_first.weight",
                  "layers.0.residual_group.blocks.0.mlp.fc1.bias",
                  "layers.0.residual_group.blocks.0.attn.relative_position_index"),)),
+    ("DAT", (("conv_first.weight", "before_RG.1.weight", "layers.0.blocks.0.ffn.sg.conv.weight",
+              "layers.0.blocks.0.attn.attns.0.rpe_biases", "layers.0.blocks.0.attn.attns.0.pos.pos_proj.weight",
+              "layers.0.blocks.0.attn.spatial_interaction.0.weight", "norm.weight"),)),
     ("Compact", (("body.0.weight", "body.1.weight"),)),
 )
 # Recognised but not implemented (named in the error instead of "unknown").
-_KNOWN_OTHERS = (("m_head.0.weight", "SCUNet"), ("relative_position_index_SA", "HAT"), ("before_RG.1.weight", "DAT"),
-                 ("first_stage_model.", "LDSR"))
+_KNOWN_OTHERS = (("m_head.0.weight", "SCUNet"), ("relative_position_index_SA", "HAT"), ("first_stage_model.", "LDSR"))
 
 
 def canonical_state_dict(obj: object, source: str = "state dict") -> dict[str, torch.Tensor]:
@@ -87,8 +90,8 @@ def detect_architecture(sd: Mapping[str, torch.Tensor], source: str = "state dic
             return arch
     for marker, name in _KNOWN_OTHERS:
         if any(marker in k for k in sd):
-            raise UpscalerError(f"{source}: {name} upscalers are not supported (RRDBNet/ESRGAN, SRVGGNetCompact and "
-                                "SwinIR are)")
+            raise UpscalerError(f"{source}: {name} upscalers are not supported (RRDBNet/ESRGAN, SRVGGNetCompact, "
+                                "SwinIR and DAT are)")
     sample = ", ".join(list(sd)[:4])
     raise UpscalerError(f"{source}: not a known upscaler architecture (keys start {sample})")
 
@@ -164,6 +167,9 @@ def build(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> tuple[n
         elif arch == "SwinIR":
             scfg = SwinIRConfig.from_state_dict(sd)
             net, scale, size = SwinIR(scfg), scfg.scale, SizeRule(16, 1)
+        elif arch == "DAT":
+            dcfg = DATConfig.from_state_dict(sd)
+            net, scale, size = DAT(dcfg), dcfg.scale, SizeRule(16, 1)
         else:
             ccfg = CompactConfig.from_state_dict(sd)
             net, scale, size = SRVGGNetCompact(ccfg), ccfg.scale, SizeRule()
@@ -179,7 +185,7 @@ def build(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> tuple[n
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> UpscalerModel:
-    """Load an upscaler file (RRDBNet/ESRGAN in any layout, Real-ESRGAN, SRVGGNetCompact or SwinIR)."""
+    """Load an upscaler file (RRDBNet/ESRGAN in any layout, Real-ESRGAN, SRVGGNetCompact, SwinIR or DAT)."""
     path = Path(path)
     sd = read_upscaler_file(path)
     net, arch, scale, size = build(sd, str(path))
