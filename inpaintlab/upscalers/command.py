@@ -31,7 +31,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     size.add_argument("--scale", type=float, default=None, help="scale by this factor (default: 4)")
     size.add_argument("--size", metavar="WxH", help="scale to this size")
     p.add_argument("--crop", action="store_true", help="with --size: crop (centred) to exactly that size")
-    p.add_argument("--tile", type=int, default=None, help="tile size in pixels, 0 = no tiling (default: A1111's 192)")
+    p.add_argument("--tile", type=int, default=None, help="tile size in pixels, 0 = no tiling (default: A1111's 192, ScuNET 256)")
     p.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default: A1111's 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")

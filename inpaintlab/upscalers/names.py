@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import UpscalerError
-from .load import UpscalerModel, load
+from .load import SCUNET_TILE, UpscalerModel, load
 from .scale import BUILTIN
 
 EXTENSIONS = (".pth", ".pt", ".safetensors")
@@ -80,8 +80,10 @@ class UpscalerDir:
             folders = {p.name.lower() for p in path.relative_to(self.root).parents}
             if folders & _AVERAGE_FOLDERS:
                 model.tiling = "average"
+                # A1111's ScuNET upscaler runs whatever file its folder holds with SCUNET_tile/_overlap
+                model.tile_defaults = SCUNET_TILE if "scunet" in folders else None
             elif folders & _GRID_FOLDERS:
-                model.tiling = "grid"
+                model.tiling, model.tile_defaults = "grid", None
             model.name = name
             self._cache[key] = model
         return self._cache[key]
