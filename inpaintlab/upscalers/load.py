@@ -182,6 +182,10 @@ def build(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> tuple[n
             net, scale, size = SRVGGNetCompact(ccfg), ccfg.scale, SizeRule()
     except UpscalerError as e:
         raise UpscalerError(f"{source}: {e}") from None
+    except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
+        # the detection keys are there but a tensor the hyper-parameters are read from is missing or misshapen
+        raise UpscalerError(f"{source}: {arch} weights with missing or misshapen tensors "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
