@@ -75,12 +75,15 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
                             help=registry.cli_help(setting))
 
 
+SCRIPTS = ("SD upscale", "Loopback", "Poor man's outpainting", "Outpainting mk2")
+
+
 def _add_script_args(parser: argparse.ArgumentParser) -> None:
     """A1111's img2img scripts that run through img2img (inpaintlab.scripts), by their UI names."""
     from .scripts import CURVES
 
     g = parser.add_argument_group("img2img scripts")
-    g.add_argument("--script", choices=("SD upscale", "Loopback"), help="run an A1111 img2img script")
+    g.add_argument("--script", choices=SCRIPTS, help="run an A1111 img2img script")
     g.add_argument("--tile-overlap", type=int, default=64, help="SD upscale: Tile overlap (default: 64)")
     g.add_argument("--scale-factor", type=float, default=2.0, help="SD upscale: Scale Factor (default: 2)")
     g.add_argument("--upscaler", default="None",
@@ -92,11 +95,33 @@ def _add_script_args(parser: argparse.ArgumentParser) -> None:
                    help="Loopback: Final denoising strength (default: 0.5)")
     g.add_argument("--denoising-curve", choices=CURVES, default="Linear",
                    help="Loopback: Denoising strength curve (default: Linear)")
+    g.add_argument("--pixels", type=int, default=128, help="outpainting: Pixels to expand (default: 128)")
+    g.add_argument("--mask-blur", type=int, default=None,
+                   help="outpainting: Mask blur (default: 4 for Poor man's outpainting, 8 for Outpainting mk2)")
+    g.add_argument("--masked-content", default="fill",
+                   help="Poor man's outpainting: Masked content, fill/original/latent noise/latent nothing "
+                        "(default: fill)")
+    g.add_argument("--direction", default="left,right,up,down",
+                   help="outpainting: Outpainting direction, comma-separated (default: left,right,up,down)")
+    g.add_argument("--noise-q", type=float, default=1.0,
+                   help="Outpainting mk2: Fall-off exponent (lower=higher detail) (default: 1)")
+    g.add_argument("--color-variation", type=float, default=0.05,
+                   help="Outpainting mk2: Color variation (default: 0.05)")
 
 
 def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
     from . import scripts
 
+    if args.script == "Poor man's outpainting":
+        return scripts.poor_mans_outpainting(pipe, image, prompt, negative, pixels=args.pixels,
+                                             mask_blur=4 if args.mask_blur is None else args.mask_blur,
+                                             inpainting_fill=args.masked_content, direction=args.direction,
+                                             **settings)
+    if args.script == "Outpainting mk2":
+        return scripts.outpainting_mk2(pipe, image, prompt, negative, pixels=args.pixels,
+                                       mask_blur=8 if args.mask_blur is None else args.mask_blur,
+                                       direction=args.direction, noise_q=args.noise_q,
+                                       color_variation=args.color_variation, **settings)
     if args.script == "Loopback":
         return scripts.loopback(pipe, image, prompt, negative, loops=args.loops,
                                 final_denoising_strength=args.final_denoising_strength,

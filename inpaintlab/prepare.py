@@ -23,7 +23,9 @@ class Prepared:
     """init: W×H RGB image to encode. image_mask: W×H blurred mask (L) for the latent mask and 9-channel conditioning.
     overlay: RGBA original to composite over the result; paste_to: (x, y, w, h) of the crop in only-masked mode.
     repaint_mask / overlay_mask: binary (after mask mode) and blurred composite masks at the output size.
-    extra: infotext keys in A1111's insertion order. All mask fields are None for plain img2img."""
+    latent_mask: a script's own W×H mask (A1111's `p.latent_mask`) for the latent mask and the fill, in place of
+    image_mask; None: image_mask serves. extra: infotext keys in A1111's insertion order. All mask fields are None
+    for plain img2img."""
 
     init: Image.Image
     image_mask: Image.Image | None = None
@@ -31,6 +33,7 @@ class Prepared:
     overlay_mask: Image.Image | None = None
     repaint_mask: Image.Image | None = None
     paste_to: tuple[int, int, int, int] | None = None
+    latent_mask: Image.Image | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -72,10 +75,15 @@ def fill_space_ignored(masked_content: str) -> str:
 def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, height: int, *, mask_blur: int = 4,
                     mask_mode: str = "masked", masked_content: str = "original", inpaint_area: str = "whole",
                     padding: int = 32, resize_mode: int = 0, fill_space: str = "pixel",
-                    mask_round: bool = True) -> Prepared:
+                    mask_round: bool = True, mask_blur_y: int | None = None,
+                    latent_mask: Image.Image | None = None) -> Prepared:
     """A1111 steps 2–7 for one init image: mask intake, invert, blur, geometry, resize/crop, overlay and pixel fill.
 
-    mask_round=False (soft inpainting, Differential Diffusion) keeps an RGBA mask's alpha unthresholded."""
+    mask_round=False (soft inpainting, Differential Diffusion) keeps an RGBA mask's alpha unthresholded.
+    mask_blur_y: the vertical blur when it differs from `mask_blur` (A1111's `mask_blur_x` / `mask_blur_y`, set by
+    Outpainting mk2); "Mask blur" is then not written, as A1111's `mask_blur` reads None when they differ.
+    latent_mask: A1111's `p.latent_mask` (the outpainting scripts): a W×H mask used as is, without blur or resize,
+    for the fill and the latent mask; the blurred mask still makes the overlay and the 9-channel conditioning."""
     check_choice("mask_mode", mask_mode, masking.MASK_MODES)
     check_choice("masked_content", masked_content, masking.MASKED_CONTENT)
     check_choice("inpaint_area", inpaint_area, masking.INPAINT_AREAS)
@@ -84,7 +92,8 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
         log.warning("%s", fill_space_ignored(masked_content))
     if not isinstance(image, Image.Image) or not (mask is None or isinstance(mask, Image.Image)):
         raise TypeError(f"image and mask must be PIL images, got {type(image).__name__} and {type(mask).__name__}")
-    for name, value in (("mask_blur", mask_blur), ("padding", padding)):
+    blur_y = mask_blur if mask_blur_y is None else mask_blur_y
+    for name, value in (("mask_blur", mask_blur), ("mask_blur_y", blur_y), ("padding", padding)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     if resize_mode not in (0, 1, 2):
@@ -104,9 +113,15 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
     if mask_mode == "not_masked":
         binary = masking.invert_mask(binary)
         extra["Mask mode"] = "Inpaint not masked"
-    blurred = masking.blur_mask(binary, mask_blur, mask_blur)
-    if mask_blur > 0:
+    blurred = masking.blur_mask(binary, mask_blur, blur_y)
+    if blur_y == mask_blur > 0:
         extra["Mask blur"] = mask_blur
+    if latent_mask is not None:
+        if inpaint_area != "whole":
+            raise ValueError("a separate latent mask works in inpaint_area 'whole' only (as the scripts use it)")
+        if latent_mask.size != (width, height):
+            raise ValueError(f"latent mask size {latent_mask.size} must be the processing size {(width, height)}")
+        latent_mask = latent_mask.convert("L")
 
     if inpaint_area == "only_masked":
         crop = masking.get_crop_region_v2(blurred, padding)
@@ -128,11 +143,12 @@ def prepare_inpaint(image: Image.Image, mask: Image.Image | None, width: int, he
         init = masking.resize_image(resize_mode, source, width, height)
         overlay_mask = masking.mask_for_overlay(image_mask)
         prepared = Prepared(init, image_mask, masking.make_overlay(init, overlay_mask), overlay_mask,
-                            masking.resize_image(resize_mode, binary, width, height).convert("L"), extra=extra)
+                            masking.resize_image(resize_mode, binary, width, height).convert("L"),
+                            latent_mask=latent_mask, extra=extra)
 
     # A1111 fills the pixels for every mode but "original"; fill_space="latent" moves only "fill" to the latents.
     if masked_content != "original" and not (masked_content == "fill" and fill_space == "latent"):
-        prepared.init = masking.fill(prepared.init, prepared.image_mask)
+        prepared.init = masking.fill(prepared.init, prepared.image_mask if latent_mask is None else latent_mask)
     if masked_content == "fill":
         extra["Masked content"] = "fill"
         if fill_space == "latent":

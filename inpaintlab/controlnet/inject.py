@@ -2,7 +2,8 @@
 
 `ControlledUNet` takes the UNet's place inside `EpsDenoiser`: per call it runs each active unit's ControlNet on the
 UNet input, scales its residuals by weight and control mode, sums the units and hands the sum to the UNet; for
-`inpaint_only` units it then replaces the x0 implied by the UNet output outside the mask by the hint's latent. It sits
+`tile_colorfix` units it then pulls the low frequencies of the implied x0 towards the hint's latent, and for
+`inpaint_only` units it replaces the implied x0 outside the mask by the hint's latent. It sits
 below CFG, the per-step blend and soft inpainting, so those layers compose with it unchanged; CFG tells it which rows
 are cond (`cond_mark`), and the sampler callback tells it the step (`step_callback`).
 """
@@ -107,13 +108,43 @@ def restore_eps(x: torch.Tensor, timesteps: torch.Tensor, eps: torch.Tensor, x0_
     return eps_prediction * w + eps * (1 - w)
 
 
+def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The extension's colorfix blur: replicate-pad by k, then a (2k+1)^2 mean with stride 1 (same size out)."""
+    padded = torch.nn.functional.pad(x, (k, k, k, k), mode="replicate")
+    return torch.nn.functional.avg_pool2d(padded, (2 * k + 1, 2 * k + 1), stride=(1, 1))
+
+
+def colorfix_eps(x: torch.Tensor, timesteps: torch.Tensor, eps: torch.Tensor, x0_origin: torch.Tensor, k: int,
+                 sharpness: float | None, weight: float, cond_mark: torch.Tensor | None = None,
+                 schedule: LDMSchedule = SD1_SCHEDULE) -> torch.Tensor:
+    """tile_colorfix's x0 correction of the UNet output eps for input x [N,4,h,w]: the implied x0 keeps its high
+    frequencies and takes its low ones (box blur of radius k) from the hint's latent `x0_origin`. With a sharpness
+    (tile_colorfix+sharp) the uncond rows (cond_mark 0) are blurred further by sharpness/100 of a box blur, which CFG
+    turns into sharpening. Blended by clamp(weight, 0, 1)."""
+    t = torch.round(timesteps.float()).long()
+    recip = schedule._at(schedule.sqrt_recip_alphas_cumprod, t, x)
+    recipm1 = schedule._at(schedule.sqrt_recipm1_alphas_cumprod, t, x)
+    x0_prediction = recip * x - recipm1 * eps
+    x0 = x0_prediction - box_blur(x0_prediction, k) + box_blur(x0_origin, k)
+    if sharpness is not None:
+        detail = float(sharpness) * 0.01
+        neg = detail * box_blur(x0, k) + (1 - detail) * x0
+        mark = torch.ones(x.shape[0]) if cond_mark is None else cond_mark
+        mark = mark.to(device=x.device, dtype=x0.dtype).reshape(-1, 1, 1, 1)
+        x0 = mark * x0 + (1 - mark) * neg
+    eps_prediction = (recip * x - x0) / recipm1
+    w = max(0.0, min(1.0, float(weight)))
+    return eps_prediction * w + eps * (1 - w)
+
+
 @dataclasses.dataclass
 class ControlInput:
     """One unit, ready for sampling.
 
     hint: the ControlNet input [1,3,H,W] (masked pixels -1). x0_origin / restore_mask: the hint's latent and the
     dilated latent mask for inpaint_only (None otherwise). inpaint_cond: [1,5,h,w] that replaces a 9-channel UNet's
-    conditioning (latent mask, masked-hint latent), or None.
+    conditioning (latent mask, masked-hint latent), or None. colorfix: (radius, sharpness or None) and
+    colorfix_latent (the hint's latent) for tile_colorfix(+sharp), or None.
     """
 
     model: ControlNet
@@ -125,12 +156,16 @@ class ControlInput:
     x0_origin: torch.Tensor | None = None
     restore_mask: torch.Tensor | None = None
     inpaint_cond: torch.Tensor | None = None
+    colorfix: tuple[int, float | None] | None = None
+    colorfix_latent: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.control_mode = check_control_mode(self.control_mode)
         check_unit_numbers(self.weight, self.guidance_start, self.guidance_end)
         if (self.x0_origin is None) != (self.restore_mask is None):
             raise ValueError("x0_origin and restore_mask go together (inpaint_only's restore)")
+        if (self.colorfix is None) != (self.colorfix_latent is None):
+            raise ValueError("colorfix and colorfix_latent go together (tile_colorfix)")
 
 
 class ControlledUNet:
@@ -193,6 +228,10 @@ class ControlledUNet:
                 cond = unit.inpaint_cond.to(device=x.device, dtype=x.dtype)
                 x = torch.cat([x[:, :4], cond.expand(x.shape[0], -1, -1, -1)], dim=1)
         eps = self.unet(x, timesteps, context) if control is None else self.unet(x, timesteps, context, control=control)
+        for unit in self.units:  # the extension's order: every colorfix unit, then every inpaint_only restore
+            if unit.colorfix is not None:
+                eps = colorfix_eps(x[:, :4], timesteps, eps, unit.colorfix_latent.to(eps), unit.colorfix[0],
+                                   unit.colorfix[1], unit.weight, cond_mark, self.schedule)
         for unit in self.units:
             if unit.x0_origin is not None:
                 eps = restore_eps(x[:, :4], timesteps, eps, unit.x0_origin.to(eps), unit.restore_mask.to(eps),

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from ..masking import blur_mask
+from . import binary_maps
 
 from ..names import PREPROCESSORS  # noqa: E402,F401
 # The extension's internal module names, written to the infotext's "Module:" field.
@@ -64,28 +65,31 @@ def combine_image_and_mask(image: Image.Image, mask: Image.Image | None = None) 
 # --- detectmap_proc: the hint at the processing size -----------------------------------------------------------
 
 def high_quality_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an HxWx4 float32 RGB+mask array to size=(w, h) like the extension's `high_quality_resize`.
+    """Resize an HxWx4 RGB+mask array (float32, or uint8 for the non-inpaint modules) to size=(w, h) like the
+    extension's `high_quality_resize`.
 
     RGB and mask use one interpolation: nearest if the RGB has 3..199 distinct colours, area when shrinking, cubic
-    otherwise. The mask is then binarised (>127 -> 255) whether or not the size changed. The extension's extra
-    handling of two-colour black-and-white RGB (Otsu threshold, edge thinning) is not reproduced: such an image
-    raises instead of being resized differently.
+    otherwise. A black-and-white two-colour RGB (`binary_maps.is_binary`) is made binary again after the resize
+    (Otsu; one-pixel edge maps also non-maximum suppression and thinning, `binary_maps.rebinarise`). The mask is
+    then binarised (>127 -> 255) whether or not the size changed; the result is float32.
     """
     rgb, mask = x[:, :, :3], x[:, :, 3]
     w, h = size
     if rgb.shape[:2] != (h, w):
-        colours = np.unique(rgb.reshape(-1, 3), axis=0)
-        if len(colours) == 2 and rgb.min() < 16 and rgb.max() > 240:
-            raise NotImplementedError("hint resize of a two-colour black-and-white image (the extension's "
-                                      "binary-image path) is not supported; give the image at the processing size")
-        if 2 < len(colours) < 200:
+        colours = len(np.unique(rgb.reshape(-1, 3), axis=0))
+        binary = binary_maps.is_binary(rgb)
+        one_pixel_edge = binary and binary_maps.is_one_pixel_edge(rgb)
+        shrinking, enlarging = w * h < rgb.shape[0] * rgb.shape[1], w * h > rgb.shape[0] * rgb.shape[1]
+        if 2 < colours < 200:
             interpolation = cv2.INTER_NEAREST
-        elif w * h < rgb.shape[0] * rgb.shape[1]:
+        elif shrinking:
             interpolation = cv2.INTER_AREA
         else:
             interpolation = cv2.INTER_CUBIC
         rgb = cv2.resize(rgb, size, interpolation=interpolation)
         mask = cv2.resize(mask, size, interpolation=interpolation)
+        if binary:
+            rgb = binary_maps.rebinarise(rgb, one_pixel_edge, enlarging).astype(x.dtype)
     mask = (mask > 127).astype(np.float32) * 255.0
     return np.concatenate([rgb, mask[:, :, None]], axis=2)
 

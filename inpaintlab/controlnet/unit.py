@@ -192,9 +192,11 @@ def controlnet_path(model: str | Path) -> Path:
 
 
 def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init: Image.Image | None, width: int,
-                      height: int, a1111_resize_mode: int, index: int) -> ControlInput:
+                      height: int, a1111_resize_mode: int, index: int, seed: int | None = None,
+                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ControlInput:
     """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), Pixel Perfect, the
-    preprocessor at the processing resolution, `detectmap_proc` on the uint8 map, hint / 255."""
+    preprocessor at the processing resolution (seed: the numpy seed, see `preprocessors.numpy_seed`),
+    `detectmap_proc` on the uint8 map, hint / 255; tile_colorfix also encodes the hint (`encode`)."""
     source = unit.image if unit.image is not None else init
     if source is None:
         raise ValueError(f"ControlNet unit {index} has no image: pass the unit's image for txt2img")
@@ -204,13 +206,21 @@ def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init
     h, w = height // 8 * 8, width // 8 * 8
     res = pure.pixel_perfect_resolution(rgb.shape[:2], (h, w), resize_mode) if unit.pixel_perfect \
         else unit.processor_res
-    detected = pure.run_preprocessor(module, rgb, res, unit.threshold_a, unit.threshold_b)
+    detected = pure.run_preprocessor(module, rgb, res, unit.threshold_a, unit.threshold_b, seed=seed)
     rgba = np.concatenate([detected, np.zeros_like(detected[:, :, :1])], axis=2)
     hint = pp.detectmap(rgba, width, height, resize_mode, inpaint=False)[:, :, :3]
     hint = torch.from_numpy(np.ascontiguousarray(hint)).permute(2, 0, 1)[None] / 255.0
     device = next(model.parameters()).device
-    return ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
-                        unit.guidance_end)
+    ci = ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
+                      unit.guidance_end)
+    p = pure.PREPROCESSORS[module]
+    if p.colorfix:
+        if encode is None:
+            raise ValueError(f"{module} needs the VAE to encode its hint (pass `encode`)")
+        a = p.threshold_a if unit.threshold_a is None else unit.threshold_a
+        b = None if p.threshold_b is None else (p.threshold_b if unit.threshold_b is None else unit.threshold_b)
+        ci.colorfix, ci.colorfix_latent = (int(a), b), encode(hint * 2 - 1)
+    return ci
 
 
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
@@ -230,12 +240,13 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
                   load: Callable[[ControlNet | str | Path], ControlNet], unet_channels: int,
                   init: Image.Image | None = None, mask: Image.Image | None = None, mask_blur: int = 0,
                   invert: bool = False, crop: tuple[int, int, int, int] | None = None,
-                  a1111_resize_mode: int = 0) -> PreparedUnits:
+                  a1111_resize_mode: int = 0, seed: int | None = None) -> PreparedUnits:
     """Build every unit's hint and per-call inputs for one job at width x height.
 
     encode: [1,3,H,W] in [-1,1] -> VAE latent (posterior sample x scale factor). init / mask: the job's init image
     and its A1111 mask (None for txt2img / img2img); mask_blur / invert / crop: the job's mask blur, mask mode and
-    "Only masked" crop box. With an A1111 mask (the inpaint tab), inpaint_only falls back to
+    "Only masked" crop box. seed: the numpy seed of shuffle's flow field (`preprocessors.numpy_seed`), given
+    afresh to each unit as the extension reseeds numpy per unit. With an A1111 mask (the inpaint tab), inpaint_only falls back to
     inpaint_global_harmonious, as the extension does; inpaint_only+lama is kept.
     """
     inputs, paste, lama_latent, infotext = [], [], None, {}
@@ -247,7 +258,8 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
                         "inpaint_global_harmonious", i)
             module = "inpaint_global_harmonious"
         if module not in pp.PREPROCESSORS:  # a ControlNet of another kind: "none" or a pure-image preprocessor
-            inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i))
+            inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i, seed,
+                                            encode))
             resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                                else pp.A1111_RESIZE_MODES[a1111_resize_mode])
             infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 INFOTEXT_KEY = "CFG Rescale"
-INFOTEXT_ALIASES = ("CFG Rescale φ", "CFG Rescale phi")
+INFOTEXT_ALIASES = ("CFG Rescale φ", "CFG Rescale phi")  # read by rows.read_cfg_rescale_spellings
 
 
 def cfg_rescale(cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float, phi: float,

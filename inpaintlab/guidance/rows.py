@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..clip.conditioning import EMPHASIS_MODES
-from ..settings import Setting, register, register_infotext_key
+from ..settings import INFOTEXT_READERS, Setting, register, register_infotext_key
 from .dynamic_thresholding import MEASURES, SCALE_MODES, STARTPOINTS
 
 
@@ -108,9 +108,32 @@ ROWS = (
 )
 
 
+# Older spellings of `CFG Rescale` (A1111's cfg-rescale branch and neutral-prompt 2023 wrote `φ`, neutral-prompt
+# writes `phi`), read as CFG_Rescale_webui's paste reads them: only when `CFG Rescale` itself is absent, and `phi`
+# (pasted after `φ`) wins when both are there. Written back as `CFG Rescale`.
+RESCALE_SPELLINGS = ("CFG Rescale φ", "CFG Rescale phi")
+
+
+def read_cfg_rescale_spellings(fields: dict[str, str]) -> tuple[list[str], dict[str, Any], list[str]]:
+    """A whole-infotext reader: (the spellings present, {"cfg_rescale": φ} or {}, problems)."""
+    present = [key for key in RESCALE_SPELLINGS if key in fields]
+    if not present or "CFG Rescale" in fields:
+        return present, {}, []  # `CFG Rescale` is read by its row; the other spellings are then ignored, as there
+    key = present[-1]
+    try:
+        value = float(fields[key])
+    except ValueError:
+        return present, {}, [f"{key}: {fields[key]}: not a number"]
+    problem = _between(0, 1)(value)
+    if problem:
+        return present, {}, [f"{key}: {fields[key]}: {problem}"]
+    return [key] + [k for k in present if k != key], {"cfg_rescale": value}, []
+
+
 def register_rows() -> None:
     for row in ROWS:
         register(row)
+    INFOTEXT_READERS["CFG Rescale spellings"] = read_cfg_rescale_spellings
     # Written with the rows above; their presence is implied by the rows' values.
     for key in ("PAG Active", "SEG Active"):
         register_infotext_key(key)

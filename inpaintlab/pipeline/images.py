@@ -46,6 +46,7 @@ def prepare_images(job: Job) -> None:
     job.prep = prepare_inpaint(job.image, job.mask, job.width, job.height, mask_blur=s["mask_blur"],
                                mask_mode=s["mask_mode"], masked_content=s["masked_content"],
                                inpaint_area=s["inpaint_area"], padding=s["padding"], resize_mode=s["resize_mode"],
-                               fill_space=s["fill_space"], mask_round=job.mask_round)
+                               fill_space=s["fill_space"], mask_round=job.mask_round, mask_blur_y=job.mask_blur_y,
+                               latent_mask=job.latent_mask_image)
     job.image_mask = job.prep.image_mask
     job.extra.update(job.prep.extra)

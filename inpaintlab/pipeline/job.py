@@ -47,6 +47,8 @@ class Job:
     noise_cfg: NoiseSettings | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # infotext keys in the order they were set
     mask_round: bool = True                  # round the latent and conditioning masks (A1111's default)
+    mask_blur_y: int | None = None           # a vertical mask blur other than `mask_blur` (A1111's mask_blur_y)
+    latent_mask_image: Image.Image | None = None  # A1111's p.latent_mask: the latent mask and fill, set by scripts
     # images and masks
     prep: Prepared | None = None
     image_mask: Image.Image | None = None

@@ -114,7 +114,8 @@ def encode(job: Job) -> None:
     job.noise = job.rng.next()
     if job.image_mask is None:
         return
-    latent_mask = masking.latent_mask(job.image_mask, job.width, job.height, round=job.mask_round).to(job.device)
+    source_mask = job.image_mask if job.prep.latent_mask is None else job.prep.latent_mask  # A1111's p.latent_mask
+    latent_mask = masking.latent_mask(source_mask, job.width, job.height, round=job.mask_round).to(job.device)
     job.latent_mask = latent_mask.expand(job.shape).contiguous()
     content = s["masked_content"]
     if content == "fill" and s["fill_space"] == "latent":

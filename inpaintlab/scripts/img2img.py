@@ -7,7 +7,8 @@
   upscaler`.
 * `loopback`: `Loops` img2img passes, each fed the previous output, the seed +1 each time, the denoising strength
   moving from the given one to `Final denoising strength` along the `Denoising strength curve` (Aggressive: sin,
-  Lazy: 1 − cos, Linear). Each image's infotext gets `Final denoising strength` and `Denoising curve`.
+  Lazy: 1 − cos, Linear). Each image's infotext gets `Final denoising strength` and `Denoising curve`. With
+  `color_correction`, every loop is corrected towards the original picture (not the previous loop's output).
 
 Script keys are placed where A1111's `extra_generation_params` puts them: after the fixed keys, before any other key.
 """
@@ -24,8 +25,8 @@ from ..infotext import FIXED_KEYS, _PAIR, format_value
 from ..result import Result
 from ..upscalers import Tiling, UpscalerModel, upscale
 from ..upscalers.tiling import _crop, combine_grid, grid_positions
+from .rows import CURVES
 
-CURVES = ("Aggressive", "Linear", "Lazy")
 
 
 class ScriptError(InpaintlabError):
@@ -96,6 +97,11 @@ def loopback(pipe, image: Image.Image, prompt: str, negative_prompt: str = "", *
         raise ScriptError("loopback runs one image per loop (batch_size 1)")
     seed = _fixed_seed(seed)
     keys = {"Final denoising strength": final_denoising_strength, "Denoising curve": denoising_curve}
+    if settings.pop("color_correction", False):
+        # A1111 sets p.color_corrections once, from the first init image as given: every loop matches the original.
+        from ..techniques.color_correction import ColorCorrection
+
+        settings["techniques"] = [*(settings.get("techniques") or []), ColorCorrection(image)]
     images, infos, seeds = [], [], []
     current = image
     for i, strength in enumerate(loopback_strengths(denoising_strength, final_denoising_strength, loops,

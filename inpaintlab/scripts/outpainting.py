@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import InpaintlabError
-
-DIRECTIONS = ("left", "right", "up", "down")
+from .rows import DIRECTIONS
 
 
 class OutpaintError(InpaintlabError):

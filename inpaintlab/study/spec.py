@@ -19,8 +19,16 @@ Differential Diffusion):
       "x": {"blending": [{"label": "binary"}, {"label": "soft", "soft_inpainting": true},
                          {"label": "differential", "differential_diffusion": true}]}
 
-The base settings and every cell are checked by `inpaintlab.settings` when the spec is read, before a model is loaded.
-Relative paths are resolved against the spec file's directory.
+An optional "script" runs one of A1111's img2img scripts (`inpaintlab.scripts.run_script`: "Poor man's outpainting",
+"Outpainting mk2", "SD upscale", "Loopback") in every cell instead of a plain inpaint; its arguments
+(`inpaintlab.scripts.SCRIPTS`, e.g. "pixels", "direction", "noise_q") may then be base settings and axes, and the
+spec needs no mask:
+
+      "script": "Outpainting mk2", "base": {"prompt": "a wide valley", "direction": ["left", "right"]},
+      "x": {"pixels": [64, 128]}, "y": {"noise_q": [0.5, 1.0, 2.0]}
+
+The base settings and every cell are checked by `inpaintlab.settings` (script arguments by `scripts.rows`) when the
+spec is read, before a model is loaded. Relative paths are resolved against the spec file's directory.
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ from typing import Any
 from ..errors import FileError, MissingFileError, SettingsError
 from .. import settings as registry
 from ..networks import set_lora_weight
+from ..scripts.rows import script_arg_names, script_args
 
 LORA_AXIS = "lora:"  # an axis `lora:NAME` varies that network's weight
 # Mask edits applied before inpainting (Inpaint Anything's "Expand mask region": a 3x3 dilation N times; 0 = none).
@@ -86,7 +95,7 @@ class SweepSpec:
     model: Path
     vae: Path | None
     image: Path
-    mask: Path
+    mask: Path | None
     base: dict[str, Any]
     x: tuple[str, list]
     y: tuple[str, list]
@@ -96,6 +105,12 @@ class SweepSpec:
     device: str = "cpu"
     kernels: str = "auto"
     lora_dir: Path | None = None
+    script: str | None = None   # an A1111 img2img script run in every cell (its arguments sit among the settings)
+
+    def script_split(self, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(script arguments, generation settings) of a cell's settings; ({}, settings) without a script."""
+        names = script_arg_names(self.script) if self.script else ()
+        return {k: v for k, v in settings.items() if k in names}, {k: v for k, v in settings.items() if k not in names}
 
     def cells(self) -> list[Cell]:
         """All cells in a fixed order (z, seed, y, x): every rank enumerates the same list."""
@@ -129,7 +144,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: not valid JSON ({error})") from None
 
 
-_TYPES = {"model": str, "vae": str, "image": str, "mask": str, "lora_dir": str, "base": dict, "seeds": list,
+_TYPES = {"model": str, "vae": str, "image": str, "mask": str, "lora_dir": str, "script": str, "base": dict, "seeds": list,
           "intermediates": bool, "device": str, "kernels": str, "x": dict, "y": dict, "z": dict}
 
 
@@ -155,7 +170,7 @@ def _check_types(raw: Any) -> None:
 _TYPE_NAMES = {str: "string (a path)", dict: "table", list: "list", bool: "true or false"}
 
 
-def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | None:
+def _axis(raw: dict[str, Any], name: str, required: bool, script: str | None = None) -> tuple[str, list] | None:
     axis = raw.get(name)
     if axis is None:
         if required:
@@ -175,6 +190,16 @@ def _axis(raw: dict[str, Any], name: str, required: bool) -> tuple[str, list] | 
             raise ValueError(f"sweep spec: axis {name!r} ({setting}) needs a list of pixel counts from 0 to 100")
         if len(set(values)) != len(values):
             raise ValueError(f"sweep spec: axis {name!r} lists a value twice: {values}")
+        return setting, values
+    if script and setting in script_arg_names(script):  # the script's own argument (before a same-named setting)
+        if not isinstance(values, list) or not values:
+            raise SettingsError(f"sweep spec: axis {name!r} needs a non-empty list of values")
+        try:
+            values = [script_args(script, {setting: v})[setting] for v in values]
+        except ValueError as error:
+            raise SettingsError(f"sweep spec: axis {name!r}: {error}") from None
+        if len(set(map(repr, values))) != len(values):
+            raise SettingsError(f"sweep spec: axis {name!r} lists a value twice: {values}")
         return setting, values
     if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
         groups = []
@@ -211,13 +236,23 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
         raw, root = _read(path), path.resolve().parent
     _check_types(raw)
     unknown = set(map(str, raw)) - {"model", "vae", "image", "mask", "base", "x", "y", "z", "seeds", "intermediates", "device",
-                          "kernels", "lora_dir"}
+                          "kernels", "lora_dir", "script"}
     if unknown:
         raise SettingsError(f"sweep spec: unknown keys {sorted(unknown)}")
-    for key in ("model", "image", "mask"):
+    script = raw.get("script")
+    if script is not None:
+        script_arg_names(script)  # an unknown script name fails here
+        if raw.get("intermediates"):
+            raise SettingsError("sweep spec: a script's cells have no single latent to keep; leave intermediates off")
+    for key in ("model", "image") + (() if script else ("mask",)):
         if key not in raw:
             raise SettingsError(f"sweep spec: {key!r} is required")
     base = dict(raw.get("base", {}))
+    script_base = {k: base.pop(k) for k in list(base) if script and k in script_arg_names(script)}
+    try:
+        script_base = script_args(script, script_base) if script else {}
+    except ValueError as error:
+        raise SettingsError(f"sweep spec: base: {error}") from None
     bad = set(base) - set(setting_names())
     if bad:
         raise SettingsError(f"sweep spec: unknown base settings {sorted(bad)}")
@@ -227,7 +262,7 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     seeds = raw.get("seeds", [0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise SettingsError("sweep spec: 'seeds' must be a non-empty list of non-negative integers")
-    x, y, z = _axis(raw, "x", True), _axis(raw, "y", True), _axis(raw, "z", False)
+    x, y, z = _axis(raw, "x", True, script), _axis(raw, "y", True, script), _axis(raw, "z", False, script)
     names = [n for a in (x, y, z) if a
              for n in ({k for v in a[1] for k in group_settings(v)} if isinstance(a[1][0], dict) else {a[0]})]
     if len(set(names)) != len(names):
@@ -243,13 +278,14 @@ def load_spec(source: str | Path | dict[str, Any], root: Path | None = None) -> 
     def resolve(p: str | None) -> Path | None:
         return None if p is None else (root / p).resolve()
 
-    spec = SweepSpec(resolve(raw["model"]), resolve(raw.get("vae")), resolve(raw["image"]), resolve(raw["mask"]), base,
-                     x, y, z, list(seeds), bool(raw.get("intermediates", False)), raw.get("device", "cpu"),
-                     raw.get("kernels", "auto"), resolve(raw.get("lora_dir")))
+    spec = SweepSpec(resolve(raw["model"]), resolve(raw.get("vae")), resolve(raw["image"]), resolve(raw.get("mask")),
+                     {**base, **script_base}, x, y, z, list(seeds), bool(raw.get("intermediates", False)),
+                     raw.get("device", "cpu"), raw.get("kernels", "auto"), resolve(raw.get("lora_dir")), script)
     for cell in spec.cells():
         # Combinations too (a sampler on one axis, a schedule on another): a bad cell fails now, not mid-sweep.
         try:
-            registry.validate({k: v for k, v in cell.settings(spec.base).items() if k not in MASK_AXES}, "inpaint")
+            _, settings = spec.script_split(cell.settings(spec.base))
+            registry.validate({k: v for k, v in settings.items() if k not in MASK_AXES}, "inpaint")
         except ValueError as error:
             raise SettingsError(f"sweep spec: cell {cell.index} ({_describe(cell)}): {error}") from None
     return spec

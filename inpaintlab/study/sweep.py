@@ -80,9 +80,11 @@ def _label(axis: tuple[str, Any]) -> str:
 
 def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image.Image, out: Path, key: str,
               techniques: list | None = None) -> dict:
-    settings = cell.settings(spec.base)
+    args, settings = spec.script_split(cell.settings(spec.base))
     prompt = settings.pop("prompt")
     negative = settings.pop("negative_prompt", "")
+    if spec.script:
+        return _run_script_cell(pipe, spec, cell, image, out, key, techniques, args, settings, prompt, negative)
     expand = settings.pop("mask_expand", 0)
     if expand:
         from ..segment.masks import expand_mask
@@ -102,6 +104,24 @@ def _run_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, mask: Image
     if spec.intermediates:
         row["intermediates"] = _save_intermediates(out / "cells" / key, result, previews, out)
     return row
+
+
+def _run_script_cell(pipe, spec: SweepSpec, cell: Cell, image: Image.Image, out: Path, key: str, techniques: list | None,
+                     args: dict, settings: dict, prompt: str, negative: str) -> dict:
+    """A cell of a script sweep: the script's first image and infotext (no metrics: the picture changes size)."""
+    from ..scripts import run_script
+
+    if techniques:
+        settings["techniques"] = techniques
+    result = run_script(pipe, spec.script, image, prompt, negative, args, **settings)
+    image_path = out / "cells" / f"{key}.png"
+    save_png(result.images[0], image_path, result.infotext)
+    return {
+        "index": cell.index, "key": key, "seed": cell.seed, "script": spec.script,
+        "x": {cell.x[0]: cell.x[1]}, "y": {cell.y[0]: cell.y[1]}, "z": {cell.z[0]: cell.z[1]} if cell.z else None,
+        "settings": cell.settings(spec.base), "image": str(image_path.relative_to(out)), "infotext": result.infotext,
+        "metrics": {},
+    }
 
 
 def _save_intermediates(folder: Path, result, previews: list[Image.Image], out: Path) -> dict[str, Any]:
@@ -206,10 +226,14 @@ def _sweep(spec: SweepSpec, out: Path, limit: int | None, progress: bool,
         pipe = load(spec.model, spec.vae, device=spec.device, kernels=spec.kernels, lora_dir=spec.lora_dir)
         with Image.open(spec.image) as im:
             image = im.copy()
-        with Image.open(spec.mask) as im:
-            mask = im.copy()
+        mask = None
+        if spec.mask is not None:
+            with Image.open(spec.mask) as im:
+                mask = im.copy()
         identity = {"model": pipe.config.model_hash or "", "vae": pipe.config.vae_hash or "",
-                    "image": file_sha256(spec.image), "mask": file_sha256(spec.mask)}
+                    "image": file_sha256(spec.image), "mask": file_sha256(spec.mask) if spec.mask else ""}
+        if spec.script:
+            identity["script"] = spec.script
         cells = spec.cells()
         networks = _network_hashes(pipe, [cell.settings(spec.base)["prompt"] for cell in cells])
         if networks:

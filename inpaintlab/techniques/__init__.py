@@ -4,6 +4,7 @@
 * `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
 * `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
+* `color_correction.ColorCorrection`: A1111's img2img colour correction (`color_correction`, row in `color_rows`);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
 * `soft.SoftInpainting`, `differential.DifferentialDiffusion`: blends in place of the binary one (their settings);
 * `blend.BinaryBlend`: A1111's binary inpaint blend, the default of the blend slot;
@@ -25,12 +26,14 @@ from .lora import Networks
 from .blend import BinaryBlend
 from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
+from .color_correction import ColorCorrection
 from .hires import HiresFix
 from ..adetailer.technique import ADetailer
 
 register_rows()
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, HiresFix, FreeU, TokenMerging, SEG, SkipUncond, PAG,
-           DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend, ADetailer)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, FreeU, TokenMerging, SEG,
+           SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend,
+           ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -46,5 +49,5 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
     return found
 
 
-__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ControlNet", "DifferentialDiffusion", "ExtraNoise", "HiresFix", "Networks",
-           "NoiseMultiplier", "SoftInpainting", "builtin"]
+__all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ColorCorrection", "ControlNet", "DifferentialDiffusion", "ExtraNoise",
+           "HiresFix", "Networks", "NoiseMultiplier", "SoftInpainting", "builtin"]

@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..checkpoint import FAMILY_LABELS
 from ..controlnet.inject import ControlledUNet
+from ..controlnet.preprocessors import numpy_seed
 from ..controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
 from ..pipeline.job import Job
 from ..pipeline.latents import posterior_generator
@@ -17,6 +18,7 @@ from ..pipeline.technique import Technique
 from ..prepare import flatten
 from ..settings import CROSS_CHECKS, Setting, register
 from ..settings import between as _between
+from . import controlnet_rows  # noqa: F401  (Processor Res, Threshold A/B, Pixel Perfect)
 
 # --- ControlNet (sd-webui-controlnet's unit 0; more units from Python with `controlnets=[ControlNetUnit(...)]`) ------
 
@@ -78,18 +80,24 @@ _register_controlnet_rows()
 # The single-unit keywords of `Pipeline.txt2img` / `inpaint` -> ControlNetUnit fields.
 UNIT_KEYWORDS = {"controlnet_preprocessor": "preprocessor", "control_weight": "weight", "control_mode": "control_mode",
                  "guidance_start": "guidance_start", "guidance_end": "guidance_end", "controlnet_image": "image",
-                 "controlnet_mask": "mask", "controlnet_lama": "lama"}
+                 "controlnet_mask": "mask", "controlnet_lama": "lama", "controlnet_processor_res": "processor_res",
+                 "controlnet_threshold_a": "threshold_a", "controlnet_threshold_b": "threshold_b",
+                 "controlnet_pixel_perfect": "pixel_perfect"}
 
 
 def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit] | None = None,
                      controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
                      control_mode: str = "Balanced", guidance_start: float = 0.0, guidance_end: float = 1.0,
                      controlnet_image: Image.Image | None = None, controlnet_mask: Image.Image | None = None,
-                     controlnet_lama: Any = None) -> list[ControlNetUnit]:
+                     controlnet_lama: Any = None, controlnet_processor_res: int = 512,
+                     controlnet_threshold_a: float | None = None, controlnet_threshold_b: float | None = None,
+                     controlnet_pixel_perfect: bool = False) -> list[ControlNetUnit]:
     """The ControlNet units of a call: `controlnets`, or one unit from the single-unit keywords."""
     single = dict(preprocessor=controlnet_preprocessor, weight=control_weight, control_mode=control_mode,
                   guidance_start=guidance_start, guidance_end=guidance_end, image=controlnet_image,
-                  mask=controlnet_mask, lama=controlnet_lama)
+                  mask=controlnet_mask, lama=controlnet_lama, processor_res=controlnet_processor_res,
+                  threshold_a=controlnet_threshold_a, threshold_b=controlnet_threshold_b,
+                  pixel_perfect=controlnet_pixel_perfect)
     if controlnets is not None:
         if controlnet is not None:
             raise ValueError("pass either `controlnet` (one unit) or `controlnets` (a list of units), not both")
@@ -147,7 +155,8 @@ class ControlNet(Technique):
             job_args = dict(init=flatten(job.image), mask=job_mask, mask_blur=s["mask_blur"],
                             invert=s["mask_mode"] == "not_masked", crop=crop, a1111_resize_mode=s["resize_mode"])
         self.prepared = prepare_units(self.units, width=job.width, height=job.height, encode=encode, load=load,
-                                      unet_channels=pipe.unet.config.in_channels, **job_args)
+                                      unet_channels=pipe.unet.config.in_channels,
+                                      seed=numpy_seed(job.seeds[0], s.get("subseed", -1)), **job_args)
         job.extra.update(self.prepared.infotext)
 
     def noise(self, job: Job, noise):

@@ -82,8 +82,7 @@ def test_network_preprocessors_are_named_clearly():
         ControlNetUnit("m.safetensors", preprocessor="openpose_full")
     with pytest.raises(ValueError, match="depth_midas.*annotator"):
         pure.resolve("depth_midas")
-    with pytest.raises(ValueError, match="not reproduced"):
-        pure.resolve("shuffle")
+    assert pure.resolve("t2ia_color_grid") == "color" and pure.resolve("shuffle") == "shuffle"
     with pytest.raises(ValueError, match="unknown ControlNet preprocessor"):
         pure.resolve("wobble")
 
