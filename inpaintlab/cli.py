@@ -134,23 +134,9 @@ def _run_script(args, pipe, image, prompt: str, negative: str, settings: dict):
 
 
 def _replay_grid(args) -> int:
-    from .study.replay import replay_grid
+    from .study.replay import replay_grid_command
 
-    if not args.model:
-        raise CommandError("sweep --from-png needs --model")
-    if args.mask and not args.image:
-        raise CommandError("--mask needs --image")
-    image = open_image(args.image) if args.image else None
-    mask = open_image(args.mask) if args.mask else None
-    from .frontend import _load
-
-    options = _model_options(argparse.Namespace(device=args.device, kernels="auto", model=args.model, vae=None,
-                                                embeddings_dir=None, lora_dir=None, dtype="float32",
-                                                allow_pickle=False))
-    pipe = _load(args.model, None, options)
-    for path in replay_grid(pipe, args.from_png, args.out, image, mask, progress=not args.no_progress):
-        print(f"wrote {path}")
-    return 0
+    return replay_grid_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,11 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="X/Y/Z sweep of inpaint settings from a JSON or TOML spec")
     _add_common(sweep)
     sweep.add_argument("spec", nargs="?", help="sweep spec file (.json or .toml); see examples/")
-    sweep.add_argument("--from-png", help="replay an A1111 X/Y/Z plot grid PNG (Script: X/Y/Z plot) instead of a spec")
-    sweep.add_argument("--model", help="with --from-png: the checkpoint")
-    sweep.add_argument("--image", help="with --from-png: the init image of an img2img/inpaint grid")
-    sweep.add_argument("--mask", help="with --from-png: the mask of an inpaint grid")
-    sweep.add_argument("--device", default=None, help="with --from-png: torch device (default: cuda when available)")
+    from .study.replay import add_grid_arguments
+
+    add_grid_arguments(sweep)
     sweep.add_argument("--out", required=True, help="output folder (created if missing; a rerun resumes)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 

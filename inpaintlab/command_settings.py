@@ -94,6 +94,7 @@ def check_networks_and_controlnet(args, settings: dict[str, Any]) -> None:
             library.find(tag.name)
         except NetworkError as error:
             raise CommandError(f"<lora:{tag.name}:…>: {error}") from None
+    check_refiner(args, settings)
     model = settings.get("controlnet")
     if model is None:
         if args.controlnet_lama:
@@ -113,6 +114,27 @@ def check_networks_and_controlnet(args, settings: dict[str, Any]) -> None:
                            "(e.g. `inpaintlab tiny`'s tiny-lama.safetensors)")
     if args.controlnet_lama and not lama:
         raise CommandError("--controlnet-lama is only used by --controlnet-preprocessor inpaint_only+lama")
+
+
+def check_refiner(args, settings: dict[str, Any]) -> None:
+    """The refiner file a setting names (a --from-png `Refiner: name [hash]` included), found before any model is
+    loaded: as given, or `<name>.safetensors` in the working directory or --model's folder; the setting becomes its
+    path."""
+    value = settings.get("refiner_checkpoint")
+    if not isinstance(value, (str, Path)):
+        return
+    from .errors import MissingFileError
+    from .refiner.rows import find_refiner, refiner_name
+
+    name = refiner_name(str(value))
+    if name is None:
+        settings["refiner_checkpoint"] = None
+        return
+    folders = (Path(args.model).parent,) if getattr(args, "model", None) else ()
+    try:
+        settings["refiner_checkpoint"] = str(find_refiner(name, folders))
+    except MissingFileError as error:
+        raise CommandError(str(error)) from None
 
 
 def warn_model_hash(png: str, model: str, model_hash: str | None) -> None:

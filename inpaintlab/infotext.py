@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 FIXED_KEYS = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Size", "Model hash", "Model", "VAE hash",
     "VAE", "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
-    "Conditional mask weight", "Clip skip", "ENSD", "RNG",
+    "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio", "Token merging ratio hr", "RNG",
 )
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -48,13 +48,18 @@ def build_infotext(prompt: str, negative_prompt: str, params: dict[str, Any], ex
                    version: str | None = None) -> str:
     """Assemble the infotext: fixed keys in A1111's order, then `extra` in insertion order, then Version."""
     pairs: dict[str, Any] = {}
+    extra = extra or {}
     for key in FIXED_KEYS:
-        if params.get(key) is not None:
-            pairs[key] = params[key]
+        # A1111 updates its fixed-slot dict with extra_generation_params: a fixed key set there keeps its slot.
+        value = params.get(key)
+        if value is None:
+            value = extra.get(key)
+        if value is not None:
+            pairs[key] = value
     unknown = set(params) - set(FIXED_KEYS)
     if unknown:
         raise ValueError(f"not a fixed infotext key: {sorted(unknown)}; pass it in `extra`")
-    for key, value in (extra or {}).items():
+    for key, value in extra.items():
         if value is not None and key not in pairs:
             pairs[key] = value
     if version is not None:

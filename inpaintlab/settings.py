@@ -384,7 +384,8 @@ for _row in (
             check=_at_least(0), infotext_default=32, example=8),
     Setting("fill_space", str, "pixel", "where masked content 'fill' runs: pixel (A1111) or latent", INPAINT,
             infotext="Fill space", choices=("pixel", "latent"), infotext_default="pixel"),
-    Setting("inpainting_mask_weight", float, 1.0, "conditional mask weight (9-channel inpainting models)", IMAGE,
+    # txt2img: A1111's option of the same name, used by the hires fix's second pass on 9-channel models.
+    Setting("inpainting_mask_weight", float, 1.0, "conditional mask weight (9-channel inpainting models)", ALL,
             infotext="Conditional mask weight", check=_between(0, 1)),
 ):
     register(_row)

@@ -128,6 +128,20 @@ def make_tiny_controlnet(path: str | Path, *, seed: int = 0, dtype: torch.dtype 
     return _save({CONTROLNET_PREFIX + k: _stored(v, dtype) for k, v in model.state_dict().items()}, path)
 
 
+def build_tiny_sdxl_controlnet(*, seed: int = 0, kernels: str = "torch") -> ControlNet:
+    """An SDXL ControlNet for the tiny SDXL checkpoints' UNet: its encoder (4 input channels, `label_emb`, Linear
+    projections) with SDXL's hint encoder widths; `make_tiny_sdxl_controlnet` saves it."""
+    config = ControlNetConfig(unet=dataclasses.replace(TINY_SDXL_UNET, in_channels=4))
+    return _build(ControlNet, config, seed, "controlnet", kernels)
+
+
+def make_tiny_sdxl_controlnet(path: str | Path, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the tiny SDXL ControlNet in the original (sgm) layout, every key under `control_model.`."""
+    path = _check_suffix(path)
+    model = build_tiny_sdxl_controlnet(seed=seed)
+    return _save({CONTROLNET_PREFIX + k: _stored(v, dtype) for k, v in model.state_dict().items()}, path)
+
+
 def _schedule_alphas_cumprod() -> torch.Tensor:
     # SD1 "scaled_linear" schedule (linear_start 0.00085, linear_end 0.012, 1000 steps), stored as ldm does.
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
@@ -335,10 +349,13 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
     """`inpaintlab tiny`: a 4-channel and a 9-channel tiny SD1 checkpoint, a standalone VAE file, a ControlNet, and tiny
     SD 2.x (eps), SD 2.x (v), SDXL and SDXL-inpainting checkpoints in their own layouts (`TINY_FAMILY_FILES`), then a
     SAM 2 model and a LaMa generator in their official key layouts (`TINY_TOOL_FILES`) and a tiny SAM v1 file
-    (`TINY_SAM_FILE`), in `folder`, and tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`).
+    (`TINY_SAM_FILE`), in `folder`, tiny LoRA files for the SD1 and SDXL ones in `folder`/lora (`TINY_LORAS`), the tiny
+    detector, and a tiny SDXL refiner (`refiner.tiny.TINY_REFINER_FILES`).
 
     Random weights paint textures, not content; the files exist to try every command without a real checkpoint.
     """
+    from .refiner.tiny import write_tiny_refiner_files
+
     folder = Path(folder)
     plain, inpainting, vae, controlnet = (folder / name for name in TINY_FILES)
     (folder / "lora").mkdir(parents=True, exist_ok=True)
@@ -347,7 +364,7 @@ def write_tiny_files(folder: str | Path, seed: int = 0) -> list[Path]:
         + write_tiny_family_files(folder, seed=seed) + write_tiny_tool_files(folder, seed=seed) \
         + [make_tiny_sam(folder / TINY_SAM_FILE, seed=seed)] \
         + [make_tiny_lora(folder / "lora" / name, family, seed=seed) for name, family in TINY_LORAS.items()] \
-        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)]
+        + [make_tiny_detector(folder / TINY_DETECTOR, seed=seed)] + write_tiny_refiner_files(folder, seed=seed)
 
 
 def write_tiny_tool_files(folder: str | Path, seed: int = 0) -> list[Path]:

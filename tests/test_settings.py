@@ -18,7 +18,7 @@ A1111_TEXT = (
     "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234, Size: 512x512, "
     "Model hash: 0123456789, Model: v1-5-pruned-emaonly, Variation seed: 99, Variation seed strength: 0.3, "
     "Denoising strength: 0.75, ENSD: 31337, Mask mode: Inpaint not masked, Inpaint area: Only masked, "
-    "Masked area padding: 16, Masked content: latent noise, Refiner: sdxl_refiner [0123456789], Eta: 0.5, "
+    "Masked area padding: 16, Masked content: latent noise, Face restoration: CodeFormer, Eta: 0.5, "
     "Version: v1.10.1"
 )
 
@@ -113,7 +113,7 @@ def test_unapplied_infotext_keys_warn_once_and_strict_refuses(caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                 and "does not apply" in r.getMessage()]  # the GPU-noise note is its own line
     assert len(warnings) == 1
-    for key in ("Refiner", "<hypernet:catstyle:0.8>"):
+    for key in ("Face restoration", "<hypernet:catstyle:0.8>"):
         assert key in warnings[0]
     for applied in ("Steps", "Mask mode", "Model hash", "Version", "Masked area padding", "Variation seed", "ENSD",
                     "Eta"):
@@ -124,7 +124,7 @@ def test_unapplied_infotext_keys_warn_once_and_strict_refuses(caplog):
     assert (settings["subseed"], settings["subseed_strength"], settings["ensd"], settings["rng_source"]) == (
         99, 0.3, 31337, "GPU" if torch.cuda.is_available() else "NV")  # A1111's CUDA noise, emulated without CUDA
     assert settings["eta"] == 0.5
-    with pytest.raises(ValueError, match="Refiner"):
+    with pytest.raises(ValueError, match="Face restoration"):
         settings_from_infotext(A1111_TEXT, strict=True)
 
 
@@ -134,10 +134,10 @@ def test_registering_a_key_or_extra_network_silences_it(monkeypatch):
     monkeypatch.setattr("inpaintlab.infotext.INFOTEXT_KEYS", registry.INFOTEXT_KEYS)
     fields = parse_infotext(A1111_TEXT)
     before = unapplied(fields)
-    registry.register_infotext_key("Refiner")
+    registry.register_infotext_key("Face restoration")
     registry.register_extra_network("hypernet")
     after = unapplied(fields)
-    assert "Refiner" in before and "Refiner" not in after
+    assert "Face restoration" in before and "Face restoration" not in after
     assert any("<hypernet:" in p for p in before) and not any("<hypernet:" in p for p in after)
 
 

@@ -5,24 +5,25 @@
                                                       ADetailerUnit("hand_yolov8n.pt")])])
 
 `detail_image(pipe, image, units, seed=..., prompt=...)` runs the same passes on any image; `sam_detector(sam_file,
-points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector.
+points=[(x, y)])` makes a Segment Anything prompt (or its automatic masks) a detector. A tab's ControlNet model,
+checkpoint and VAE are files (or ``name [hash]`` as A1111 writes them, looked up in the working directory).
 """
-from .masks import Prediction, pred_preprocessing
-from .sam import sam_detector
 from .unit import ADETAILER_VERSION, ADetailerUnit, unit_infotext, units_from_infotext
 
-_TECHNIQUE = ("ADetailer", "detail_image", "mask_prompts", "pass_settings", "resolve_detector")
+# Loaded on first use: the technique imports the pipeline, which imports the settings that register this package's
+# rows (so `inpaintlab.settings` can import `adetailer.rows` while it initialises), and `rows` stays free of torch,
+# numpy and PIL (the mask pipeline and SAM need them).
+_LAZY = {"Prediction": "masks", "pred_preprocessing": "masks", "sam_detector": "sam",
+         **{name: "technique" for name in ("ADetailer", "detail_image", "mask_prompts", "pass_settings",
+                                           "resolve_detector")}}
 
 
 def __getattr__(name: str):
-    # The technique imports the pipeline, which imports the settings that register this package's rows: loaded on
-    # first use so that `inpaintlab.settings` can import `adetailer.rows` while it initialises.
-    if name in _TECHNIQUE:
-        from . import technique
+    if name in _LAZY:
+        import importlib
 
-        return getattr(technique, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ADETAILER_VERSION", "ADetailerUnit", "Prediction", "pred_preprocessing", "sam_detector", "unit_infotext",
-           "units_from_infotext", *_TECHNIQUE]
+__all__ = ["ADETAILER_VERSION", "ADetailerUnit", "unit_infotext", "units_from_infotext", *_LAZY]

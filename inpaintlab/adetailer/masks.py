@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from .unit import FILTER_METHODS, MERGE_MODES  # noqa: F401  (re-exported: the mask pipeline's choices)
+
 SORT_ORDERS = ("None", "Position (left to right)", "Position (center to edge)", "Area (large to small)")
-FILTER_METHODS = ("Area", "Confidence")
-MERGE_MODES = ("None", "Merge", "Merge and Invert")
 
 
 @dataclasses.dataclass
@@ -130,9 +130,13 @@ def mask_preprocess(masks: list[Image.Image], kernel: int = 0, x_offset: int = 0
 
 
 def intersecting(masks: list[Image.Image], user_mask: Image.Image) -> list[Image.Image]:
-    """Masks that share a pixel with the user's inpaint mask ("Whole picture" img2img inpaint jobs)."""
-    user = np.asarray(user_mask.convert("L")) > 0
-    return [m for m in masks if np.any((np.asarray(m) > 0) & user)]
+    """Masks that share a pixel with the user's inpaint mask ("Only masked" img2img inpaint jobs): ADetailer's
+    ``has_intersection``, a bitwise AND of the two 8-bit masks that is not all zero (so soft values such as 64 and
+    128 do not meet). The user mask is resized (Lanczos) to the masks' size first."""
+    if masks and user_mask.size != masks[0].size:
+        user_mask = user_mask.resize(masks[0].size, Image.Resampling.LANCZOS)
+    user = np.asarray(user_mask.convert("L"))
+    return [m for m in masks if np.any(np.bitwise_and(np.asarray(m.convert("L")), user))]
 
 
 def pred_preprocessing(pred: Prediction, size: tuple[int, int], *, min_ratio: float = 0.0, max_ratio: float = 1.0,

@@ -12,8 +12,7 @@ import json
 from typing import Any, Callable
 
 from ..settings import ALL, INFOTEXT_READERS, Setting, register, register_infotext_key
-from .masks import FILTER_METHODS, MERGE_MODES
-from .unit import ADetailerUnit, KEYS, suffix, tab_keys, unit_from_infotext
+from .unit import FILTER_METHODS, KEYS, MERGE_MODES, ADetailerUnit, suffix, tab_keys, unit_from_infotext
 
 HELP = {
     "ad_model": "ADetailer: detector of tab 1, a YOLOv8 .pt/.safetensors file such as face_yolov8n.pt (None = off)",
@@ -41,19 +40,23 @@ HELP = {
     "ad_use_steps": "ADetailer: use ad_steps", "ad_steps": "ADetailer: steps of the passes (with ad_use_steps)",
     "ad_use_cfg_scale": "ADetailer: use ad_cfg_scale",
     "ad_cfg_scale": "ADetailer: CFG scale of the passes (with ad_use_cfg_scale)",
-    "ad_use_checkpoint": "ADetailer: separate checkpoint (not supported)",
-    "ad_checkpoint": "ADetailer: checkpoint of the passes (not supported)",
-    "ad_use_vae": "ADetailer: separate VAE (not supported)", "ad_vae": "ADetailer: VAE of the passes (not supported)",
+    "ad_use_checkpoint": "ADetailer: use ad_checkpoint",
+    "ad_checkpoint": "ADetailer: checkpoint file of the passes (with ad_use_checkpoint; 'name [hash]' as A1111 "
+                     "writes it is looked up as that file in the working directory)",
+    "ad_use_vae": "ADetailer: use ad_vae",
+    "ad_vae": "ADetailer: VAE file of the passes (with ad_use_vae; 'None' / 'Automatic' = the checkpoint's own)",
     "ad_use_sampler": "ADetailer: use ad_sampler / ad_scheduler",
     "ad_sampler": "ADetailer: sampler of the passes (with ad_use_sampler)",
     "ad_scheduler": "ADetailer: schedule type of the passes ('Use same scheduler' = the main one)",
-    "ad_use_noise_multiplier": "ADetailer: separate noise multiplier (not supported)",
-    "ad_noise_multiplier": "ADetailer: noise multiplier (not supported)",
+    "ad_use_noise_multiplier": "ADetailer: use ad_noise_multiplier",
+    "ad_noise_multiplier": "ADetailer: img2img noise multiplier of the passes, 0.5-1.5 (with ad_use_noise_multiplier)",
     "ad_use_clip_skip": "ADetailer: use ad_clip_skip",
     "ad_clip_skip": "ADetailer: CLIP skip of the passes (with ad_use_clip_skip)",
-    "ad_restore_face": "ADetailer: restore faces after each pass (not supported)",
-    "ad_controlnet_model": "ADetailer: ControlNet of the passes: None (main job's units off) or Passthrough",
-    "ad_controlnet_module": "ADetailer: ControlNet preprocessor (with a ControlNet model)",
+    "ad_restore_face": "ADetailer: restore faces after each pass (not supported: refused)",
+    "ad_controlnet_model": "ADetailer: ControlNet of the passes: None (main job's units off), Passthrough (they run), "
+                           "or an SD1.x ControlNet file / 'name [hash]' (one unit on the pass's own image)",
+    "ad_controlnet_module": "ADetailer: ControlNet preprocessor (None = by the model's kind: inpaint -> "
+                            "inpaint_global_harmonious, tile -> tile_resample, ...)",
     "ad_controlnet_weight": "ADetailer: ControlNet weight", "ad_controlnet_guidance_start": "ADetailer: ControlNet start",
     "ad_controlnet_guidance_end": "ADetailer: ControlNet end",
 }
@@ -74,7 +77,9 @@ def _size(v: int) -> str | None:
 CHECKS = {"ad_confidence": _range(0, 1), "ad_mask_k": _range(0), "ad_mask_min_ratio": _range(0, 1),
           "ad_mask_max_ratio": _range(0, 1), "ad_mask_blur": _range(0), "ad_denoising_strength": _range(0, 1),
           "ad_inpaint_only_masked_padding": _range(0), "ad_inpaint_width": _size, "ad_inpaint_height": _size,
-          "ad_steps": _range(1), "ad_clip_skip": _range(1), "ad_cfg_scale": _range(0)}
+          "ad_steps": _range(1), "ad_clip_skip": _range(1, 12), "ad_cfg_scale": _range(0),
+          "ad_noise_multiplier": _range(0.5, 1.5), "ad_controlnet_weight": _range(0, 1),
+          "ad_controlnet_guidance_start": _range(0, 1), "ad_controlnet_guidance_end": _range(0, 1)}
 CHOICES = {"ad_mask_filter_method": FILTER_METHODS, "ad_mask_merge_invert": MERGE_MODES}
 KINDS = {"bool": bool, "int": int, "float": float}
 

@@ -4,7 +4,10 @@ Follows Bing-su/adetailer 25.3.0 (``AfterDetailerScript``): per output image and
 image, run the mask pipeline (`masks.pred_preprocessing`), then, sequentially per mask, a full A1111 img2img inpaint
 of the current image: masked content "original", "Only masked" with padding 32, mask blur 4, denoising 0.4, seed
 ``image seed + mask index``, the tab's prompt (``[SEP]`` parts per mask, ``[PROMPT]`` = the image's prompt) and its
-separate steps / CFG / sampler / size when ticked. Every other setting comes from the main job.
+separate steps / CFG / sampler / size / noise multiplier / CLIP skip / checkpoint / VAE / ControlNet model when
+set (`passes`). Every other setting comes from the main job. An inpaint job with an all-black mask turns ADetailer
+off (no keys); with "Only masked", detections outside the job's mask are dropped. Not reproduced: MediaPipe
+detectors and "restore face" (both refused with a one-line error).
 """
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 
-from PIL import Image
+from PIL import Image, ImageChops
 
-from .. import settings as registry
 from ..pipeline.technique import Technique, TechniqueError
 from . import rows  # noqa: F401  registers the ad_* settings rows
 from .masks import Prediction, masks_from_images, pred_preprocessing, rectangle_masks
-from .unit import SAME_SAMPLER, SAME_SCHEDULER, ADetailerUnit, unit_infotext
+from .passes import (MATCH_MODES, PASS_TECHNIQUES, checkpoint_choice, checkpoint_label, controlnet_label,
+                     controlnet_unit, dynamic_denoise_strength, matched_size, pass_pipeline, pass_settings,
+                     pass_techniques, vae_choice)
+from .unit import ADetailerUnit, unit_infotext
 
 log = logging.getLogger(__name__)
 DetectorLike = Union[str, Path, Callable[[Image.Image], Any], Any]
@@ -88,77 +93,77 @@ def mask_prompts(ad_prompt: str, main_prompt: str, count: int) -> list[str]:
 
 
 def unsupported(unit: ADetailerUnit) -> str | None:
-    if unit.ad_use_checkpoint or unit.ad_use_vae:
-        return "a separate checkpoint or VAE per tab is not supported; run the tab with its own pipeline"
-    if unit.ad_use_noise_multiplier:
-        return "a separate noise multiplier is not supported (inpaintlab has no initial-noise multiplier)"
+    """What inpaintlab refuses in a tab (one line), or None."""
     if unit.ad_restore_face:
-        return "restore face is not supported"
-    if unit.ad_controlnet_model not in ("None", "Passthrough"):
-        return f"ControlNet model {unit.ad_controlnet_model!r} in a tab is not supported (None or Passthrough)"
+        return "restore face is not supported (inpaintlab has no face restorer); untick ad_restore_face"
     return None
 
 
-_CONTROLNET_EXTRA = ("controlnets", "controlnet_image", "controlnet_mask", "controlnet_lama")
-_CONTROLNET = ("controlnet", "controlnet_preprocessor", "control_weight", "control_mode", "guidance_start",
-               "guidance_end")
+def check_tab(unit: ADetailerUnit, controlnets: Mapping[str, Any] | None = None) -> None:
+    """Refuse, before any work, a tab inpaintlab cannot run: TechniqueError (one line)."""
+    problem = unsupported(unit)
+    if problem:
+        raise TechniqueError(problem)
+    if unit.ad_controlnet_model not in ("None", "Passthrough"):
+        controlnet_unit(unit, controlnets)  # the file is there and its preprocessor runs without a network
 
 
-def pass_settings(main: Mapping[str, Any], unit: ADetailerUnit, size: tuple[int, int]) -> dict[str, Any]:
-    """The inner inpaint job's keywords (ADetailer's ``get_i2i_p``), seed left to the caller."""
-    inner = set(registry.for_command("inpaint")) - {"prompt", "negative_prompt"}
-    s = {k: v for k, v in main.items() if k in inner and not k.startswith("ad_")}  # passes run no ADetailer
-    if unit.ad_controlnet_model == "None":  # the main job's ControlNet units are switched off in the passes
-        for k in _CONTROLNET:
-            s.pop(k, None)
-    else:  # Passthrough: the main job's units run unchanged, with their own images if they had any
-        s.update({k: main[k] for k in _CONTROLNET_EXTRA if main.get(k) is not None})
-    width, height = (unit.ad_inpaint_width, unit.ad_inpaint_height) if unit.ad_use_inpaint_width_height else size
-    s.update(width=width, height=height, resize_mode=0, mask_mode="masked", mask_blur=unit.ad_mask_blur,
-             masked_content="original", denoising_strength=unit.ad_denoising_strength, batch_size=1,
-             inpaint_area="only_masked" if unit.ad_inpaint_only_masked else "whole",
-             padding=unit.ad_inpaint_only_masked_padding)
-    if unit.ad_use_steps:
-        s["steps"] = unit.ad_steps
-    if unit.ad_use_cfg_scale:
-        s["cfg_scale"] = unit.ad_cfg_scale
-    if unit.ad_use_clip_skip:
-        s["clip_skip"] = unit.ad_clip_skip
-    if unit.ad_use_sampler and unit.ad_sampler != SAME_SAMPLER:
-        s["sampler"] = unit.ad_sampler
-        if unit.ad_scheduler != SAME_SCHEDULER:
-            s["scheduler"] = unit.ad_scheduler
-    return s
+def main_mask(mask: Image.Image, *, invert: bool, resize_mode: int, size: tuple[int, int]) -> Image.Image:
+    """The main job's inpaint mask as ADetailer reads it (``get_image_mask``): L (an RGBA mask's alpha is not
+    used), inverted for "Inpaint not masked", resized to the main job's size with its resize mode."""
+    from ..masking import resize_image
+
+    m = mask.convert("L")
+    if invert:
+        m = ImageChops.invert(m)
+    return resize_image(resize_mode, m, *size) if m.size != tuple(size) else m
 
 
 def detail_image(pipe: Any, image: Image.Image, units: list[ADetailerUnit], *, seed: int, prompt: str,
                  negative_prompt: str = "", subseed: int | None = None, settings: Mapping[str, Any] | None = None,
                  size: tuple[int, int] | None = None, detectors: Mapping[str, DetectorLike] | None = None,
                  sort_by: str = "None", same_seed_for_each_tab: bool = False,
-                 user_mask: Image.Image | None = None) -> tuple[Image.Image, list[dict[str, Any]]]:
+                 user_mask: Image.Image | None = None, dynamic_denoise_power: float = 0.0,
+                 match_inpaint_bbox_size: str = "Off", controlnets: Mapping[str, Any] | None = None,
+                 checkpoints: Mapping[str, Any] | None = None, vaes: Mapping[str, Any] | None = None,
+                 techniques: list[Any] | None = None, seg_on_at_end: bool = False,
+                 pipelines: dict | None = None) -> tuple[Image.Image, list[dict[str, Any]]]:
     """Run every active tab on one image; returns the final image and one record per inpaint pass run.
 
     settings: the main job's settings (sampler, steps, CFG, soft inpainting …); size: its width × height.
+    user_mask: the main job's mask as `main_mask` reads it, for an "Only masked" inpaint main job (detections that
+    miss it are dropped). dynamic_denoise_power, match_inpaint_bbox_size: ADetailer's global options of those
+    names. controlnets / checkpoints / vaes: names → files or loaded models for the tabs' ControlNet model,
+    checkpoint and VAE. techniques: the caller's techniques that act in every pass (`passes.pass_techniques`).
+    pipelines: a cache of the tabs' checkpoint / VAE pipelines (kept by the ADetailer technique).
     """
     settings = dict(settings or {})
     size = size or (settings.get("width") or image.width, settings.get("height") or image.height)
+    pipelines = {} if pipelines is None else pipelines
     passes: list[dict[str, Any]] = []
     for tab, unit in enumerate(u for u in units if u.active):
-        problem = unsupported(unit)
-        if problem:
-            raise TechniqueError(f"ADetailer tab {tab + 1}: {problem}")
+        try:
+            check_tab(unit, controlnets)
+        except TechniqueError as error:
+            raise TechniqueError(f"ADetailer tab {tab + 1}: {error}") from None
         pred = resolve_detector(str(unit.ad_model), detectors)(image.convert("RGB"), unit.ad_confidence)
-        if pred is None:
+        if pred is None:  # ADetailer prints "nothing detected"; its infotext keys stay
             log.info("ADetailer tab %d (%s): nothing detected", tab + 1, unit.ad_model)
             continue
-        masks, _ = pred_preprocessing(
+        masks, kept = pred_preprocessing(
             pred, image.size, min_ratio=unit.ad_mask_min_ratio, max_ratio=unit.ad_mask_max_ratio, k=unit.ad_mask_k,
             filter_method=unit.ad_mask_filter_method, sort_by=sort_by, dilate=unit.ad_dilate_erode,
             x_offset=unit.ad_x_offset, y_offset=unit.ad_y_offset, merge_mode=unit.ad_mask_merge_invert,
             user_mask=user_mask)
+        if not masks:
+            log.info("ADetailer tab %d (%s): no mask left after filtering", tab + 1, unit.ad_model)
+            continue
         prompts = mask_prompts(unit.ad_prompt, prompt, len(masks))
         negatives = mask_prompts(unit.ad_negative_prompt, negative_prompt, len(masks))
-        base = pass_settings(settings, unit, size)
+        base = pass_settings(settings, unit, size, seg_on_at_end=seg_on_at_end)
+        if unit.ad_controlnet_model not in ("None", "Passthrough"):
+            base["controlnets"] = [controlnet_unit(unit, controlnets)]
+        runner = pass_pipeline(pipe, unit, pipelines, checkpoints=checkpoints, vaes=vaes)
         for j, mask in enumerate(masks):
             if SKIP.match(prompts[j]):
                 continue
@@ -166,7 +171,16 @@ def detail_image(pipe: Any, image: Image.Image, units: list[ADetailerUnit], *, s
             kw = dict(base, seed=seed + offset)
             if subseed is not None:
                 kw["subseed"] = subseed + offset
-            result = pipe.inpaint(image, mask, prompts[j], negatives[j], **kw)
+            # fix_p2: box j of the filtered, sorted detections (after a merge or a dropped mask, not mask j's own)
+            box = kept.bboxes[j] if j < len(kept) else []
+            kw["denoising_strength"] = dynamic_denoise_strength(kw["denoising_strength"], dynamic_denoise_power, box,
+                                                                image.size)
+            if not unit.ad_use_inpaint_width_height:
+                kw["width"], kw["height"] = matched_size(match_inpaint_bbox_size, kw["width"], kw["height"], box,
+                                                         sdxl=pipe.config.family == "sdxl")
+            result = runner.inpaint(image, mask, prompts[j], negatives[j], techniques=list(techniques or []), **kw)
+            if not result.images:  # ADetailer stops the tab on an empty result
+                break
             image = result.images[0]
             passes.append({"tab": tab, "mask": mask, "prompt": prompts[j], "negative_prompt": negatives[j], **kw})
     return image, passes
@@ -175,20 +189,36 @@ def detail_image(pipe: Any, image: Image.Image, units: list[ADetailerUnit], *, s
 class ADetailer(Technique):
     """ADetailer's tabs after the main generation (postprocess hook); writes every ``ADetailer …`` key.
 
-    units: the tabs in order; detectors: names → Detector / file / callable (see `resolve_detector`); sort_by: the
-    global "sort bounding boxes" option; same_seed_for_each_tab: ADetailer's option of that name.
+    units: the tabs in order; detectors: names → Detector / file / callable (see `resolve_detector`). ADetailer's
+    global options: sort_by ("sort bounding boxes"), same_seed_for_each_tab, dynamic_denoise_power (0 = off),
+    match_inpaint_bbox_size ("Off", "Free", "Strict (SDXL only)"). controlnets / checkpoints / vaes: names →
+    files or loaded models for the tabs' ``ad_controlnet_model`` / ``ad_checkpoint`` / ``ad_vae`` (default: the
+    file the name names, ``name [hash]`` read as ``name``). pass_techniques: names of the caller's techniques that
+    also act in the passes (ADetailer's "script names" option; default dynamic thresholding and soft inpainting).
     """
 
     name = "ADetailer"
 
     def __init__(self, units: list[ADetailerUnit] | ADetailerUnit, *,
                  detectors: Mapping[str, DetectorLike] | None = None, sort_by: str = "None",
-                 same_seed_for_each_tab: bool = False):
+                 same_seed_for_each_tab: bool = False, dynamic_denoise_power: float = 0.0,
+                 match_inpaint_bbox_size: str = "Off", controlnets: Mapping[str, Any] | None = None,
+                 checkpoints: Mapping[str, Any] | None = None, vaes: Mapping[str, Any] | None = None,
+                 pass_techniques: tuple[str, ...] = PASS_TECHNIQUES):
+        if match_inpaint_bbox_size not in MATCH_MODES:
+            raise TechniqueError(f"ADetailer match_inpaint_bbox_size {match_inpaint_bbox_size!r}: expected one of "
+                                 f"{', '.join(MATCH_MODES)}")
         self.units = [units] if isinstance(units, ADetailerUnit) else list(units)
         self.detectors = dict(detectors or {})
         self.sort_by = sort_by
         self.same_seed_for_each_tab = same_seed_for_each_tab
+        self.dynamic_denoise_power = float(dynamic_denoise_power)
+        self.match_inpaint_bbox_size = match_inpaint_bbox_size
+        self.controlnets, self.checkpoints, self.vaes = dict(controlnets or {}), dict(checkpoints or {}), dict(vaes or {})
+        self.pass_technique_names = tuple(pass_techniques)
         self.passes: list[dict[str, Any]] = []
+        self.disabled = False
+        self._pipelines: dict = {}  # the tabs' checkpoint / VAE pipelines, loaded once
 
     @classmethod
     def for_job(cls, job: Any) -> ADetailer | None:
@@ -199,26 +229,64 @@ class ADetailer(Technique):
             units.insert(0, ADetailerUnit(**{n: job.settings[n] for n in names if n in job.settings}))
         return cls(units) if any(u.active for u in units) else None
 
+    def _main_mask(self, job: Any, size: tuple[int, int] | None = None) -> Image.Image | None:
+        if job.kind != "inpaint" or job.mask is None:
+            return None
+        s = job.settings
+        return main_mask(job.mask, invert=s.get("mask_mode") == "not_masked", resize_mode=s.get("resize_mode", 0),
+                         size=size or job.mask.size)
+
     def setup(self, job: Any) -> None:
-        """ADetailer's ``process``: check the tabs, write the infotext keys (A1111 orders keys by when they are set)."""
+        """ADetailer's ``process``: off for an inpaint job whose mask is all black (no keys then); else check the
+        tabs and write the infotext keys (A1111 orders keys by when they are set)."""
+        mask = self._main_mask(job)  # (before the job's size is known: an all-black mask stays so when resized)
+        self.disabled = mask is not None and mask.getbbox() is None
+        if self.disabled:
+            log.info("ADetailer: inpainting with an all-black mask, ADetailer is off")
+            return
         for n, unit in enumerate(self.units):
-            problem = unit.active and unsupported(unit)
-            if problem:
-                raise TechniqueError(f"ADetailer tab {n + 1}: {problem}")
-        job.extra.update(unit_infotext(self.units))
+            if unit.active:
+                try:
+                    check_tab(unit, self.controlnets)
+                except TechniqueError as error:
+                    raise TechniqueError(f"ADetailer tab {n + 1}: {error}") from None
+        job.extra.update(unit_infotext([self._as_written(u) for u in self.units]))
+
+    def _as_written(self, unit: ADetailerUnit) -> ADetailerUnit:
+        """The tab with its files named as A1111 lists them (``stem [hash]`` ControlNets, checkpoint titles)."""
+        changes: dict[str, Any] = {}
+        if unit.active and unit.ad_controlnet_model not in self.controlnets:
+            changes["ad_controlnet_model"] = controlnet_label(unit.ad_controlnet_model)
+        if unit.active and checkpoint_choice(unit) and unit.ad_checkpoint not in self.checkpoints:
+            changes["ad_checkpoint"] = checkpoint_label(unit.ad_checkpoint)
+        if unit.active and vae_choice(unit) and Path(str(unit.ad_vae)).is_file():
+            changes["ad_vae"] = Path(str(unit.ad_vae)).name
+        return dataclasses.replace(unit, **changes) if changes else unit
 
     def postprocess(self, job: Any, result: Any) -> Any:
+        self.passes = []
+        if self.disabled:
+            return result
+        from ..guidance.pag import seg_active
+
         settings = dict(job.settings)
         size = (job.width or None, job.height or None) if getattr(job, "width", 0) else None
-        user_mask = job.mask if job.kind == "inpaint" and settings.get("inpaint_area") == "whole" else None
-        self.passes = []
+        only_masked = job.kind == "inpaint" and settings.get("inpaint_area") == "only_masked"
+        user_mask = self._main_mask(job, (job.width, job.height)) if only_masked and size else None
+        # SEG's hooks keep the on/off state of the main job's last denoiser call, made at step sampling_steps - 1
+        seg_on = seg_active(max(getattr(job, "sampling_steps", 0) - 1, 0), int(settings.get("seg_start", 0)),
+                            int(settings.get("seg_end", 150)), float(settings.get("seg_blur_sigma", 0.0) or 0.0))
+        forwarded = pass_techniques(list(getattr(job, "outside", []) or []), self.pass_technique_names)
         for i, image in enumerate(result.images):
             subseeds = result.subseeds
             image, passes = detail_image(
                 job.pipe, image, self.units, seed=result.seeds[i], subseed=subseeds[i] if subseeds else None,
                 prompt=settings.get("prompt", ""), negative_prompt=settings.get("negative_prompt", ""),
                 settings=settings, size=size, detectors=self.detectors, sort_by=self.sort_by,
-                same_seed_for_each_tab=self.same_seed_for_each_tab, user_mask=user_mask)
+                same_seed_for_each_tab=self.same_seed_for_each_tab, user_mask=user_mask,
+                dynamic_denoise_power=self.dynamic_denoise_power, match_inpaint_bbox_size=self.match_inpaint_bbox_size,
+                controlnets=self.controlnets, checkpoints=self.checkpoints, vaes=self.vaes, techniques=forwarded,
+                seg_on_at_end=seg_on, pipelines=self._pipelines)
             result.images[i] = image
             self.passes.extend(passes)
         return result

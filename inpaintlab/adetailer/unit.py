@@ -10,11 +10,16 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .masks import FILTER_METHODS, MERGE_MODES
-
 ADETAILER_VERSION = "25.3.0"
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
+FILTER_METHODS = ("Area", "Confidence")
+MERGE_MODES = ("None", "Merge", "Merge and Invert")
+# ADetailer's default preprocessor per ControlNet model kind (controlnet_ext/common.py), matched in this order on the
+# model's name, case-sensitively; a "union" model matches none of them.
+CONTROLNET_MODULES = (("inpaint", "inpaint_global_harmonious"), ("scribble", "t2ia_sketch_pidi"),
+                      ("lineart", "lineart_coarse"), ("openpose", "openpose_full"), ("tile", "tile_resample"),
+                      ("depth", "depth_midas"))
 
 
 @dataclasses.dataclass
@@ -84,6 +89,15 @@ class ADetailerUnit:
     def active(self) -> bool:
         return self.ad_tab_enable and str(self.ad_model) != "None"
 
+    @property
+    def controlnet_module(self) -> str | None:
+        """The preprocessor of the tab's ControlNet unit: ad_controlnet_module, or for "None" ADetailer's default for
+        the model's kind (None when the name names no kind, e.g. a union model)."""
+        if self.ad_controlnet_module not in ("None", "", None):
+            return self.ad_controlnet_module
+        name = Path(str(self.ad_controlnet_model)).name  # the list name A1111 shows, not the folder holding it
+        return next((module for kind, module in CONTROLNET_MODULES if kind in name), None)
+
 
 def check_unit(u: ADetailerUnit) -> str | None:
     """ADetailer's field constraints (its pydantic model), as one line, or None."""
@@ -103,6 +117,13 @@ def check_unit(u: ADetailerUnit) -> str | None:
         return "ad_mask_blur and ad_inpaint_only_masked_padding must be >= 0"
     if u.ad_steps < 1 or u.ad_clip_skip < 1:
         return "ad_steps and ad_clip_skip must be >= 1"
+    if u.ad_clip_skip > 12:
+        return f"ad_clip_skip {u.ad_clip_skip} must lie in [1, 12]"
+    if not 0.5 <= u.ad_noise_multiplier <= 1.5:
+        return f"ad_noise_multiplier {u.ad_noise_multiplier} must lie in [0.5, 1.5]"
+    for name in ("ad_controlnet_weight", "ad_controlnet_guidance_start", "ad_controlnet_guidance_end"):
+        if not 0 <= getattr(u, name) <= 1:
+            return f"{name} {getattr(u, name)} must lie in [0, 1]"
     if u.ad_inpaint_width % 8 or u.ad_inpaint_height % 8 or min(u.ad_inpaint_width, u.ad_inpaint_height) < 64:
         return f"ad_inpaint_width/height {u.ad_inpaint_width}×{u.ad_inpaint_height} must be multiples of 8, >= 64"
     return None

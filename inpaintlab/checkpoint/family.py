@@ -25,6 +25,7 @@ from .layout import (
     SDXL_CLIP_G_PREFIX,
     SDXL_CLIP_L_PREFIX,
     SDXL_IGNORED_KEYS,
+    SDXL_REFINER_CLIP_G_PREFIX,
     UNET_PREFIX,
     VAE_FILE_PREFIXES,
     VAE_PREFIX,
@@ -38,10 +39,11 @@ log = logging.getLogger(__name__)
 
 
 def detect_family(sd: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> str:
-    """"sd1", "sd2" or "sdxl" for a single-file checkpoint, or CheckpointError naming what else the file is.
+    """"sd1", "sd2", "sdxl" or "sdxl_refiner" for a single-file checkpoint, or CheckpointError naming what else the file is.
 
     In A1111's order (`guess_model_config_from_state_dict`): SD3 first, then SDXL (an OpenCLIP bigG under
-    `conditioner.embedders.1.model.`), other sgm/ldm variants (refiner, unCLIP, depth), SD2 (an OpenCLIP text
+    `conditioner.embedders.1.model.`), the SDXL refiner (OpenCLIP bigG alone, under `conditioner.embedders.0.model.`),
+    other sgm/ldm variants (unCLIP, depth), SD2 (an OpenCLIP text
     encoder under `cond_stage_model.model.`), instruct-pix2pix (8 input channels), AltDiffusion, and SD1 last.
     A1111 also requires the SD2 encoder to be 1024 wide; here its presence decides, so narrow test files work too.
     Whether an SD2 file predicts eps or v is decided later, by running its UNet (`is_v_prediction`).
@@ -64,6 +66,8 @@ def detect_family(sd: Mapping[str, torch.Tensor], *, source: str = "checkpoint")
                               f"{_SUPPORTED}")
     if any(k.startswith(SDXL_CLIP_G_PREFIX) for k in keys):
         family = "sdxl"
+    elif any(k.startswith(SDXL_REFINER_CLIP_G_PREFIX) for k in keys):
+        family = "sdxl_refiner"  # A1111: embedder 0's ln_final without an embedder 1 -> sd_xl_refiner.yaml
     elif any(k.startswith("conditioner.") for k in keys):
         hit = next(k for k in keys if k.startswith("conditioner."))
         raise CheckpointError(f"{source}: sgm conditioner keys (e.g. {hit!r}) without SDXL's OpenCLIP bigG under "
@@ -120,7 +124,9 @@ _TEXT_PREFIXES = {
     "sd1": ((CLIP_OLD_PREFIX, "text_encoder"),),
     "sd2": ((SD2_TEXT_PREFIX, "text_encoder"),),
     "sdxl": ((SDXL_CLIP_L_PREFIX, "text_encoder"), (SDXL_CLIP_G_PREFIX, "text_encoder_2")),
+    "sdxl_refiner": ((SDXL_REFINER_CLIP_G_PREFIX, "text_encoder"),),
 }
+_OPENCLIP_PREFIXES = (SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_REFINER_CLIP_G_PREFIX)
 
 
 def split_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "checkpoint",
@@ -138,7 +144,7 @@ def split_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "checkpoin
     ignored: list[str] = []
     unexpected: list[str] = []
     old_clip_layout = False
-    ignorable = IGNORED_KEYS | (SDXL_IGNORED_KEYS if family == "sdxl" else frozenset())
+    ignorable = IGNORED_KEYS | (SDXL_IGNORED_KEYS if family in ("sdxl", "sdxl_refiner") else frozenset())
     for key, value in sd.items():
         if key.startswith(UNET_PREFIX):
             unet[key[len(UNET_PREFIX):]] = value
@@ -160,8 +166,8 @@ def split_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "checkpoin
                 if name in texts[component]:
                     raise CheckpointError(
                         f"{source}: text encoder key {name!r} appears both with and without 'text_model.'")
-            if name == CLIP_POSITION_IDS and prefix != SD2_TEXT_PREFIX and prefix != SDXL_CLIP_G_PREFIX \
-                    or name in OPENCLIP_IGNORED and prefix in (SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX):
+            if name == CLIP_POSITION_IDS and prefix not in _OPENCLIP_PREFIXES \
+                    or name in OPENCLIP_IGNORED and prefix in _OPENCLIP_PREFIXES:
                 ignored.append(key)
             else:
                 texts[component][name] = value

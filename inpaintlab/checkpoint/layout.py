@@ -51,6 +51,8 @@ _DIFFUSERS_KEY = re.compile(r"(^|\.)(down_blocks|up_blocks|mid_block|time_embedd
 SD2_TEXT_PREFIX = "cond_stage_model.model."  # OpenCLIP ViT-H (SD2.x)
 SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer.text_model."
 SDXL_CLIP_G_PREFIX = "conditioner.embedders.1.model."
+# The SDXL refiner's only text encoder, OpenCLIP bigG, is its conditioner's first embedder.
+SDXL_REFINER_CLIP_G_PREFIX = "conditioner.embedders.0.model."
 # Scalars of the OpenCLIP towers with no role in text encoding (CLIP's contrastive temperature).
 OPENCLIP_IGNORED = ("logit_scale",)
 # sgm's DiscreteDenoiser keeps its sigma table as a buffer; the schedule is rebuilt from the constants like SD1's.
@@ -58,11 +60,11 @@ SDXL_IGNORED_KEYS = frozenset({"denoiser.sigmas"})
 
 SDXL_SCALE_FACTOR = 0.13025  # sd_xl_base.yaml first_stage scale_factor
 
-FAMILIES = ("sd1", "sd2", "sdxl")
-FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+FAMILIES = ("sd1", "sd2", "sdxl", "sdxl_refiner")
+FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner"}
 
-_SUPPORTED = ("inpaintlab supports Stable Diffusion 1.x, 2.x (512 eps, 768-v) and SDXL base single-file checkpoints "
-              "(the 9-channel inpainting UNets included)")
+_SUPPORTED = ("inpaintlab supports Stable Diffusion 1.x, 2.x (512 eps, 768-v), SDXL base and SDXL refiner single-file "
+              "checkpoints (the 9-channel inpainting UNets included)")
 
 # Other model families, recognised so that the refusal names them (checked in this order, first hit wins).
 _OTHER_FAMILIES = (
@@ -72,7 +74,6 @@ _OTHER_FAMILIES = (
     ("model.diffusion_model.double_blocks.", "Flux"),
     ("double_blocks.0.img_attn.", "Flux"),
     ("edm_mean", "Playground v2.5 (EDM)"),
-    ("conditioner.embedders.0.model.ln_final.weight", "SDXL refiner (OpenCLIP bigG only)"),
     ("embedder.model.ln_final.weight", "SD 2.x unCLIP"),
     ("depth_model.", "SD 2.0 depth"),
     ("cond_stage_model.roberta.", "AltDiffusion"),

@@ -63,8 +63,8 @@ def load_component(module: nn.Module, sd: Mapping[str, torch.Tensor], component:
 class Models:
     """The networks of a checkpoint, in eval mode with gradients off, plus what the pipeline and infotext need.
 
-    family: "sd1", "sd2" or "sdxl"; prediction: "eps" or "v" (SD 2.x 768-v). text_encoder: CLIP-L (SD1, SDXL) or
-    OpenCLIP ViT-H (SD2); text_encoder_2: SDXL's OpenCLIP bigG, else None.
+    family: "sd1", "sd2", "sdxl" or "sdxl_refiner"; prediction: "eps" or "v" (SD 2.x 768-v). text_encoder: CLIP-L
+    (SD1, SDXL), OpenCLIP ViT-H (SD2) or the refiner's OpenCLIP bigG; text_encoder_2: SDXL's OpenCLIP bigG, else None.
     """
 
     unet: nn.Module
@@ -150,7 +150,7 @@ def load_models(path: str | Path, vae: str | Path | None = None, *, device: str 
     prediction = "eps"
     if parts.family == "sd2" and in_channels == 4:
         prediction = "v" if is_v_prediction(unet) else "eps"
-    scale = SDXL_SCALE_FACTOR if parts.family == "sdxl" else SCALE_FACTOR
+    scale = SDXL_SCALE_FACTOR if parts.family in ("sdxl", "sdxl_refiner") else SCALE_FACTOR
     vae_config = _infer(lambda d: VAEConfig.from_state_dict(d, scale_factor=scale), vae_sd, "vae")
     vae_model = _build_and_load(AutoencoderKL, vae_config, vae_sd, "vae", "" if vae is not None else VAE_PREFIX,
                                 device, dtype, kernels)
@@ -164,6 +164,19 @@ def load_models(path: str | Path, vae: str | Path | None = None, *, device: str 
     )
 
 
+def load_vae_file(path: str | Path, *, scale_factor: float = SCALE_FACTOR, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32, kernels: str = "auto", allow_pickle: bool = False) -> nn.Module:
+    """A standalone VAE file (A1111's "SD VAE") as an `AutoencoderKL`, loaded strictly, in eval mode: what
+    `load_models(path, vae=...)` puts beside a checkpoint, for swapping the VAE of a loaded pipeline."""
+    from ..kernels import check_backend
+    from ..vae import AutoencoderKL, VAEConfig
+
+    check_backend(kernels)
+    sd = read_vae(path, allow_pickle=allow_pickle)
+    config = _infer(lambda d: VAEConfig.from_state_dict(d, scale_factor=scale_factor), sd, "vae")
+    return _build_and_load(AutoencoderKL, config, sd, "vae", "", torch.device(device), dtype, kernels)
+
+
 def _load_text_encoders(parts: Components, device: torch.device, dtype: torch.dtype,
                         kernels: str) -> tuple[nn.Module, nn.Module | None]:
     from ..clip.model import CLIPTextConfig, CLIPTextTransformer
@@ -174,7 +187,7 @@ def _load_text_encoders(parts: Components, device: torch.device, dtype: torch.dt
                                parts.text_encoder_prefix, device, dtype, kernels), None
     from ..clip.openclip import OpenCLIPTextConfig, OpenCLIPTextTransformer
 
-    if parts.family == "sd2":
+    if parts.family in ("sd2", "sdxl_refiner"):  # one OpenCLIP tower: ViT-H, or the refiner's bigG
         config = _infer(OpenCLIPTextConfig.from_state_dict, parts.text_encoder, "text_encoder")
         return _build_and_load(OpenCLIPTextTransformer, config, parts.text_encoder, "text_encoder",
                                parts.text_encoder_prefix, device, dtype, kernels), None

@@ -18,7 +18,7 @@ import torch
 from ..samplers.schedules import SD1_LINEAR_END, SD1_LINEAR_START, SD1_TIMESTEPS
 from .model import ControlNet
 
-from ..names import CONTROL_MODES  # noqa: E402,F401
+from ..names import CONTROL_MODES  # noqa: E402
 _MODE_ALIASES = {"balanced": 0, "prompt": 1, "my prompt is more important": 1, "controlnet": 2,
                  "controlnet is more important": 2}
 SOFT_INJECTION_DECAY = 0.825
@@ -34,16 +34,37 @@ def check_control_mode(mode: str | int) -> str:
                      f"(or balanced / prompt / controlnet)")
 
 
-def control_scales(weight: float, mode: str | int, n: int = 13) -> list[float]:
+# The extension computes SD1's 13 soft scales for every ControlNet and, for SDXL, keeps the first 10 (its residual
+# count): the last 3 exponents are dropped, so SDXL's middle block gets 0.825 ** 3, not 1.
+SDXL_DROPPED_SCALES = 3
+
+
+def control_scales(weight: float, mode: str | int, n: int = 13, sdxl: bool = False) -> list[float]:
     """Per-residual scales, input blocks first, middle block last.
 
     Balanced: `weight` everywhere. Both other modes: `weight * 0.825 ** (n - 1 - i)` (0.0994 .. 1 times the weight
-    for SD1's 13 residuals; the extension writes 12 - i, SD1's n - 1).
+    for SD1's 13 residuals; the extension writes 12 - i, SD1's n - 1); for an SDXL ControlNet
+    `weight * 0.825 ** (n + 2 - i)` (the extension's 12 - i over SDXL's 10 residuals: 0.0994 .. 0.5615).
     """
     mode = check_control_mode(mode)
     if mode == "Balanced":
         return [float(weight)] * n
-    return [weight * (SOFT_INJECTION_DECAY ** float(n - 1 - i)) for i in range(n)]
+    top = n - 1 + (SDXL_DROPPED_SCALES if sdxl else 0)
+    return [weight * (SOFT_INJECTION_DECAY ** float(top - i)) for i in range(n)]
+
+
+def hires_soft_injection(module: str) -> bool:
+    """The extension forces the soft `0.825^(12 - i)` scales in a hires-fix second pass for preprocessors whose name
+    contains "canny" or "mlsd" (whatever the control mode)."""
+    return "canny" in module or "mlsd" in module
+
+
+def in_hires_pass(latent_height: int, hint_height: int, hr_hint_height: int) -> bool:
+    """The extension's test at every UNet call of a hires-fix job: the call belongs to the second pass unless the
+    latent's pixel height is strictly closer to the first pass's hint than to the second's (only heights are
+    compared; with equal sizes, hr_scale 1, every call counts as the second pass)."""
+    h = latent_height * 8
+    return not abs(h - hint_height) < abs(h - hr_hint_height)
 
 
 def guidance_active(sampling_step: int, sampling_steps: int, start: float, end: float) -> bool:
@@ -144,7 +165,8 @@ class ControlInput:
     hint: the ControlNet input [1,3,H,W] (masked pixels -1). x0_origin / restore_mask: the hint's latent and the
     dilated latent mask for inpaint_only (None otherwise). inpaint_cond: [1,5,h,w] that replaces a 9-channel UNet's
     conditioning (latent mask, masked-hint latent), or None. colorfix: (radius, sharpness or None) and
-    colorfix_latent (the hint's latent) for tile_colorfix(+sharp), or None.
+    colorfix_latent (the hint's latent) for tile_colorfix(+sharp), or None. hires_soft: a canny / mlsd unit, whose
+    scales are the soft ones in a hires-fix second pass (`hires_soft_injection`).
     """
 
     model: ControlNet
@@ -158,6 +180,7 @@ class ControlInput:
     inpaint_cond: torch.Tensor | None = None
     colorfix: tuple[int, float | None] | None = None
     colorfix_latent: torch.Tensor | None = None
+    hires_soft: bool = False
 
     def __post_init__(self) -> None:
         self.control_mode = check_control_mode(self.control_mode)
@@ -169,23 +192,32 @@ class ControlInput:
 
 
 class ControlledUNet:
-    """UNet call with ControlNet units: `(x, t, context, cond_mark=None) -> eps`, a drop-in for the UNet inside
-    `EpsDenoiser`.
+    """UNet call with ControlNet units: `(x, t, context, cond_mark=None, y=None) -> eps`, a drop-in for the UNet
+    inside `EpsDenoiser` (y: SDXL's ADM vector, handed to the UNet and to every SDXL ControlNet alike).
 
     sampling_steps: the steps the sampler actually runs (A1111: `steps` for txt2img, `t_enc + 1` for img2img).
     Wire `step_callback` into the sampler's callback so the guidance window sees A1111's step counter; without it
     every call counts as step 0. cond_mark [N] (1 = cond row, 0 = uncond row) comes from `CFGDenoiser`; when absent
     every row counts as cond, as in the extension when its prompt marks are missing.
+
+    hr_units: with hires fix, the same units prepared at the second pass's size (same order). Each call picks the set
+    by the extension's test (`in_hires_pass`); in the second pass canny / mlsd units take the soft scales and
+    tile_colorfix doubles its blur radius, as the extension does.
     """
 
     accepts_cond_mark = True
 
     def __init__(self, unet: Any, units: Sequence[ControlInput], sampling_steps: int,
-                 schedule: LDMSchedule = SD1_SCHEDULE):
+                 schedule: LDMSchedule = SD1_SCHEDULE, hr_units: Sequence[ControlInput] | None = None):
         if isinstance(sampling_steps, bool) or not isinstance(sampling_steps, int) or sampling_steps < 1:
             raise ValueError(f"sampling_steps must be a positive int, got {sampling_steps!r}")
+        if hr_units is not None and len(hr_units) != len(units):
+            raise ValueError(f"hr_units must pair with units: {len(hr_units)} against {len(units)}")
         self.unet, self.units, self.sampling_steps, self.schedule = unet, list(units), sampling_steps, schedule
+        self.low_units = self.units
+        self.hr_units = None if hr_units is None else list(hr_units)
         self.sampling_step = 0
+        self.hires = False
 
     def __repr__(self) -> str:
         return (f"ControlledUNet(units={len(self.units)}, sampling_steps={self.sampling_steps}, "
@@ -198,8 +230,15 @@ class ControlledUNet:
     def active(self, unit: ControlInput) -> bool:
         return guidance_active(self.sampling_step, self.sampling_steps, unit.guidance_start, unit.guidance_end)
 
+    def select(self, x: torch.Tensor) -> None:
+        """Use the first pass's or the second pass's units for a UNet input x (the extension's per-call test)."""
+        if not self.hr_units or not self.low_units:
+            return
+        self.hires = in_hires_pass(x.shape[-2], self.low_units[0].hint.shape[-2], self.hr_units[0].hint.shape[-2])
+        self.units = self.hr_units if self.hires else self.low_units
+
     def controls(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                 cond_mark: torch.Tensor | None = None) -> list[torch.Tensor] | None:
+                 cond_mark: torch.Tensor | None = None, y: torch.Tensor | None = None) -> list[torch.Tensor] | None:
         """Summed, scaled residuals of the active units for UNet input x, or None when no unit acts."""
         total: list[torch.Tensor] | None = None
         for unit in self.units:
@@ -207,30 +246,38 @@ class ControlledUNet:
                 continue
             cn_in = unit.model.config.unet.in_channels
             x_cn = x[:, :cn_in] if x.shape[1] != cn_in else x  # a 9-channel UNet's ControlNet sees the noisy latent
-            control = unit.model(x_cn, unit.hint.to(x.device), timesteps, context)
+            sdxl = unit.model.config.family == "sdxl"
+            control = unit.model(x_cn, unit.hint.to(x.device), timesteps, context, y if sdxl else None)
             if unit.control_mode == "ControlNet is more important":
                 mark = torch.ones(x.shape[0]) if cond_mark is None else cond_mark
                 mark = mark.to(device=x.device, dtype=control[0].dtype).reshape(-1, 1, 1, 1)
                 control = [c * mark for c in control]
-            scales = control_scales(unit.weight, unit.control_mode, len(control))
+            soft = self.hires and unit.hires_soft and unit.control_mode == "Balanced"
+            scales = control_scales(unit.weight, CONTROL_MODES[1] if soft else unit.control_mode, len(control),
+                                    sdxl=sdxl)
             control = [c * s for c, s in zip(control, scales)]
             total = control if total is None else [a + b for a, b in zip(total, control)]
         return total
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                 cond_mark: torch.Tensor | None = None) -> torch.Tensor:
+                 cond_mark: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         timesteps = torch.as_tensor(timesteps, device=x.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])
-        control = self.controls(x, timesteps, context, cond_mark)
+        self.select(x)
+        control = self.controls(x, timesteps, context, cond_mark, y)
         for unit in self.units:
             if unit.inpaint_cond is not None and x.shape[1] == 9:
                 cond = unit.inpaint_cond.to(device=x.device, dtype=x.dtype)
                 x = torch.cat([x[:, :4], cond.expand(x.shape[0], -1, -1, -1)], dim=1)
-        eps = self.unet(x, timesteps, context) if control is None else self.unet(x, timesteps, context, control=control)
+        extra = {} if y is None else {"y": y}  # SD1 UNets (and their wrappers) take no y
+        if control is not None:
+            extra["control"] = control
+        eps = self.unet(x, timesteps, context, **extra)
         for unit in self.units:  # the extension's order: every colorfix unit, then every inpaint_only restore
             if unit.colorfix is not None:
-                eps = colorfix_eps(x[:, :4], timesteps, eps, unit.colorfix_latent.to(eps), unit.colorfix[0],
+                k = unit.colorfix[0] * (2 if self.hires else 1)  # the extension doubles the radius in the hires pass
+                eps = colorfix_eps(x[:, :4], timesteps, eps, unit.colorfix_latent.to(eps), k,
                                    unit.colorfix[1], unit.weight, cond_mark, self.schedule)
         for unit in self.units:
             if unit.x0_origin is not None:

@@ -16,7 +16,7 @@ from ..checkpoint import legacy_model_hash
 from ..errors import SettingsError
 from . import preprocess as pp
 from . import preprocessors as pure
-from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers
+from .inject import SD1_SCHEDULE, ControlInput, check_control_mode, check_unit_numbers, hires_soft_injection
 from .load import load_controlnet
 from .model import ControlNet
 
@@ -75,13 +75,15 @@ class ControlNetUnit:
 
 @dataclasses.dataclass
 class PreparedUnits:
-    """What a job needs from its units: the per-call inputs, the paste-backs ([raw RGB, weight] pairs at the
-    processing size), the latent the LaMa noise hack mixes into every draw (or None) and the infotext entries."""
+    """What a job needs from its units: the per-call inputs, the paste-backs ([raw RGB, weight] pairs at the final
+    image's size), the latent the LaMa noise hack mixes into every draw (or None), the infotext entries and, with
+    hires fix, the inputs of the second pass."""
 
     inputs: list[ControlInput]
     paste: list[tuple[torch.Tensor, torch.Tensor]]
     lama_latent: torch.Tensor | None
     infotext: dict[str, str]
+    hr_inputs: list[ControlInput] | None = None  # the hires fix's second pass: the same units at its size
 
     def postprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Decoded images [B,3,H,W] in [0,1] after each inpaint_only unit's paste-back, in unit order."""
@@ -191,65 +193,112 @@ def controlnet_path(model: str | Path) -> Path:
     return path
 
 
+def _cropped_channels(image: Image.Image, crop: tuple[int, int, int, int], width: int, height: int) -> np.ndarray:
+    """The extension's "Only masked" crop of the job's image: each channel as an L image, cropped to A1111's crop
+    region and resized to the processing size with A1111's resize mode 2 (Lanczos)."""
+    from ..masking import resize_image
+
+    return np.stack([np.asarray(resize_image(2, Image.fromarray(np.asarray(image)[:, :, i]).crop(crop), width,
+                                             height).convert("L")) for i in range(np.asarray(image).shape[2])], axis=2)
+
+
 def _plain_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, init: Image.Image | None, width: int,
                       height: int, a1111_resize_mode: int, index: int, seed: int | None = None,
-                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ControlInput:
-    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), Pixel Perfect, the
-    preprocessor at the processing resolution (seed: the numpy seed, see `preprocessors.numpy_seed`),
-    `detectmap_proc` on the uint8 map, hint / 255; tile_colorfix also encodes the hint (`encode`)."""
+                      encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      crop: tuple[int, int, int, int] | None = None,
+                      sizes: tuple[tuple[int, int], ...] = ()) -> ControlInput | list[ControlInput]:
+    """The extension's unit pipeline for a non-inpaint module: HWC3 (RGBA over white), the "Only masked" crop of the
+    job's image (`crop`), Pixel Perfect, the preprocessor at the processing resolution (seed: the numpy seed, see
+    `preprocessors.numpy_seed`), `detectmap_proc` on the uint8 map, hint / 255; tile_colorfix also encodes the hint
+    (`encode`).
+
+    sizes: further (width, height) targets (the hires pass). The extension runs the preprocessor once, with Pixel
+    Perfect's resolution from the first pass's size, and `detectmap_proc`s that one map to each target; with sizes
+    the result is the list of inputs, first pass first."""
     source = unit.image if unit.image is not None else init
     if source is None:
         raise ValueError(f"ControlNet unit {index} has no image: pass the unit's image for txt2img")
     resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                        else pp.A1111_RESIZE_MODES[a1111_resize_mode])
     rgb = pure.hwc3(np.asarray(source.convert("RGBA") if source.mode in ("RGBA", "LA", "P") else source.convert("RGB")))
+    if unit.image is None and crop is not None:  # try_crop_image_with_a1111_mask: the job's image, "Only masked"
+        rgb = _cropped_channels(Image.fromarray(rgb), crop, width, height)
     h, w = height // 8 * 8, width // 8 * 8
     res = pure.pixel_perfect_resolution(rgb.shape[:2], (h, w), resize_mode) if unit.pixel_perfect \
         else unit.processor_res
     detected = pure.run_preprocessor(module, rgb, res, unit.threshold_a, unit.threshold_b, seed=seed)
     rgba = np.concatenate([detected, np.zeros_like(detected[:, :, :1])], axis=2)
-    hint = pp.detectmap(rgba, width, height, resize_mode, inpaint=False)[:, :, :3]
-    hint = torch.from_numpy(np.ascontiguousarray(hint)).permute(2, 0, 1)[None] / 255.0
     device = next(model.parameters()).device
-    ci = ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
-                      unit.guidance_end)
     p = pure.PREPROCESSORS[module]
-    if p.colorfix:
-        if encode is None:
-            raise ValueError(f"{module} needs the VAE to encode its hint (pass `encode`)")
-        a = p.threshold_a if unit.threshold_a is None else unit.threshold_a
-        b = None if p.threshold_b is None else (p.threshold_b if unit.threshold_b is None else unit.threshold_b)
-        ci.colorfix, ci.colorfix_latent = (int(a), b), encode(hint * 2 - 1)
-    return ci
+    out = []
+    for tw, th in ((width, height), *sizes):
+        hint = pp.detectmap(rgba, tw, th, resize_mode, inpaint=False)[:, :, :3]
+        hint = torch.from_numpy(np.ascontiguousarray(hint)).permute(2, 0, 1)[None] / 255.0
+        ci = ControlInput(model, hint.to(device), unit.weight, unit.control_mode, unit.guidance_start,
+                          unit.guidance_end, hires_soft=hires_soft_injection(module))
+        if p.colorfix:
+            if encode is None:
+                raise ValueError(f"{module} needs the VAE to encode its hint (pass `encode`)")
+            a = p.threshold_a if unit.threshold_a is None else unit.threshold_a
+            b = None if p.threshold_b is None else (p.threshold_b if unit.threshold_b is None else unit.threshold_b)
+            ci.colorfix, ci.colorfix_latent = (int(a), b), encode(hint * 2 - 1)
+        out.append(ci)
+    return out if sizes else out[0]
 
 
 def get_model(model: ControlNet | str | Path, cache: dict, device: torch.device, dtype: torch.dtype,
-              kernels: str) -> ControlNet:
+              kernels: str, unet: torch.nn.Module | None = None) -> ControlNet:
+    """The loaded ControlNet of a unit: files are read once per (path, device, dtype, kernels), except control-LoRA
+    files, which are merged with `unet`'s weights as they are at every job (as the extension binds to the live UNet,
+    so a LoRA merged into it counts)."""
     if isinstance(model, ControlNet):
         return model
     path = controlnet_path(model)
     key = (str(path.resolve()), str(device), dtype, kernels)
-    if key not in cache:
-        loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels)
-        loaded.legacy_hash = legacy_model_hash(path)
+    if key in cache:
+        return cache[key]
+    loaded = load_controlnet(path, device=device, dtype=dtype, kernels=kernels, unet=unet)
+    loaded.legacy_hash = legacy_model_hash(path)
+    if not loaded.control_lora:
         cache[key] = loaded
-    return cache[key]
+    return loaded
+
+
+def _inpaint_unit_input(unit: ControlNetUnit, model: ControlNet, module: str, hint4: torch.Tensor,
+                        encode: Callable[[torch.Tensor], torch.Tensor], unet_channels: int) -> ControlInput:
+    """An inpaint module's input from its hint [1,4,H,W]: the −1 protocol hint, inpaint_only's restore latent and
+    mask, and a 9-channel UNet's replacement conditioning."""
+    device = next(model.parameters()).device
+    ci = ControlInput(model, pp.control_input(hint4).to(device), unit.weight, unit.control_mode,
+                      unit.guidance_start, unit.guidance_end)
+    if pp.restores_latent(module):
+        ci.x0_origin = encode(hint4[:, :3] * 2 - 1)
+        ci.restore_mask = pp.restore_mask(hint4).to(ci.x0_origin)
+    if unet_channels == 9:
+        m = (hint4[:, 3:4] > 0.5).to(hint4.dtype)
+        masked = encode((hint4[:, :3] * 2 - 1) * (1 - m))
+        ci.inpaint_cond = torch.cat([pp.inpaint_model_mask(hint4).to(masked), masked], dim=1)
+    return ci
 
 
 def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encode: Callable[[torch.Tensor], torch.Tensor],
                   load: Callable[[ControlNet | str | Path], ControlNet], unet_channels: int,
                   init: Image.Image | None = None, mask: Image.Image | None = None, mask_blur: int = 0,
                   invert: bool = False, crop: tuple[int, int, int, int] | None = None,
-                  a1111_resize_mode: int = 0, seed: int | None = None) -> PreparedUnits:
+                  a1111_resize_mode: int = 0, seed: int | None = None,
+                  hr_size: tuple[int, int] | None = None) -> PreparedUnits:
     """Build every unit's hint and per-call inputs for one job at width x height.
 
     encode: [1,3,H,W] in [-1,1] -> VAE latent (posterior sample x scale factor). init / mask: the job's init image
     and its A1111 mask (None for txt2img / img2img); mask_blur / invert / crop: the job's mask blur, mask mode and
     "Only masked" crop box. seed: the numpy seed of shuffle's flow field (`preprocessors.numpy_seed`), given
-    afresh to each unit as the extension reseeds numpy per unit. With an A1111 mask (the inpaint tab), inpaint_only falls back to
-    inpaint_global_harmonious, as the extension does; inpaint_only+lama is kept.
+    afresh to each unit as the extension reseeds numpy per unit. With an A1111 mask (the inpaint tab), inpaint_only
+    falls back to inpaint_global_harmonious, as the extension does; inpaint_only+lama is kept.
+    hr_size: (width, height) of a hires fix's second pass: each unit also gets its hint at that size (the same
+    preprocessed map, `detectmap_proc`ed to it, as the extension's `hr_hint_cond`), and inpaint_only pastes back the
+    hires hint; the LaMa noise latent stays the first pass's (the extension's noise hack only acts at its size).
     """
-    inputs, paste, lama_latent, infotext = [], [], None, {}
+    inputs, hr_inputs, paste, lama_latent, infotext = [], [], [], None, {}
     for i, unit in enumerate(units):
         model = load(unit.model)
         module = unit.preprocessor
@@ -258,8 +307,14 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
                         "inpaint_global_harmonious", i)
             module = "inpaint_global_harmonious"
         if module not in pp.PREPROCESSORS:  # a ControlNet of another kind: "none" or a pure-image preprocessor
-            inputs.append(_plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i, seed,
-                                            encode))
+            made = _plain_unit_input(unit, model, module, init, width, height, a1111_resize_mode, i, seed, encode,
+                                     crop=crop if mask is not None else None,
+                                     sizes=() if hr_size is None else (hr_size,))
+            if hr_size is None:
+                inputs.append(made)
+            else:
+                inputs.append(made[0])
+                hr_inputs.append(made[1])
             resize_mode = unit.resize_mode or ("Crop and Resize" if unit.image is not None
                                                else pp.A1111_RESIZE_MODES[a1111_resize_mode])
             infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)
@@ -281,19 +336,15 @@ def prepare_units(units: list[ControlNetUnit], *, width: int, height: int, encod
             else:
                 rgba = pp.lama_fill(rgba, filled=unit.lama)
         hint4 = pp.make_hint(rgba, width, height, resize_mode)
-        device = next(model.parameters()).device
-        ci = ControlInput(model, pp.control_input(hint4).to(device), unit.weight, unit.control_mode,
-                          unit.guidance_start, unit.guidance_end)
+        ci = _inpaint_unit_input(unit, model, module, hint4, encode, unet_channels)
+        inputs.append(ci)
+        final = hint4
+        if hr_size is not None:
+            final = pp.make_hint(rgba, hr_size[0], hr_size[1], resize_mode)
+            hr_inputs.append(_inpaint_unit_input(unit, model, module, final, encode, unet_channels))
         if pp.restores_latent(module):
-            ci.x0_origin = encode(hint4[:, :3] * 2 - 1)
-            ci.restore_mask = pp.restore_mask(hint4).to(ci.x0_origin)
-            paste.append((hint4[:, :3], pp.paste_back_mask(hint4)))
+            paste.append((final[:, :3], pp.paste_back_mask(final)))  # the final image's size: the hires one
             if module == "inpaint_only+lama":
                 lama_latent = ci.x0_origin
-        if unet_channels == 9:
-            m = (hint4[:, 3:4] > 0.5).to(hint4.dtype)
-            masked = encode((hint4[:, :3] * 2 - 1) * (1 - m))
-            ci.inpaint_cond = torch.cat([pp.inpaint_model_mask(hint4).to(masked), masked], dim=1)
-        inputs.append(ci)
         infotext[f"ControlNet {i}"] = unit_infotext(unit, module, model, resize_mode)
-    return PreparedUnits(inputs, paste, lama_latent, infotext)
+    return PreparedUnits(inputs, paste, lama_latent, infotext, hr_inputs if hr_size is not None else None)

@@ -18,6 +18,9 @@ from .pag import SmoothedEnergy, seg_active
 from .tome import TokenMerging as TokenMergingPatch
 from .tome import token_merging_ratio
 
+# job.state key set while the hires fix's second pass samples (inpaintlab.techniques.hires)
+HIRES_PASS = "hires pass"
+
 
 class FreeU(CallCounter):
     """sd-webui-freeu. Its schedule counts denoiser calls over A1111's ``sampling_steps`` (``job.sampling_steps``)."""
@@ -52,37 +55,44 @@ class FreeU(CallCounter):
 
 
 class TokenMerging(Technique):
-    """A1111's token merging (tomesd 0.1.3 semantics, A1111's arguments) at the job's ratio."""
+    """A1111's token merging (tomesd 0.1.3 semantics, A1111's arguments): `ratio` in the job's (first) pass,
+    `ratio_hr` in the hires fix's second pass (0: `ratio`, as A1111's `get_token_merging_ratio(for_hr=True)` falls
+    back); `write_hr`: the job runs a hires pass, so `Token merging ratio hr` is written when that ratio is not 0."""
 
     name = "token merging"
     order = 35
 
     def __init__(self, ratio: float, ratio_hr: float = 0.0, write_hr: bool = False):
-        self.ratio, self.ratio_hr, self.write_hr = float(ratio), float(ratio_hr), write_hr
+        self.ratio, self.write_hr = float(ratio), write_hr
+        self.ratio_hr = float(ratio_hr) or self.ratio
 
     @classmethod
     def for_job(cls, job: Any) -> "TokenMerging | None":
         s = job.settings
-        ratio = token_merging_ratio(job.kind, s.get("token_merging_ratio", 0.0),
-                                    s.get("token_merging_ratio_img2img", 0.0),
-                                    ratio_overridden=bool(s.get("token_merging_ratio")))
-        return cls(ratio) if ratio else None
+        base, img2img = s.get("token_merging_ratio", 0.0), s.get("token_merging_ratio_img2img", 0.0)
+        ratio = token_merging_ratio(job.kind, base, img2img, ratio_overridden=bool(base))
+        hires = job.kind == "txt2img" and bool(s.get("enable_hr"))
+        ratio_hr = token_merging_ratio(job.kind, base, img2img, s.get("token_merging_ratio_hr", 0.0),
+                                       hires=True) if hires else 0.0
+        return cls(ratio, ratio_hr, hires) if ratio or ratio_hr else None
 
     def wrap_unet(self, job: Any, unet: Callable) -> Callable:
-        if self.ratio == 0:
+        ratio = self.ratio_hr if job.state.get(HIRES_PASS) else self.ratio
+        if ratio == 0:
             return unet
         module = job.pipe.unet
 
         def merged_unet(*args: Any, **kw: Any) -> torch.Tensor:
-            with TokenMergingPatch(module, self.ratio):
+            with TokenMergingPatch(module, ratio):
                 return unet(*args, **kw)
         return merged_unet
 
     def infotext(self, job: Any, extra: dict[str, Any]) -> None:
+        # Both keys have fixed slots in A1111's infotext (after ENSD).
         if self.ratio != 0:
             extra["Token merging ratio"] = ui_number(self.ratio)
-        if self.write_hr and (self.ratio_hr or self.ratio):
-            extra["Token merging ratio hr"] = ui_number(self.ratio_hr or self.ratio)
+        if self.write_hr and self.ratio_hr != 0:
+            extra["Token merging ratio hr"] = ui_number(self.ratio_hr)
 
 
 class SEG(Technique):

@@ -22,8 +22,10 @@ TE_NAME_PREFIXES = {
     "sd1": (TE_NAME_PREFIX,),
     "sd2": ("model_",),
     "sdxl": ("0_" + TE_NAME_PREFIX, "1_model_"),
+    "sdxl_refiner": ("0_model_",),  # A1111 names the refiner's only embedder (OpenCLIP bigG) by its index, 0
 }
-FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x", "sdxl": "SDXL",
+                "sdxl_refiner": "SDXL refiner"}
 
 # Resnet sub-module names: diffusers → ldm ResBlock. Attention sub-modules keep their names.
 _RESNET_SUFFIXES = {

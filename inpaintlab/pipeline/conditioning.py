@@ -45,7 +45,15 @@ def strip_comments(text: str) -> str:
 
 
 class ConditioningMixin:
-    """The `Pipeline`'s text-encoding methods (public: `encode_prompt`, `encode_prompts`)."""
+    """The `Pipeline`'s text-encoding methods (public: `encode_prompt`, `encode_prompts`).
+
+    SDXL refiner pipelines condition on an aesthetic score: `aesthetic_score` for prompts and
+    `negative_aesthetic_score` for negative prompts (A1111's options `sdxl_refiner_high_aesthetic_score` 6.0 and
+    `sdxl_refiner_low_aesthetic_score` 2.5); set them on the pipeline to change them.
+    """
+
+    aesthetic_score: float = 6.0
+    negative_aesthetic_score: float = 2.5
 
     def encode_prompt(self, text: str, clip_skip: int = 1, **kwargs: Any):
         """A1111 conditioning for one prompt: [1, 77·k, C] (weights, mean restore, 75-token chunks, embeddings), or
@@ -56,7 +64,9 @@ class ConditioningMixin:
                        size: tuple[int, int] | None = None, emphasis: str = "Original"):
         """Conditioning for a batch of prompts. SDXL only: `negative` marks a negative prompt (all-empty texts then
         give zeros, as sgm's force_zero_embeddings in A1111), `size` is the processing (width, height) of the size
-        conditioning (A1111's default 1024 x 1024 when not given). `emphasis`: A1111's emphasis mode."""
+        conditioning (A1111's default 1024 x 1024 when not given). `emphasis`: A1111's emphasis mode.
+        SDXL refiner: {"crossattn": [1, 77·k, 1280], "vector": [1, 2560]} (bigG alone, the aesthetic score by
+        `negative`, `inpaintlab.refiner.conditioning`)."""
         family = self.config.family
         with torch.inference_mode():
             if family == "sd1":
@@ -65,6 +75,15 @@ class ConditioningMixin:
             if family == "sd2":
                 return encode_prompts_sd2(self.text_encoder, self.tokenizer, texts, clip_skip=clip_skip,
                                           embeddings=self.embeddings, emphasis=emphasis).float()
+            if family == "sdxl_refiner":
+                from ..refiner.conditioning import encode_prompts_refiner, refiner_adm_vector
+
+                context, pooled = encode_prompts_refiner(self.text_encoder, texts, self.embeddings,
+                                                         tokenizer=self.tokenizer, negative=negative, emphasis=emphasis)
+                width, height = size or (1024, 1024)
+                score = self.negative_aesthetic_score if negative else self.aesthetic_score
+                vector = refiner_adm_vector(pooled.float(), (height, width), SDXL_CROP_TOP_LEFT, score)
+                return {"crossattn": context.float(), "vector": vector.to(context.device)}
             context, pooled = encode_prompts_sdxl(self.text_encoder, self.text_encoder_2, self.tokenizer, texts,
                                                   clip_skip=clip_skip, embeddings=self.embeddings,
                                                   tokenizer_g=self.tokenizer_2, negative=negative,
@@ -139,17 +158,18 @@ class ConditioningMixin:
         return ScheduledConditioning(conds, [weight for _, weight in parts], uncond), None
 
 
-def conditioning(job: Job) -> None:
-    """job.cond / job.uncond for the job's prompts over the sampler's step count (A1111 step 12)."""
-    s = job.settings
+def conditioning(job: Job, pipe: Any = None) -> None:
+    """job.cond / job.uncond for the job's prompts over the sampler's step count (A1111 step 12); `pipe`: the model
+    that encodes them (default the job's; a refiner recomputes them with its own)."""
+    s, pipe = job.settings, pipe or job.pipe
     emphasis = s.get("emphasis", "Original")
     # The emphasis keyword only when it is not the default, so callers that wrap `_conditioning` keep working.
     extra = {} if emphasis == "Original" else {"emphasis": emphasis}
-    job.cond, job.uncond = job.pipe._conditioning(s["prompt"], s["negative_prompt"], s["batch_size"], s["clip_skip"],
+    job.cond, job.uncond = pipe._conditioning(s["prompt"], s["negative_prompt"], s["batch_size"], s["clip_skip"],
                                                   total_steps(job.sampler, s["steps"]), (job.width, job.height),
                                                   **extra)
     if (s.get("pad_cond_uncond") or s.get("pad_cond_uncond_v0")) and job.uncond is not None:
-        pad_job_conds(job, s["clip_skip"], emphasis)
+        pad_job_conds(job, s["clip_skip"], emphasis, pipe)
     # A1111 records a non-default emphasis mode only when some prompt text could use it.
     if emphasis != "Original" and any(c in s["prompt"] + s["negative_prompt"] for c in "(["):
         job.extra["Emphasis"] = emphasis
@@ -163,7 +183,7 @@ def ti_hashes(job: Job, prompt: str, negative_prompt: str) -> str | None:
     return job.pipe._ti_hashes(cond_texts, uncond_texts)
 
 
-def pad_job_conds(job: Job, clip_skip: int, emphasis: str) -> None:
+def pad_job_conds(job: Job, clip_skip: int, emphasis: str, pipe: Any = None) -> None:
     """A1111's pad conds (v1: whole copies of the empty prompt's encoding; v0, which takes precedence: the uncond's
     last token vector, or truncation) when cond and uncond have different token lengths, so they run in one batch;
     records `Pad conds` / `Pad conds v0`. Fixed prompts only (scheduled ones keep their separate calls)."""
@@ -177,7 +197,7 @@ def pad_job_conds(job: Job, clip_skip: int, emphasis: str) -> None:
         return
     empty = None
     if not v0:
-        e = job.pipe.encode_prompts([""], clip_skip, size=(job.width, job.height), emphasis=emphasis)
+        e = (pipe or job.pipe).encode_prompts([""], clip_skip, size=(job.width, job.height), emphasis=emphasis)
         empty = e["crossattn"] if isinstance(e, dict) else e
     new_c, new_u = pad_conds(ctx_c, ctx_u, empty, v0=v0)
     job.cond = {**cond, "crossattn": new_c} if isinstance(cond, dict) else new_c

@@ -36,7 +36,7 @@ def finish(job: Job) -> Result:
         def postprocess(x):
             return hooks.chain("decode", job, x)
     prep = job.prep
-    result = Result(job.pipe.decode_latents(job.samples, postprocess), [], job.noise_cfg.seeds,
+    result = Result((job.loaded or job.pipe).decode_latents(job.samples, postprocess), [], job.noise_cfg.seeds,
                     job.noise_cfg.subseeds, init_latent=job.init_latent, start_latent=job.start_latent,
                     samples=job.samples, latent_mask=job.latent_mask, sigmas=job.sigmas,
                     repaint_mask=None if prep is None else prep.repaint_mask,

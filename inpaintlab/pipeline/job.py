@@ -36,6 +36,7 @@ class Job:
     progress: bool = False
     # set before `setup`
     techniques: list[Technique] = dataclasses.field(default_factory=list)
+    outside: list[Technique] = dataclasses.field(default_factory=list)  # the caller's own, in their order
     hooks: Hooks | None = None
     sampler: str = ""                        # A1111's sampler name and schedule label after alias resolution
     schedule_label: str = ""
@@ -73,6 +74,8 @@ class Job:
     sampling_steps: int = 0                  # callbacks per run (the step counter's range)
     step: int = 0                            # the current sampling step, from 0
     samples: torch.Tensor | None = None
+    loaded: Pipeline | None = None           # the model in use when it is not `pipe` (a refiner after its switch):
+                                             # its VAE decodes, as A1111 decodes with whatever model is loaded
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # scratch space for techniques, by name
 
     def __getitem__(self, name: str) -> Any:

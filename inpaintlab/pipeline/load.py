@@ -21,7 +21,7 @@ class PipelineConfig:
     model_hash: str | None = None
     vae_name: str | None = None
     vae_hash: str | None = None
-    family: str = "sd1"       # "sd1", "sd2" or "sdxl"
+    family: str = "sd1"       # "sd1", "sd2", "sdxl" or "sdxl_refiner"
     prediction: str = "eps"   # "eps" or "v" (SD 2.x 768-v): which k-diffusion denoiser wraps the UNet
 
 
@@ -29,8 +29,8 @@ def load(path: str | Path, vae: str | Path | None = None, device: str | torch.de
          dtype: torch.dtype | None = torch.float32, kernels: str = "auto", *,
          embeddings_dir: str | Path | None = None, lora_dir: str | Path | None = None,
          allow_pickle: bool = False):
-    """Load a single-file SD 1.x, SD 2.x (512 eps or 768-v) or SDXL (base or inpainting) checkpoint, and optionally a
-    separate VAE, into a ready `Pipeline`. `dtype` None keeps the file's own dtype (least memory).
+    """Load a single-file SD 1.x, SD 2.x (512 eps or 768-v), SDXL (base or inpainting) or SDXL refiner checkpoint, and
+    optionally a separate VAE, into a ready `Pipeline`. `dtype` None keeps the file's own dtype (least memory).
 
     lora_dir: directory of LoRA/LyCORIS files that `<lora:name:…>` prompt tags name (A1111's `--lora-dir`).
     """

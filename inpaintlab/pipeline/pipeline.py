@@ -65,6 +65,7 @@ def run(job: Job, techniques: list[Technique]) -> Result:
     bad = [t for t in outside if not isinstance(t, Technique)]
     if bad:
         raise TypeError(f"techniques must be inpaintlab.pipeline.Technique objects, got {type(bad[0]).__name__}")
+    job.outside = outside
     job.techniques = order_techniques(builtin(job, outside), outside)
     hooks = job.hooks = Hooks(job.techniques)
     hooks.call("setup", job)
@@ -109,8 +110,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
         # A1111 tokenizes SD 2.x prompts with open_clip's tokenizer, SDXL's CLIP-L with transformers' and its bigG
         # with open_clip's.
         if tokenizer is None:
-            tokenizer = {"sd2": OpenCLIPTokenizer, "sdxl": lambda: Tokenizer(html_unescape=False)}.get(
-                config.family, Tokenizer)()
+            tokenizer = {"sd2": OpenCLIPTokenizer, "sdxl": lambda: Tokenizer(html_unescape=False),
+                         "sdxl_refiner": OpenCLIPTokenizer}.get(config.family, Tokenizer)()
         self.tokenizer = tokenizer
         self.tokenizer_2 = OpenCLIPTokenizer() if config.family == "sdxl" else None
         self.embeddings = embeddings or {}
@@ -133,7 +134,7 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
                 height: int = 512, batch_size: int = 1, clip_skip: int = 1, rng_source: str = "CPU", subseed: int = -1,
                 subseed_strength: float = 0.0, seed_resize_from: tuple[int, int] | None = None, ensd: int = 0,
                 eta: float | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = 0.0,
-                s_noise: float = 1.0, denoising_strength: float = 0.75,
+                s_noise: float = 1.0, denoising_strength: float = 0.75, inpainting_mask_weight: float = 1.0,
                 callback: Callable[[dict], Any] | None = None, progress: bool = False,
                 controlnet: Any = None,
                 controlnet_preprocessor: str = "inpaint_only", control_weight: float = 1.0,
@@ -146,7 +147,8 @@ class Pipeline(NetworksMixin, ConditioningMixin, VAEMixin):
         Noise settings (rng_source, subseed, subseed_strength, seed_resize_from, ensd) and ControlNet keywords as in
         `inpaint`; in txt2img a ControlNet unit needs its own image (`controlnet_image`). techniques: as in `inpaint`.
         denoising_strength: the hires fix pass's (with `enable_hr=True` and the other `hr_*` settings, see
-        `inpaintlab.techniques.hires`).
+        `inpaintlab.techniques.hires`). inpainting_mask_weight: 9-channel models' conditioning image in the hires
+        fix's second pass (A1111's "Conditional mask weight" option).
         """
         settings = _settings("txt2img", locals())
         return run(Job(self, "txt2img", settings, callback=callback, progress=progress), techniques or [])

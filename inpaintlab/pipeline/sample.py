@@ -19,18 +19,23 @@ from .conditioning import ScheduledConditioning
 from .job import Job
 
 
-def model_denoiser(job: Job, unet: Callable) -> Callable:
-    """The UNet as the sampler's model: k-diffusion's eps or v denoiser, A1111's timestep model, or LCM's."""
-    config, pipe = job.sampler_config, job.pipe
+_JOB = object()
+
+
+def model_denoiser(job: Job, unet: Callable, pipe: Any = None, image_cond: Any = _JOB) -> Callable:
+    """The UNet as the sampler's model: k-diffusion's eps or v denoiser, A1111's timestep model, or LCM's.
+    `pipe` / `image_cond`: another model's (a refiner's) instead of the job's."""
+    config, pipe = job.sampler_config, pipe or job.pipe
+    image_cond = job.image_cond if image_cond is _JOB else image_cond
     # The UNet runs in its own dtype; x stays float32 (x + eps·c_out promotes), as in A1111 under autocast.
     if pipe.config.prediction == "v" and (config.kind == "timesteps" or config.name == "LCM"):
         raise ValueError(f"{config.name} runs on eps-prediction models only; this model predicts v")
     if config.kind == "timesteps":
-        return TimestepEpsModel(unet, pipe.schedule, image_cond=job.image_cond)
+        return TimestepEpsModel(unet, pipe.schedule, image_cond=image_cond)
     if config.name == "LCM":
-        return LCMDenoiser(unet, pipe.schedule, image_cond=job.image_cond)
+        return LCMDenoiser(unet, pipe.schedule, image_cond=image_cond)
     denoiser = VDenoiser if pipe.config.prediction == "v" else EpsDenoiser
-    return denoiser(unet, pipe.schedule, image_cond=job.image_cond)
+    return denoiser(unet, pipe.schedule, image_cond=image_cond)
 
 
 def cfg_denoiser(job: Job, model: Callable) -> Callable:

@@ -6,12 +6,16 @@ on int axes an item `a-b` is `range(a, b + 1)`, `a-b (+s)` / `a-b (-s)` `range(a
 `int(v) for v in linspace(a, b, n)`; on float axes `a-b (+s)` is `numpy.arange(a, b + s, s)` (so `0.1-0.3 (+0.1)`
 overshoots to four values, as in A1111) and `a-b [n]` `linspace(a, b, n)`; empty int items are dropped. Replaying a
 grid: the base settings are the grid's own infotext (that of cell (0, 0, 0)), each cell applies its x, y and z values
-in that order; seed axes use `Fixed * Values` (the seeds A1111 actually drew for `-1`).
+in that order; seed axes use `Fixed * Values` (the seeds A1111 actually drew for `-1`). "Prompt order" runs every
+permutation of its tokens; "Checkpoint name" and "VAE" set the cell keys `checkpoint` / `vae` (A1111 names, which
+`inpaintlab.study.models.ModelDir` resolves to files). Axes A1111 has but inpaintlab cannot apply (`REFUSED_AXES`:
+Styles, the refiner, face restoration, …) are refused with the reason.
 """
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -41,29 +45,60 @@ class AxisType:
     is_seed: bool = False
 
 
-# A1111 axis labels that map onto inpaintlab settings. Labels A1111 has but inpaintlab cannot apply yet (Checkpoint
-# name, VAE, Styles, Hires upscaler, Refiner checkpoint, …) are refused with their name.
+# Cell keys that are not settings: the checkpoint and VAE a cell runs with (A1111 names, resolved by the replay).
+CHECKPOINT, VAE = "checkpoint", "vae"
+
+# A1111 axis labels that inpaintlab applies, with the setting each one sets (None: a special action).
 AXIS_TYPES: dict[str, AxisType] = {a.label: a for a in (
     AxisType("Nothing", str, None),
     AxisType("Seed", int, "seed", True),
     AxisType("Var. seed", int, "subseed", True),
     AxisType("Var. strength", float, "subseed_strength"),
     AxisType("Steps", int, "steps"),
+    AxisType("Hires steps", int, "hr_second_pass_steps"),
     AxisType("CFG Scale", float, "cfg_scale"),
     AxisType("Prompt S/R", str, None),
+    AxisType("Prompt order", str, None),
     AxisType("Sampler", str, "sampler"),
-    AxisType("Schedule type", str, "scheduler"),
+    AxisType("Hires sampler", str, "hr_sampler"),
+    AxisType("Checkpoint name", str, None),
+    AxisType("Negative Guidance minimum sigma", float, "s_min_uncond"),
     AxisType("Sigma Churn", float, "s_churn"),
     AxisType("Sigma min", float, "s_tmin"),
     AxisType("Sigma max", float, "s_tmax"),
     AxisType("Sigma noise", float, "s_noise"),
+    AxisType("Schedule type", str, "scheduler"),
+    AxisType("Schedule min sigma", float, "sigma_min"),
+    AxisType("Schedule max sigma", float, "sigma_max"),
+    AxisType("Schedule rho", float, "rho"),
+    AxisType("Beta schedule alpha", float, "beta_dist_alpha"),
+    AxisType("Beta schedule beta", float, "beta_dist_beta"),
     AxisType("Eta", float, "eta"),
     AxisType("Clip skip", int, "clip_skip"),
     AxisType("Denoising", float, "denoising_strength"),
+    AxisType("Initial noise multiplier", float, "initial_noise_multiplier"),
+    AxisType("Extra noise", float, "img2img_extra_noise"),
+    AxisType("Hires upscaler", str, "hr_upscaler"),
     AxisType("Cond. Image Mask Weight", float, "inpainting_mask_weight"),
+    AxisType("VAE", str, None),
+    AxisType("Token merging ratio", float, "token_merging_ratio"),
+    AxisType("Token merging ratio high-res", float, "token_merging_ratio_hr"),
+    AxisType("Refiner switch at", float, "refiner_switch_at"),
     AxisType("RNG source", str, "rng_source"),
     AxisType("Size", str, None),
 )}
+# A1111 axis labels inpaintlab cannot apply, with the reason (named in the error).
+REFUSED_AXES = {
+    "Styles": "A1111's prompt styles (styles.csv) are not supported; a cell's infotext holds its prompts with the "
+              "styles already applied",
+    "Image CFG Scale": "instruct-pix2pix models are not supported",
+    "UniPC Order": "UniPC's order option is not a setting",
+    "Face restore": "face restoration (CodeFormer, GFPGAN) is not supported",
+    "Always discard next-to-last sigma": "that option is not a setting",
+    "SGM noise multiplier": "that option is not a setting",
+    "Refiner checkpoint": "a refiner per cell is not supported (give the grid's refiner as refiner_checkpoint)",
+    "FP8 mode": "FP8 weight storage is not supported",
+}
 SETTING_TO_LABEL = {a.setting: a.label for a in AXIS_TYPES.values() if a.setting}
 
 
@@ -135,13 +170,20 @@ def axis_from_fields(fields: Mapping[str, str], letter: str) -> Axis | None:
     label = fields.get(f"{letter} Type")
     if label is None or label == "Nothing":
         return None
+    if label in REFUSED_AXES:
+        raise XYZError(f"{letter} Type {label!r}: this X/Y/Z axis cannot be replayed: {REFUSED_AXES[label]}")
     if label not in AXIS_TYPES:
         raise XYZError(f"{letter} Type {label!r}: this X/Y/Z axis is not supported; supported: "
                        f"{', '.join(a for a in AXIS_TYPES if a != 'Nothing')}")
     kind = AXIS_TYPES[label].kind
     text = fields.get(f"{letter} Values", "")
     fixed = fields.get(f"Fixed {letter} Values")
-    values = parse_values(fixed, kind) if fixed and AXIS_TYPES[label].is_seed else parse_values(text, kind)
+    if label == "Prompt order":  # every permutation of the listed tokens
+        values: list[Any] = list(itertools.permutations(csv_items(text)))
+    elif fixed and AXIS_TYPES[label].is_seed:
+        values = parse_values(fixed, kind)
+    else:
+        values = parse_values(text, kind)
     if not values:
         raise XYZError(f"{letter} Values {text!r}: no values")
     return Axis(label, text, tuple(values))
@@ -166,6 +208,12 @@ def apply_value(settings: dict[str, Any], axis: Axis, value: Any) -> dict[str, A
         if old not in prompt and old not in negative:
             raise XYZError(f"Prompt S/R did not find {old!r} in prompt or negative prompt")
         out["prompt"], out["negative_prompt"] = prompt.replace(old, value), negative.replace(old, value)
+    elif t.label == "Prompt order":
+        out["prompt"] = reorder_prompt(out.get("prompt", ""), value)
+    elif t.label == "Checkpoint name":
+        out[CHECKPOINT] = value
+    elif t.label == "VAE":
+        out[VAE] = value
     elif t.label == "Size":
         try:
             out["width"], out["height"] = (int(v) for v in str(value).split("x"))
@@ -174,12 +222,45 @@ def apply_value(settings: dict[str, Any], axis: Axis, value: Any) -> dict[str, A
     return out
 
 
+def reorder_prompt(prompt: str, tokens: tuple[str, ...]) -> str:
+    """A1111's "Prompt order": the tokens, found in the prompt by first occurrence, put back in the order given."""
+    found = sorted(((prompt.find(token), token) for token in tokens), key=lambda t: t[0])
+    parts, rest = [], prompt
+    for _, token in found:
+        n = rest.find(token)
+        parts.append(rest[:n])
+        rest = rest[n + len(token):]
+    return "".join(part + token for part, token in zip(parts, tokens)) + rest
+
+
 def cells(base: Mapping[str, Any], axes: list[tuple[str, Axis]]) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
     """Every cell's settings, indexed (ix, iy, iz) with x fastest (A1111's cell index ix + iy·nx + iz·nx·ny)."""
     out: list[tuple[tuple[int, ...], dict[str, Any]]] = [((), dict(base))]
     for _, axis in axes:
         out = [(idx + (i,), apply_value(s, axis, v)) for i, v in enumerate(axis.values) for idx, s in out]
     return sorted(out, key=lambda c: c[0][::-1])
+
+
+def vary_seeds(cell_list: list[tuple[tuple[int, ...], dict[str, Any]]], axes: list[tuple[str, Axis]],
+               letters: str) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+    """A1111's "Vary seeds for X/Y/Z" on the cells of `cells` (not recorded in a grid's infotext, so the caller says
+    which `letters` were ticked): `seed += ix`, `+= iy · xdim`, `+= iz · xdim · ydim`, with `xdim` = the number of X
+    values if X varies, else 1 (likewise `ydim`)."""
+    letters = letters.upper()
+    bad = set(letters) - set("XYZ")
+    if bad:
+        raise XYZError(f"vary seeds: {''.join(sorted(bad))!r} is not an axis letter (X, Y, Z)")
+    sizes = {letter: len(axis.values) for letter, axis in axes}
+    order = [letter for letter, _ in axes]
+    xdim = sizes.get("X", 1) if "X" in letters else 1
+    ydim = sizes.get("Y", 1) if "Y" in letters else 1
+    steps = {"X": 1, "Y": xdim, "Z": xdim * ydim}
+    out = []
+    for index, settings in cell_list:
+        pos = dict(zip(order, index))
+        offset = sum(pos.get(letter, 0) * steps[letter] for letter in "XYZ" if letter in letters)
+        out.append((index, {**settings, "seed": settings["seed"] + offset} if offset else settings))
+    return out
 
 
 def _format_values(values: list[Any]) -> str:

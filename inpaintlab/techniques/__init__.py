@@ -3,6 +3,7 @@
 * `lora.Networks`: LoRA / LyCORIS prompt tags (always active);
 * `extra_noise.ExtraNoise`: A1111's extra noise for img2img and the hires pass (when > 0);
 * `hires.HiresFix`: A1111's txt2img hires fix (enable_hr);
+* `inpaintlab.refiner.technique.Refiner`: A1111's refiner (refiner_checkpoint, refiner_switch_at);
 * `noise_multiplier.NoiseMultiplier`: A1111's img2img noise multiplier (when not 1);
 * `color_correction.ColorCorrection`: A1111's img2img colour correction (`color_correction`, row in `color_rows`);
 * `controlnet.ControlNet`: ControlNet units (when the call names any);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from ..guidance.cfg_techniques import PAG, CFGRescale, DynamicThresholdingTechnique, SkipUncond
 from ..guidance.rows import register_rows
+from ..guidance import tome_rows  # noqa: F401  (token_merging_ratio_hr)
 from ..guidance.unet_techniques import SEG, FreeU, TokenMerging
 from ..pipeline.job import Job
 from ..pipeline.technique import Technique
@@ -28,12 +30,13 @@ from .noise_multiplier import NoiseMultiplier
 from .extra_noise import ExtraNoise
 from .color_correction import ColorCorrection
 from .hires import HiresFix
+from ..refiner.technique import Refiner
 from ..adetailer.technique import ADetailer
 
 register_rows()
-BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, FreeU, TokenMerging, SEG,
-           SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion, BinaryBlend,
-           ADetailer)
+BUILTIN = (Networks, ControlNet, NoiseMultiplier, ExtraNoise, ColorCorrection, HiresFix, Refiner, FreeU, TokenMerging,
+           SEG, SkipUncond, PAG, DynamicThresholdingTechnique, CFGRescale, SoftInpainting, DifferentialDiffusion,
+           BinaryBlend, ADetailer)
 
 
 def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
@@ -50,4 +53,4 @@ def builtin(job: Job, outside: list[Technique]) -> list[Technique]:
 
 
 __all__ = ["ADetailer", "BUILTIN", "BinaryBlend", "ColorCorrection", "ControlNet", "DifferentialDiffusion", "ExtraNoise",
-           "HiresFix", "Networks", "NoiseMultiplier", "SoftInpainting", "builtin"]
+           "HiresFix", "Networks", "NoiseMultiplier", "Refiner", "SoftInpainting", "builtin"]

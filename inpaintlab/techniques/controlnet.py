@@ -1,7 +1,8 @@
 """ControlNet units (sd-webui-controlnet semantics): the units' hints are prepared with the job's image and mask,
 the ControlNets act where the UNet is called, inpaint_only+lama mixes its latent into every noise draw, and
-inpaint_only pastes its image back before the uint8 truncation. The networks and preprocessors are in
-`inpaintlab.controlnet`."""
+inpaint_only pastes its image back before the uint8 truncation. With hires fix every unit also gets its hint at the
+second pass's size (`hires_size`), the pass's wrapper counts its own steps, and each UNet call picks its hints by
+size. The networks and preprocessors are in `inpaintlab.controlnet`."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from ..checkpoint import FAMILY_LABELS
 from ..controlnet.inject import ControlledUNet
 from ..controlnet.preprocessors import numpy_seed
 from ..controlnet.unit import ControlNetUnit, PreparedUnits, get_model, prepare_units
+from ..errors import SettingsError
 from ..pipeline.job import Job
 from ..pipeline.latents import posterior_generator
 from ..pipeline.technique import Technique
@@ -77,6 +79,16 @@ def _register_controlnet_rows() -> None:
 _register_controlnet_rows()
 
 
+def check_family(model: Any, family: str) -> None:
+    """A ControlNet acts only with a checkpoint of its own family (SD1 ControlNets with SD 1.x, SDXL ones with SDXL):
+    SettingsError naming both otherwise."""
+    own = model.config.family
+    if own != family:
+        name = getattr(model, "name", None) or "controlnet"
+        raise SettingsError(f"ControlNet {name!r} is an {FAMILY_LABELS[own]} ControlNet and cannot be used with this "
+                            f"{FAMILY_LABELS[family]} checkpoint")
+
+
 # The single-unit keywords of `Pipeline.txt2img` / `inpaint` -> ControlNetUnit fields.
 UNIT_KEYWORDS = {"controlnet_preprocessor": "preprocessor", "control_weight": "weight", "control_mode": "control_mode",
                  "guidance_start": "guidance_start", "guidance_end": "guidance_end", "controlnet_image": "image",
@@ -110,6 +122,21 @@ def controlnet_units(controlnet: Any = None, *, controlnets: list[ControlNetUnit
     return [ControlNetUnit(controlnet, **single)]
 
 
+def hires_size(job: Job) -> tuple[int, int] | None:
+    """(width, height) of a hires fix's second pass, or None without one.
+
+    The extension targets `int(height · hr_scale)` (or `hr_resize_x/y`) floored to a multiple of 8, which is the
+    second pass's image size whenever the extension runs; the size used here is always that image's (8 × the
+    cropped latent), so a one-sided `Hires resize` (where the extension's target has a 0 side) and a cover-and-crop
+    resize that floors one latent row differently also work."""
+    s = job.settings
+    if job.kind != "txt2img" or not s.get("enable_hr"):
+        return None
+    from ..hires import target_size
+
+    return target_size(s["width"], s["height"], s["hr_scale"], s["hr_resize_x"], s["hr_resize_y"]).image_size
+
+
 class ControlNet(Technique):
     name = "ControlNet"
     order = 20
@@ -129,13 +156,12 @@ class ControlNet(Technique):
     def latents(self, job: Job) -> None:
         """Prepare the units (after masked content: their keys follow "Masked content" in the infotext)."""
         pipe, s = job.pipe, job.settings
-        if pipe.config.family != "sd1":
-            raise ValueError(f"ControlNet units need an SD 1.x checkpoint; this one is "
-                             f"{FAMILY_LABELS[pipe.config.family]}")
         dtype = next(pipe.unet.parameters()).dtype
 
         def load(model):
-            return get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels)
+            loaded = get_model(model, pipe._controlnets, pipe.device, dtype, pipe.unet.kernels, unet=pipe.unet)
+            check_family(loaded, pipe.config.family)
+            return loaded
 
         def encode(x):
             # A1111 samples these posteriors from its global generator; see posterior_generator for our choice.
@@ -156,7 +182,8 @@ class ControlNet(Technique):
                             invert=s["mask_mode"] == "not_masked", crop=crop, a1111_resize_mode=s["resize_mode"])
         self.prepared = prepare_units(self.units, width=job.width, height=job.height, encode=encode, load=load,
                                       unet_channels=pipe.unet.config.in_channels,
-                                      seed=numpy_seed(job.seeds[0], s.get("subseed", -1)), **job_args)
+                                      seed=numpy_seed(job.seeds[0], s.get("subseed", -1)), hr_size=hires_size(job),
+                                      **job_args)
         job.extra.update(self.prepared.infotext)
 
     def noise(self, job: Job, noise):
@@ -167,7 +194,10 @@ class ControlNet(Technique):
 
     def wrap_unet(self, job: Job, unet):
         # The units act where the UNet is called; the step counter follows the sampler's callback.
-        self.unet = ControlledUNet(unet, self.prepared.inputs, sampling_steps=job.sampling_steps)
+        # With hires fix each sample() builds its own wrapper, so the second pass counts its own steps from 0 (A1111's
+        # launch_sampling resets the counter); every call picks the first or second pass's hints by size.
+        self.unet = ControlledUNet(unet, self.prepared.inputs, sampling_steps=job.sampling_steps,
+                                   hr_units=self.prepared.hr_inputs)
         return self.unet
 
     def on_step(self, job: Job, d: dict) -> None:

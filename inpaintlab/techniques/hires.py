@@ -6,19 +6,23 @@ with a fresh ImageRNG of the new shape and the same seeds, and sampled again as 
 Settings are A1111's API fields: enable_hr, hr_scale, hr_resize_x/y, hr_upscaler, hr_second_pass_steps, hr_prompt,
 hr_negative_prompt, hr_sampler, hr_scheduler, Forge's hr_cfg (0 = the first pass's CFG scale) and
 `denoising_strength`; `upscaler_dir` resolves model upscaler names. The infotext keeps the first pass's `Size`.
-Not yet: 9-channel (inpainting) models, a hires checkpoint, the refiner.
+9-channel (inpainting) models get A1111's second-pass image conditioning (`hires_image_conditioning`). The refiner
+(`inpaintlab.refiner`) runs in the pass(es) `hires_fix_refiner_pass` names. Not yet: a hires checkpoint.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .. import hires as hf
+from .. import masking
+from ..guidance.unet_techniques import HIRES_PASS
 from ..pipeline.conditioning import conditioning
 from ..pipeline.job import Job
 from ..pipeline.sample import sample
-from ..pipeline.technique import Technique, TechniqueError
+from ..pipeline.technique import Technique
 from ..samplers import SAMPLER_CONFIGS, resolve_sampler, sampler_options
 from ..settings import SETTINGS, Setting, register, register_infotext_key
 
@@ -80,8 +84,6 @@ class HiresFix(Technique):
 
     def setup(self, job: Job) -> None:
         s = job.settings
-        if job.pipe.config.is_inpainting:
-            raise TechniqueError("hires fix with a 9-channel (inpainting) model is not supported yet")
         name = s["hr_upscaler"]
         if name in hf.LATENT_MODES or name in hf.BUILTIN:
             self.upscaler: Any = name
@@ -96,18 +98,29 @@ class HiresFix(Technique):
 
     def after_sample(self, job: Job, samples: torch.Tensor) -> torch.Tensor:
         s, pipe, target = job.settings, job.pipe, self.target
+        # A1111 encodes with torch's global generator, which the first pass left where job.posterior_rng is now
+        # (reseeded by the first noise draw, then the first pass's own 9-channel conditioning).
+        generator = job.posterior_rng
         if self.upscaler in hf.LATENT_MODES:
-            latent = hf.upscale_latent(samples, self.upscaler, target)
+            interp, antialias = hf.LATENT_MODES[self.upscaler]
+            full = F.interpolate(samples, size=(target.to_y // 8, target.to_x // 8), mode=interp, antialias=antialias)
+            image_cond = hires_image_conditioning(pipe, full, None, generator, s["inpainting_mask_weight"])
+            latent = hf.crop_latent(full, target)
         else:
-            with torch.inference_mode():
-                decoded = torch.cat([pipe._decode_one(z).float() for z in samples])
+            with torch.inference_mode():  # the first pass's model decodes (a refiner's VAE after its switch)
+                decoded = torch.cat([(job.loaded or pipe)._decode_one(z).float() for z in samples])
             pixels = hf.upscale_decoded(decoded, target, self.upscaler)
-            generator = torch.Generator("cpu").manual_seed(job.seeds[-1])  # as the pipeline's posterior draws
-            latent = hf.crop_latent(pipe.encode_image(pipe.to_vae_input(pixels), generator), target)
+            full = pipe.encode_image(pipe.to_vae_input(pixels), generator)
+            image_cond = hires_image_conditioning(pipe, full, pixels, generator, s["inpainting_mask_weight"])
+            latent = hf.crop_latent(full, target)
+        if image_cond is not None:
+            image_cond = hf.crop_latent(image_cond, target)
+        job.loaded = None  # A1111 reloads the main model for the second pass (after the first pass's decode)
         steps, total = hf.second_pass_steps(s["steps"], s["hr_second_pass_steps"], s["denoising_strength"])
         if total == 0:
             return latent  # denoising strength 0: A1111's schedule [0] returns the upscaled latent
-        first = dict(s), job.sampler, job.schedule_label, job.sampler_config, job.sampler_options, job.sampler_params
+        first = (dict(s), job.image_cond, job.sampler, job.schedule_label, job.sampler_config, job.sampler_options,
+                 job.sampler_params)
         first_size, kind = (job.width, job.height), job.kind
         try:
             s["steps"] = total
@@ -127,13 +140,45 @@ class HiresFix(Technique):
             job.rng = job.noise_cfg.rng(tuple(latent.shape[1:]), job.device)
             job.noise = job.rng.next()
             job.init_latent, job.shape, job.kind, job.t_enc = latent, tuple(latent.shape), "img2img", steps - 1
+            job.image_cond = image_cond
             job.extra_noise = s.get("img2img_extra_noise", 0.0)
             if job.extra_noise > 0:
                 job.extra["Extra noise"] = job.extra_noise
+            job.state[HIRES_PASS] = True  # token merging switches to its hires ratio
             sample(job)
             return job.samples
         finally:
             s.clear()
             s.update(first[0])
-            job.sampler, job.schedule_label, job.sampler_config, job.sampler_options, job.sampler_params = first[1:]
+            job.image_cond = first[1]
+            job.state.pop(HIRES_PASS, None)
+            job.sampler, job.schedule_label, job.sampler_config, job.sampler_options, job.sampler_params = first[2:]
             (job.width, job.height), job.kind, job.t_enc, job.extra_noise = first_size, kind, None, 0.0
+
+
+def hires_image_conditioning(pipe, samples: torch.Tensor, pixels: torch.Tensor | None, generator: torch.Generator,
+                             weight: float) -> torch.Tensor | None:
+    """A1111's image conditioning of the second pass for the upscaled (uncropped) latents `samples`; None for a
+    4-channel model.
+
+    * latent modes, `weight >= 1`: txt2img's conditioning (mid-grey image, mask all ones) — at the upscaled size, where
+      A1111 builds it at the first pass's size and fails on the size mismatch;
+    * latent modes, `weight < 1`: the upscaled latents decoded (unclamped, [-1, 1]), mask all ones, conditioning image
+      `lerp(img, 0, weight)`;
+    * image modes (`pixels`, the upscaled images): the same with the images in [0, 1] where [-1, 1] is meant, as A1111
+      passes them (at weight 1 the conditioning image is 0 either way).
+    The caller crops the result with the latents (A1111 builds it before the `Hires resize` crop, and crashes there).
+    """
+    if not pipe.config.is_inpainting:
+        return None
+    if pixels is None and weight >= 1.0:
+        return pipe._image_conditioning(None, None, tuple(samples.shape), generator, weight)
+    with torch.inference_mode():
+        if pixels is None:
+            pixels = torch.cat([pipe._decode_one(z) for z in samples])
+        pixels = pixels.to(pipe.device, pipe._vae_dtype())
+        # A1111's mask for "no mask" has the image's size (a target that is no multiple of 8 encodes to floor / 8).
+        cmask = torch.ones(1, 1, *pixels.shape[-2:], device=pixels.device, dtype=pixels.dtype)
+        cond_latent = pipe.encode_image(masking.masked_image(pixels, cmask, weight), generator, batched=True)
+        small = masking.downsample_conditioning_mask(cmask, cond_latent.shape[-2:]).to(cond_latent)
+    return torch.cat([small.expand(cond_latent.shape[0], -1, -1, -1), cond_latent], dim=1)

@@ -84,7 +84,7 @@ def test_load_strict_and_clear_errors(tmp_path):
     del missing[PREFIX + "zero_convs.3.0.bias"]
     with pytest.raises(CheckpointError, match="missing key.*zero_convs.3.0.bias"):
         load_controlnet(missing, kernels="torch")
-    with pytest.raises(CheckpointError, match="not an SD1.x ControlNet.*Stable Diffusion checkpoint"):
+    with pytest.raises(CheckpointError, match="not a supported ControlNet.*Stable Diffusion checkpoint"):
         load_controlnet({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)})
     with pytest.raises(CheckpointError, match="diffusers-format"):
         load_controlnet({"controlnet_cond_embedding.conv_in.weight": torch.zeros(16, 3, 3, 3)})

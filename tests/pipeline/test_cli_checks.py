@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 A1111_PNG_TEXT = (
     "a cat <hypernet:catstyle:0.8>\nSteps: 2, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, Seed: 5, "
     "Size: 32x32, Variation seed: 99, Variation seed strength: 0.3, Denoising strength: 0.75, ENSD: 31337, "
-    "Eta: 0.5, Refiner: sdxl_refiner [0123456789], RNG: CPU, Version: v1.10.1"
+    "Eta: 0.5, Face restoration: CodeFormer, RNG: CPU, Version: v1.10.1"
 )
 
 
@@ -100,11 +100,11 @@ def test_from_png_names_unapplied_keys_and_strict_refuses(tiny_checkpoint, input
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if "inpaintlab: warning:" in line]
     assert len(warnings) == 1
-    for key in ("Refiner", "<hypernet:catstyle:0.8>"):
+    for key in ("Face restoration", "<hypernet:catstyle:0.8>"):
         assert key in warnings[0]
     assert "Variation seed" not in warnings[0] and "ENSD" not in warnings[0] and "Eta" not in warnings[0]
     assert main([*common, "--strict", "--out", str(inputs / "b")]) == 2
-    assert "Refiner" in capsys.readouterr().err and not (inputs / "b").exists()
+    assert "Face restoration" in capsys.readouterr().err and not (inputs / "b").exists()
 
 
 def test_a1111_labels_on_the_command_line(tiny_checkpoint, inputs):
@@ -126,7 +126,7 @@ def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
              "tiny-sd2.safetensors", "tiny-sd2-v.safetensors", "tiny-sdxl.safetensors",
              "tiny-sdxl-inpainting.safetensors", "tiny-sam2.safetensors", "tiny-lama.safetensors",
              "tiny-sam.safetensors", "lora/tiny-detail.safetensors", "lora/tiny-xl-detail.safetensors",
-             "tiny-yolov8n.safetensors"]
+             "tiny-yolov8n.safetensors", "tiny-sdxl-refiner.safetensors"]
     assert printed == [str(tmp_path / n) for n in names]
     from inpaintlab.segment import load as load_segment
 
@@ -146,7 +146,8 @@ def test_tiny_writes_loadable_files_of_every_family(tmp_path, capsys):
     assert load_controlnet(tmp_path / names[3], kernels="torch").config.num_outputs == 5  # the tiny UNet's skips + 1
     for name, family, prediction, inpainting in (("sd2", "sd2", "eps", False), ("sd2-v", "sd2", "v", False),
                                                  ("sdxl", "sdxl", "eps", False),
-                                                 ("sdxl-inpainting", "sdxl", "eps", True)):
+                                                 ("sdxl-inpainting", "sdxl", "eps", True),
+                                                 ("sdxl-refiner", "sdxl_refiner", "eps", False)):
         config = inpaintlab.load(tmp_path / f"tiny-{name}.safetensors", kernels="torch").config
         assert (config.family, config.prediction, config.is_inpainting) == (family, prediction, inpainting)
 

@@ -135,7 +135,12 @@ def test_sdxl_fp16_vae_nan_falls_back_to_float32(tiny_family_checkpoints, caplog
     assert np.array_equal(np.asarray(images[0]), np.asarray(tensor_to_image(expected[0])))
 
 
-def test_controlnet_units_are_refused_for_sdxl_by_name(pipes):
-    with pytest.raises(ValueError, match=r"ControlNet units need an SD 1.x checkpoint; this one is SDXL"):
-        pipes["sdxl-inpainting"].txt2img("a cat", width=64, height=64, steps=1, controlnet="not-loaded.safetensors",
-                                         controlnet_image=picture(64, 64))
+def test_sd1_controlnet_is_refused_for_sdxl_and_sd2_by_name(pipes, tmp_path):
+    from inpaintlab.tiny import make_tiny_controlnet
+
+    sd1_controlnet = make_tiny_controlnet(tmp_path / "tiny-controlnet.safetensors")
+    for name, label in (("sdxl-inpainting", "SDXL"), ("sd2-v", "SD 2.x")):
+        with pytest.raises(ValueError, match=rf"ControlNet 'tiny-controlnet' is an SD 1.x ControlNet and cannot be "
+                                             rf"used with this {label} checkpoint"):
+            pipes[name].txt2img("a cat", width=64, height=64, steps=1, controlnet=sd1_controlnet,
+                                controlnet_image=picture(64, 64))

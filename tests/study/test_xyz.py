@@ -71,8 +71,8 @@ def test_fixed_seed_values_win_and_errors():
     assert apply_value({}, axes[1][1], "96x64") == {"width": 96, "height": 64}
     with pytest.raises(XYZError, match="not an X/Y/Z plot"):
         grid_axes({"Script": "Loopback"})
-    with pytest.raises(XYZError, match="Checkpoint name"):
-        grid_axes({"Script": "X/Y/Z plot", "X Type": "Checkpoint name", "X Values": "a"})
+    with pytest.raises(XYZError, match="Styles.*styles.csv"):
+        grid_axes({"Script": "X/Y/Z plot", "X Type": "Styles", "X Values": "a"})
     sr = grid_axes({"Script": "X/Y/Z plot", "X Type": "Prompt S/R", "X Values": "horse, cow"})[0][1]
     with pytest.raises(XYZError, match="did not find 'horse'"):
         apply_value({"prompt": "a cat"}, sr, "cow")
