@@ -7,6 +7,7 @@ torchvision, which the test shim in tests/shims stands in for.
 
     python benchmarks/bench_upscalers.py --device cuda                     # 512² tile, fp32 and fp16
     python benchmarks/bench_upscalers.py --device cpu --size 64 --repeats 3
+    python benchmarks/bench_upscalers.py --device cpu --size 512 --threads 1 --clock process   # on a busy machine
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def build(blocks: int, seed: int, device: str, dtype: torch.dtype):
     return ours, theirs
 
 
-def time_pair(fns: dict, device: str, repeats: int, warmup: int) -> dict[str, list[float]]:
+def time_pair(fns: dict, device: str, repeats: int, warmup: int, clock=time.perf_counter) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(warmup):
@@ -66,10 +67,10 @@ def time_pair(fns: dict, device: str, repeats: int, warmup: int) -> dict[str, li
     for _ in range(repeats):  # alternate so load changes on the machine hit both alike
         for name, fn in fns.items():
             sync()
-            start = time.perf_counter()
+            start = clock()
             fn()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 
@@ -83,17 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls each (default: 20 cuda, 3 cpu)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="CPU: torch threads (default: torch's own)")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="CPU: wall time, or this process's CPU time (steadier on a machine shared with other "
+                             "jobs; use it with --threads 1, where CPU time is compute time)")
     parser.add_argument("--csv", type=Path, default=None, help="append result rows to this CSV file")
     parser.add_argument("--assert-ratio", type=float, default=None,
                         help="exit 1 if inpaintlab/spandrel median time exceeds this for any dtype")
     args = parser.parse_args(argv)
     common.check_device("bench_upscalers.py", args.device)
     cuda = args.device == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "process" and not cuda else time.perf_counter
+    metric = "cpu_time" if clock is time.process_time else "time"
     size = args.size or (512 if cuda else 64)
     repeats = args.repeats or (20 if cuda else 3)
     dtypes = (args.dtypes or ("float32,float16" if cuda else "float32")).split(",")
     name = common.device_name(args.device) if cuda else f"cpu:{common.cpu_name()}:{torch.get_num_threads()} threads"
-    print(f"RRDBNet x4, {args.blocks} RRDBs, 64 features, tile 1x3x{size}x{size} -> {4 * size}x{4 * size}, {name}")
+    print(f"RRDBNet x4, {args.blocks} RRDBs, 64 features, tile 1x3x{size}x{size} -> {4 * size}x{4 * size}, {name}, "
+          f"{metric.replace('_', ' ')}")
     worst, rows = 0.0, []
     for dname in dtypes:
         dtype = getattr(torch, dname)
@@ -102,16 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             diff = (ours(x).float() - theirs(x).float()).abs().max().item()
             fns = {"inpaintlab": lambda m=ours, t=x: m(t), "spandrel": lambda m=theirs, t=x: m(t)}
-            times = time_pair(fns, args.device, repeats, args.warmup)
+            times = time_pair(fns, args.device, repeats, args.warmup, clock)
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = med["inpaintlab"] / med["spandrel"]
         worst = max(worst, ratio)
         print(f"  {dname:8s} inpaintlab {med['inpaintlab'] * 1e3:9.1f} ms   spandrel {med['spandrel'] * 1e3:9.1f} ms   "
               f"ratio {ratio:.3f}   max|diff| {diff:.2e}   (n={repeats})")
         for provider, ts in times.items():
+            print(f"    {provider:10s} min {min(ts) * 1e3:9.1f}  median {statistics.median(ts) * 1e3:9.1f}  "
+                  f"max {max(ts) * 1e3:9.1f} ms")
+        for provider, ts in times.items():
             p50, p20, p80 = common.quantiles_ms([t * 1e3 for t in ts])
             rows.append(dict(op="rrdbnet_x4", provider=provider, shape=f"1x3x{size}x{size},nb{args.blocks}",
-                             dtype=dname, metric="time", unit="ms", p50=f"{p50:.2f}", p20=f"{p20:.2f}",
+                             dtype=dname, metric=metric, unit="ms", p50=f"{p50:.2f}", p20=f"{p20:.2f}",
                              p80=f"{p80:.2f}", device=name, torch=torch.__version__, commit=common.git_commit(),
                              timestamp=common.utc_timestamp()))
         del fns, ours, theirs

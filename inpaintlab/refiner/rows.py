@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingFileError
-from ..settings import ALL, SETTINGS, Setting, register
+from ..settings import ALL, MISSING, SETTINGS, Setting, register
 
 OFF = ("", "none")  # A1111: an empty checkpoint name, "None" or "none" means no refiner
 HIRES_PASSES = ("first pass", "second pass", "both passes")
@@ -51,7 +51,7 @@ def _switch_at(value: float) -> str | None:
 def _old_refiner_timeline(fields: dict[str, str]) -> Any:
     """A1111's backcompat: pictures of A1111 before v1.8.0 with a refiner switched by sampling steps."""
     if "Refiner" not in fields:
-        return False
+        return MISSING
     from ..replay import _version
 
     version = _version(fields.get("Version", ""))

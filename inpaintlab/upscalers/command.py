@@ -18,18 +18,20 @@ from .errors import UpscalerError
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    p = commands.add_parser("upscale", help="upscale an image with an ESRGAN/Real-ESRGAN/SwinIR file or Lanczos, "
-                                            "as A1111's Extras tab")
+    p = commands.add_parser("upscale", help="upscale an image with an ESRGAN/Real-ESRGAN/SwinIR/DAT/"
+                                            "ScuNET file or Lanczos, as A1111's Extras tab")
     p.add_argument("image", help="image to upscale")
     p.add_argument("--upscaler", required=True,
-                   help="a model file, an A1111 name found in --upscaler-dir (e.g. 'R-ESRGAN 4x+', '4x-UltraSharp'), "
+                   help="a model file, an A1111 name found in --upscaler-dir (e.g. 'R-ESRGAN 4x+', '4x-UltraSharp', "
+                        "'DAT x4'), "
                         "or Lanczos / Nearest / None")
     p.add_argument("--upscaler-dir", help="folder of upscaler files (A1111's models/ folder works)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--scale", type=float, default=None, help="scale by this factor (default: 4)")
     size.add_argument("--size", metavar="WxH", help="scale to this size")
     p.add_argument("--crop", action="store_true", help="with --size: crop (centred) to exactly that size")
-    p.add_argument("--tile", type=int, default=None, help="tile size in pixels, 0 = no tiling (default: A1111's 192)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile size in pixels, 0 = no tiling (default: A1111's 192, ScuNET 256)")
     p.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default: A1111's 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")

@@ -18,12 +18,15 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, read_state_dict
 from .compact import CompactConfig, SRVGGNetCompact
+from .dat import DAT, DATConfig
 from .errors import UpscalerError
 from .rrdb import RRDBConfig, RRDBNet
+from .scunet import SCUNet, SCUNetConfig
 from .swinir import SwinIR, SwinIRConfig
 
 log = logging.getLogger(__name__)
 
+SCUNET_TILE = (256, 8)  # A1111's SCUNET_tile / SCUNET_tile_overlap defaults
 _WRAPPERS = ("model_state_dict", "state_dict", "params_ema", "params-ema", "params", "model", "net")
 _PREFIXES = ("module.", "netG.")
 # (architecture, detection keys: all must be present, alternatives separated); the order matters (Compact's
@@ -36,11 +39,14 @@ _ARCHES: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("SwinIR", (("layers.0.residual_group.blocks.0.norm1.weight", "conv_first.weight",
                  "layers.0.residual_group.blocks.0.mlp.fc1.bias",
                  "layers.0.residual_group.blocks.0.attn.relative_position_index"),)),
+    ("DAT", (("conv_first.weight", "before_RG.1.weight", "layers.0.blocks.0.ffn.sg.conv.weight",
+              "layers.0.blocks.0.attn.attns.0.rpe_biases", "layers.0.blocks.0.attn.attns.0.pos.pos_proj.weight",
+              "layers.0.blocks.0.attn.spatial_interaction.0.weight", "norm.weight"),)),
+    ("SCUNet", (("m_head.0.weight", "m_tail.0.weight"),)),
     ("Compact", (("body.0.weight", "body.1.weight"),)),
 )
 # Recognised but not implemented (named in the error instead of "unknown").
-_KNOWN_OTHERS = (("m_head.0.weight", "SCUNet"), ("relative_position_index_SA", "HAT"), ("before_RG.1.weight", "DAT"),
-                 ("first_stage_model.", "LDSR"))
+_KNOWN_OTHERS = (("relative_position_index_SA", "HAT"), ("first_stage_model.", "LDSR"))
 
 
 def canonical_state_dict(obj: object, source: str = "state dict") -> dict[str, torch.Tensor]:
@@ -87,8 +93,8 @@ def detect_architecture(sd: Mapping[str, torch.Tensor], source: str = "state dic
             return arch
     for marker, name in _KNOWN_OTHERS:
         if any(marker in k for k in sd):
-            raise UpscalerError(f"{source}: {name} upscalers are not supported (RRDBNet/ESRGAN, SRVGGNetCompact and "
-                                "SwinIR are)")
+            raise UpscalerError(f"{source}: {name} upscalers are not supported (RRDBNet/ESRGAN, SRVGGNetCompact, "
+                                "SwinIR, DAT and SCUNet are)")
     sample = ", ".join(list(sd)[:4])
     raise UpscalerError(f"{source}: not a known upscaler architecture (keys start {sample})")
 
@@ -120,12 +126,14 @@ def _pad(x: torch.Tensor, pw: int, ph: int) -> torch.Tensor:
 class UpscalerModel:
     """A loaded upscaler network: `model(x)` maps a (B, C, H, W) tensor in [0, 1] (in the model's dtype and device)
     to (B, C, H·scale, W·scale) in [0, 1], padding the input to the network's size rule and clamping the output,
-    as A1111's spandrel descriptors do. `tiling` names A1111's tiling for the file ("grid" or "average")."""
+    as A1111's spandrel descriptors do. `tiling` names A1111's tiling for the file ("grid" or "average");
+    `tile_defaults` is A1111's (tile, overlap) option default for it, None for its tiling's (192, 8)."""
 
     def __init__(self, net: nn.Module, arch: str, scale: int, size: SizeRule, path: Path | None = None):
         self.net = net.eval().requires_grad_(False)
         self.arch, self.scale, self.size, self.path = arch, scale, size, path
-        self.tiling = "average" if arch == "SwinIR" else "grid"
+        self.tiling = "average" if arch in ("SwinIR", "SCUNet") else "grid"
+        self.tile_defaults: tuple[int, int] | None = SCUNET_TILE if arch == "SCUNet" else None
         self.name = path.stem if path is not None else arch
 
     @property
@@ -164,11 +172,20 @@ def build(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> tuple[n
         elif arch == "SwinIR":
             scfg = SwinIRConfig.from_state_dict(sd)
             net, scale, size = SwinIR(scfg), scfg.scale, SizeRule(16, 1)
+        elif arch == "DAT":
+            dcfg = DATConfig.from_state_dict(sd)
+            net, scale, size = DAT(dcfg), dcfg.scale, SizeRule(16, 1)
+        elif arch == "SCUNet":
+            net, scale, size = SCUNet(SCUNetConfig.from_state_dict(sd)), 1, SizeRule(40, 1)
         else:
             ccfg = CompactConfig.from_state_dict(sd)
             net, scale, size = SRVGGNetCompact(ccfg), ccfg.scale, SizeRule()
     except UpscalerError as e:
         raise UpscalerError(f"{source}: {e}") from None
+    except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
+        # the detection keys are there but a tensor the hyper-parameters are read from is missing or misshapen
+        raise UpscalerError(f"{source}: {arch} weights with missing or misshapen tensors "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -179,7 +196,7 @@ def build(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> tuple[n
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> UpscalerModel:
-    """Load an upscaler file (RRDBNet/ESRGAN in any layout, Real-ESRGAN, SRVGGNetCompact or SwinIR)."""
+    """Load an upscaler file (RRDBNet/ESRGAN in any layout, Real-ESRGAN, SRVGGNetCompact, SwinIR, DAT or SCUNet)."""
     path = Path(path)
     sd = read_upscaler_file(path)
     net, arch, scale, size = build(sd, str(path))

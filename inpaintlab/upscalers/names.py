@@ -1,9 +1,10 @@
 """`UpscalerDir`: A1111's upscaler names ("R-ESRGAN 4x+", "4x-UltraSharp", "SwinIR 4x" …) resolved to files.
 
 A1111 v1.10 lists "None", "Lanczos", "Nearest", then one entry per model file by file stem (folders `ESRGAN`,
-`RealESRGAN`, `DAT`, `SwinIR` … under `models/`) plus the built-in names of the official release files, sorted
-case-insensitively. Here a folder (searched recursively) plays the role of `models/`: a built-in name resolves to its
-official file name anywhere below it, any other name to a file with that stem. Nothing is downloaded.
+`RealESRGAN`, `DAT`, `SwinIR` … under `models/`) plus the built-in names of the official release files ("R-ESRGAN
+4x+", "DAT x2", "DAT x3", "DAT x4" …), sorted case-insensitively. Here a folder (searched recursively) plays the role
+of `models/`: a built-in name resolves to its official file name anywhere below it, any other name to a file with
+that stem. Nothing is downloaded.
 
 The file's folder also decides how A1111 runs it: files under `SwinIR/` or `ScuNET/` use the averaging tiling,
 files under `ESRGAN/`, `RealESRGAN/`, `DAT/`, `HAT/` the grid tiling; elsewhere the architecture decides.
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import UpscalerError
-from .load import UpscalerModel, load
+from .load import SCUNET_TILE, UpscalerModel, load
 from .scale import BUILTIN
 
 EXTENSIONS = (".pth", ".pt", ".safetensors")
@@ -32,6 +33,9 @@ KNOWN_FILES = {
     "DAT x2": "DAT_x2", "DAT x3": "DAT_x3", "DAT x4": "DAT_x4",
     "ScuNET GAN": "scunet_color_real_gan", "ScuNET PSNR": "scunet_color_real_psnr",
 }
+# A1111's DAT upscaler lists every local file by its stem and, besides, the three release models by name (downloaded
+# to DAT/DAT_x2.pth … on first use): with DAT_x2.pth present, both "DAT_x2" and "DAT x2" are in the dropdown.
+_ALSO_BY_STEM = {"DAT_x2", "DAT_x3", "DAT_x4"}
 _AVERAGE_FOLDERS = {"swinir", "scunet"}
 _GRID_FOLDERS = {"esrgan", "realesrgan", "dat", "hat"}
 
@@ -50,7 +54,7 @@ class UpscalerDir:
         """A1111's dropdown order: None, Lanczos, Nearest, then every model name, case-insensitively sorted."""
         stems = {p.stem for p in self._files}
         by_stem = {v: k for k, v in KNOWN_FILES.items()}
-        models = {by_stem.get(s, s) for s in stems}
+        models = {by_stem.get(s, s) for s in stems} | (stems & _ALSO_BY_STEM)
         return list(BUILTIN) + sorted(models, key=str.lower)
 
     def path(self, name: str) -> Path:
@@ -76,8 +80,10 @@ class UpscalerDir:
             folders = {p.name.lower() for p in path.relative_to(self.root).parents}
             if folders & _AVERAGE_FOLDERS:
                 model.tiling = "average"
+                # A1111's ScuNET upscaler runs whatever file its folder holds with SCUNET_tile/_overlap
+                model.tile_defaults = SCUNET_TILE if "scunet" in folders else None
             elif folders & _GRID_FOLDERS:
-                model.tiling = "grid"
+                model.tiling, model.tile_defaults = "grid", None
             model.name = name
             self._cache[key] = model
         return self._cache[key]

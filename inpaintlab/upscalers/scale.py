@@ -21,7 +21,8 @@ from .tiling import from_bgr_tensor, run_patch, to_bgr_tensor, upscale_average, 
 
 LANCZOS = Image.Resampling.LANCZOS
 BUILTIN = ("None", "Lanczos", "Nearest")
-# A1111's option defaults: ESRGAN_tile / ESRGAN_tile_overlap (also Real-ESRGAN, DAT_tile…) and SWIN_tile(_overlap).
+# A1111's option defaults: ESRGAN_tile / ESRGAN_tile_overlap (also Real-ESRGAN, DAT_tile…) and SWIN_tile(_overlap);
+# ScuNET's (SCUNET_tile 256) is the model's `tile_defaults`.
 DEFAULT_TILE = {"grid": (192, 8), "average": (192, 8)}
 
 
@@ -43,8 +44,9 @@ def model_pass(model: UpscalerModel, img: Image.Image, tiling: Tiling | None = N
     kind = tiling.kind or model.tiling
     if kind not in DEFAULT_TILE:
         raise UpscalerError(f"unknown tiling {kind!r}; expected 'grid' or 'average'")
-    tile = DEFAULT_TILE[kind][0] if tiling.tile is None else tiling.tile
-    overlap = DEFAULT_TILE[kind][1] if tiling.overlap is None else tiling.overlap
+    defaults = model.tile_defaults or DEFAULT_TILE[kind]
+    tile = defaults[0] if tiling.tile is None else tiling.tile
+    overlap = defaults[1] if tiling.overlap is None else tiling.overlap
     if tile > 0 and not 0 <= overlap < tile:
         raise UpscalerError(f"tile overlap {overlap} must be in [0, tile size {tile})")
     arr = np.asarray(img.convert("RGB"))

@@ -119,9 +119,16 @@ def test_bad_files_get_one_line_errors(tmp_path):
     torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "odd.pth")
     with pytest.raises(UpscalerError, match="not a known upscaler architecture"):
         load(tmp_path / "odd.pth")
+    torch.save({"relative_position_index_SA": torch.zeros(3)}, tmp_path / "hat.pth")
+    with pytest.raises(UpscalerError, match="HAT upscalers are not supported"):
+        load(tmp_path / "hat.pth")
+    torch.save({"first_stage_model.x": torch.zeros(3), "model.diffusion_model.y": torch.zeros(3)}, tmp_path / "l.pth")
+    with pytest.raises(UpscalerError, match="LDSR upscalers are not supported"):
+        load(tmp_path / "l.pth")
     torch.save({"m_head.0.weight": torch.zeros(3), "m_tail.0.weight": torch.zeros(3)}, tmp_path / "scunet.pth")
-    with pytest.raises(UpscalerError, match="SCUNet upscalers are not supported"):
+    with pytest.raises(UpscalerError, match="SCUNet weights with missing or misshapen tensors") as e:
         load(tmp_path / "scunet.pth")
+    assert "\n" not in str(e.value)
     (tmp_path / "broken.pth").write_bytes(b"not a zip")
     with pytest.raises(UpscalerError, match="could not be read") as e:
         load(tmp_path / "broken.pth")

@@ -8,7 +8,7 @@ import torch
 
 from shims import use_torchvision_shim
 
-BUFFERS = ("relative_position_index", "attn_mask")
+BUFFERS = ("relative_position_index", "attn_mask", "rpe_biases")
 
 
 def spandrel():
@@ -19,12 +19,15 @@ def spandrel():
 
 def randomise(sd: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
     """Every parameter replaced by random values (norm weights around 1, PReLU slopes in [0, 0.5], biases and the
-    relative position tables non-zero) so that no term can hide; index buffers and shift masks are kept."""
+    relative position tables non-zero, BatchNorm running variances in [0.5, 1.5]) so that no term can hide; index
+    buffers, DAT's position offsets and shift masks are kept."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for k, v in sd.items():
         if any(b in k for b in BUFFERS) or not v.is_floating_point():
             out[k] = v.clone()
+        elif k.endswith("running_var"):
+            out[k] = 0.5 + torch.rand(v.shape, generator=g)
         elif v.ndim == 1 and re.search(r"norm\d?\.weight$", k):
             out[k] = 1 + 0.2 * torch.randn(v.shape, generator=g)
         elif v.ndim == 1 and re.fullmatch(r"body\.\d*[13579]\.weight", k):  # PReLU
