@@ -210,16 +210,13 @@ def pass_pipeline(pipe: Any, unit: ADetailerUnit, cache: dict, *, checkpoints: M
     key = (checkpoint, vae)
     if key in cache:
         return cache[key]
-    dtype = next(pipe.unet.parameters()).dtype
-    kernels = getattr(pipe.unet, "kernels", "auto")
     if checkpoint is not None:
         found = _find("checkpoint", checkpoint, checkpoints)
         if isinstance(found, (str, Path)):
-            from ..pipeline.load import load
+            from ..pipeline.load import load_like
 
             vae_file = None if vae is None or own_vae else _find("VAE", vae, vaes)
-            out = load(found, vae=vae_file if isinstance(vae_file, (str, Path)) else None, device=pipe.device,
-                       dtype=dtype, kernels=kernels, lora_dir=pipe.lora_dir)
+            out = load_like(pipe, found, vae=vae_file if isinstance(vae_file, (str, Path)) else None)
             if vae_file is not None and not isinstance(vae_file, (str, Path)):
                 out = _with_vae(out, vae_file, vae)
         else:

@@ -49,3 +49,10 @@ def load(path: str | Path, vae: str | Path | None = None, device: str | torch.de
     return Pipeline(models.unet, models.vae, models.text_encoder, config, embeddings=embeddings,
                     embedding_files=files, text_encoder_2=models.text_encoder_2, lora_dir=lora_dir,
                     allow_pickle=allow_pickle)
+
+
+def load_like(pipe, path: str | Path, vae: str | Path | None = None):
+    """Another checkpoint loaded the way `pipe` was: on its device, in its UNet's dtype, with its kernels and LoRA
+    folder (a refiner, an ADetailer tab's own checkpoint)."""
+    return load(path, vae=vae, device=pipe.device, dtype=next(pipe.unet.parameters()).dtype,
+                kernels=getattr(pipe.unet, "kernels", "auto"), lora_dir=pipe.lora_dir)

@@ -42,20 +42,18 @@ _RUN_STATE = ("calls", "last_uncond")
 
 
 def load_refiner(job: Job, value: Any) -> Any:
-    """The refiner `Pipeline` a setting names (a loaded one as is); files are loaded once per main pipeline, on its
-    device, in its UNet's dtype and kernels."""
+    """The refiner `Pipeline` a setting names (a loaded one as is); files are loaded once per main pipeline, the way
+    it was loaded (`load_like`)."""
     if hasattr(value, "unet") and hasattr(value, "config"):
         return value
-    from ..pipeline.load import load
+    from ..pipeline.load import load_like
 
     name = refiner_name(str(value)) if isinstance(value, str) else value
     path = find_refiner(name).resolve()
-    pipe = job.pipe
-    cache = pipe.__dict__.setdefault("_refiners", {})
+    cache = job.pipe.__dict__.setdefault("_refiners", {})
     key = (str(path), path.stat().st_mtime_ns)
     if key not in cache:
-        unet = next(pipe.unet.parameters())
-        cache[key] = load(path, device=pipe.device, dtype=unet.dtype, kernels=getattr(pipe.unet, "kernels", "auto"))
+        cache[key] = load_like(job.pipe, path)
     return cache[key]
 
 
