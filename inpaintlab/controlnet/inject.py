@@ -10,7 +10,7 @@ are cond (`cond_mark`), and the sampler callback tells it the step (`step_callba
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -104,18 +104,24 @@ class LDMSchedule:
 SD1_SCHEDULE = LDMSchedule()
 
 
+def _corrected_eps(x: torch.Tensor, timesteps: torch.Tensor, eps: torch.Tensor, weight: float, schedule: LDMSchedule,
+                   correct: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The extension's x0 hooks: the x0 implied by eps at the (rounded) UNet timesteps goes through `correct`, is
+    turned back into eps, and blended with the UNet's own by clamp(weight, 0, 1)."""
+    t = torch.round(timesteps.float()).long()
+    recip = schedule._at(schedule.sqrt_recip_alphas_cumprod, t, x)
+    recipm1 = schedule._at(schedule.sqrt_recipm1_alphas_cumprod, t, x)
+    x0 = correct(recip * x - recipm1 * eps)
+    eps_prediction = (recip * x - x0) / recipm1
+    w = max(0.0, min(1.0, float(weight)))
+    return eps_prediction * w + eps * (1 - w)
+
+
 def restore_eps(x: torch.Tensor, timesteps: torch.Tensor, eps: torch.Tensor, x0_origin: torch.Tensor,
                 mask: torch.Tensor, weight: float, schedule: LDMSchedule = SD1_SCHEDULE) -> torch.Tensor:
     """inpaint_only's x0 restore: the UNet output eps for input x [N,4,h,w] at UNet timesteps [N], with the
     implied x0 replaced by `x0_origin` where `mask` (latent, 1 = repaint) is 0; blended by clamp(weight, 0, 1)."""
-    t = torch.round(timesteps.float()).long()
-    recip = schedule._at(schedule.sqrt_recip_alphas_cumprod, t, x)
-    recipm1 = schedule._at(schedule.sqrt_recipm1_alphas_cumprod, t, x)
-    x0_prediction = recip * x - recipm1 * eps
-    x0 = x0_prediction * mask + x0_origin * (1 - mask)
-    eps_prediction = (recip * x - x0) / recipm1
-    w = max(0.0, min(1.0, float(weight)))
-    return eps_prediction * w + eps * (1 - w)
+    return _corrected_eps(x, timesteps, eps, weight, schedule, lambda x0: x0 * mask + x0_origin * (1 - mask))
 
 
 def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -131,20 +137,18 @@ def colorfix_eps(x: torch.Tensor, timesteps: torch.Tensor, eps: torch.Tensor, x0
     frequencies and takes its low ones (box blur of radius k) from the hint's latent `x0_origin`. With a sharpness
     (tile_colorfix+sharp) the uncond rows (cond_mark 0) are blurred further by sharpness/100 of a box blur, which CFG
     turns into sharpening. Blended by clamp(weight, 0, 1)."""
-    t = torch.round(timesteps.float()).long()
-    recip = schedule._at(schedule.sqrt_recip_alphas_cumprod, t, x)
-    recipm1 = schedule._at(schedule.sqrt_recipm1_alphas_cumprod, t, x)
-    x0_prediction = recip * x - recipm1 * eps
-    x0 = x0_prediction - box_blur(x0_prediction, k) + box_blur(x0_origin, k)
-    if sharpness is not None:
+
+    def correct(x0_prediction: torch.Tensor) -> torch.Tensor:
+        x0 = x0_prediction - box_blur(x0_prediction, k) + box_blur(x0_origin, k)
+        if sharpness is None:
+            return x0
         detail = float(sharpness) * 0.01
         neg = detail * box_blur(x0, k) + (1 - detail) * x0
         mark = torch.ones(x.shape[0]) if cond_mark is None else cond_mark
         mark = mark.to(device=x.device, dtype=x0.dtype).reshape(-1, 1, 1, 1)
-        x0 = mark * x0 + (1 - mark) * neg
-    eps_prediction = (recip * x - x0) / recipm1
-    w = max(0.0, min(1.0, float(weight)))
-    return eps_prediction * w + eps * (1 - w)
+        return mark * x0 + (1 - mark) * neg
+
+    return _corrected_eps(x, timesteps, eps, weight, schedule, correct)
 
 
 @dataclasses.dataclass
